@@ -1,0 +1,40 @@
+# One entry point for set-up and checks. `make test` creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.td-pipeline-installed
+
+.PHONY: install test lint typecheck unit protos demo bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check td_pipeline td_pipeline_tests scripts
+	$(VENV)/bin/ruff format --check td_pipeline td_pipeline_tests scripts
+
+typecheck: install
+	$(VENV)/bin/mypy td_pipeline
+
+unit: install
+	$(PY) -m pytest
+
+test: lint typecheck unit
+
+# Regenerate the committed protobuf code after editing protos/ (a test checks they match).
+protos: install
+	$(PY) scripts/generate_protos.py
+
+demo: install
+	$(VENV)/bin/td-pipeline demo
+
+bench: install
+	$(PY) -m td_pipeline_tests.benchmarks.bench_proposal
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

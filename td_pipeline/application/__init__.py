@@ -1,0 +1,1 @@
+"""Ports (Protocols) and use-case steps; imports the domain only."""

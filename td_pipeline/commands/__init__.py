@@ -1,0 +1,1 @@
+"""Subcommands of the `td-pipeline` command, one module each (each exposes `register`)."""

@@ -1,0 +1,1 @@
+"""Pure domain: value objects, the task graph, proposal parsing, the prompt and events. Imports nothing of ours."""

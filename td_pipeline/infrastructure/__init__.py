@@ -1,0 +1,1 @@
+"""Adapters: gRPC clients, NATS consumer/publisher, payload models and mappers."""

@@ -1,0 +1,1 @@
+"""Dagster: partitions, resources, assets, checks, sensors, schedules and the Definitions."""
