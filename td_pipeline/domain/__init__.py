@@ -1,1 +1,4 @@
-"""Pure domain: value objects, the task graph, proposal parsing, the prompt and events. Imports nothing of ours."""
+"""Pure domain: value objects, the task graph, proposal parsing, prompt and events.
+
+Imports nothing of ours outside this package.
+"""
