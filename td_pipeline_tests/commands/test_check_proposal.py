@@ -1,0 +1,167 @@
+"""`td-pipeline check-proposal` over the answer corpus: the verdict, the JSON shape, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from td_pipeline.cli import main
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+EXPECTED: dict[str, dict[str, Any]] = json.loads((CORPUS / "expected.json").read_text())
+VALID_KEYS = {
+    "tasks",
+    "edges",
+    "order",
+    "waves",
+    "critical_path",
+    "redundant_edges",
+    "uncovered_criteria",
+    "warnings",
+}
+TASK_KEYS = {"key", "title", "description", "role", "estimated_hours", "priority", "covers"}
+
+
+def check(path: Path, expected: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> Any:
+    code = main(
+        [
+            "check-proposal",
+            str(path),
+            "--roles",
+            ",".join(expected["roles"]),
+            "--criteria",
+            str(expected["criteria"]),
+            "--min-tasks",
+            str(expected["min_tasks"]),
+            "--max-tasks",
+            str(expected["max_tasks"]),
+            "--json",
+        ]
+    )
+    verdict = json.loads(capsys.readouterr().out)
+    assert code == (0 if expected["valid"] else 1), verdict
+    return verdict
+
+
+def test_the_corpus_is_large_and_varied() -> None:
+    answers = sorted((CORPUS / "answers").iterdir())
+    assert {path.name for path in answers} == set(EXPECTED)
+    assert len(answers) >= 30
+    assert sum(e["valid"] for e in EXPECTED.values()) >= 10
+    assert sum(not e["valid"] for e in EXPECTED.values()) >= 10
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_verdict_on_each_corpus_answer(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    expected = EXPECTED[name]
+    verdict = check(CORPUS / "answers" / name, expected, capsys)
+
+    if expected["valid"]:
+        assert set(verdict) == VALID_KEYS
+        assert len(verdict["tasks"]) == expected["task_count"]
+        assert len(verdict["edges"]) == expected["edges"]
+        assert all(set(task) == TASK_KEYS for task in task_list(verdict))
+        position = {key: index for index, key in enumerate(verdict["order"])}
+        assert all(position[e["to"]] < position[e["from"]] for e in verdict["edges"])
+        assert sorted(k for wave in verdict["waves"] for k in wave) == sorted(position)
+    else:
+        assert set(verdict) == {"errors", "warnings"}
+        assert sorted({error["code"] for error in verdict["errors"]}) == expected["error_codes"]
+        assert all(error["message"] for error in verdict["errors"])
+
+
+def task_list(verdict: dict[str, Any]) -> list[dict[str, Any]]:
+    tasks: list[dict[str, Any]] = verdict["tasks"]
+    return tasks
+
+
+def test_analysis_of_a_known_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    answer = tmp_path / "answer.json"
+    answer.write_text(
+        json.dumps(
+            {
+                "tasks": [
+                    {"id": "A", "title": "Schema", "role": "dev", "hours": 2, "covers": [1]},
+                    {"id": "B", "title": "API", "role": "DEV", "hours": "5h", "depends_on": ["A"]},
+                    {"id": "C", "title": "UI", "role": "developer", "hours": 3, "depends_on": "A"},
+                    {"id": "D", "title": "E2E", "role": "qa", "hours": 1, "depends_on": "B,C,A"},
+                ]
+            }
+        )
+    )
+    code = main(
+        ["check-proposal", str(answer), "--roles", "developer,qa", "--criteria", "2", "--json"]
+    )
+    verdict = json.loads(capsys.readouterr().out)
+
+    assert code == 0
+    assert verdict["order"] == ["A", "B", "C", "D"]
+    assert verdict["waves"] == [["A"], ["B", "C"], ["D"]]
+    assert verdict["critical_path"] == {"keys": ["A", "B", "D"], "hours": 8}
+    assert verdict["redundant_edges"] == [{"from": "D", "to": "A"}]
+    assert verdict["uncovered_criteria"] == [2]
+    assert [t["role"] for t in verdict["tasks"]] == ["DEVELOPER", "DEVELOPER", "DEVELOPER", "QA"]
+
+
+def test_readable_report_names_the_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer = tmp_path / "cyclic.json"
+    answer.write_text(
+        '{"tasks": [{"id": "1", "title": "Build", "depends_on": [2]},'
+        ' {"id": "2", "title": "Test", "depends_on": [1]}]}'
+    )
+
+    code = main(["check-proposal", str(answer)])
+    report = capsys.readouterr().out
+
+    assert code == 1
+    assert report.startswith("INVALID")
+    assert "[cycle]" in report and "Build" in report and "Test" in report
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["check-proposal", "/nonexistent/answer.txt"],
+        ["check-proposal", "-", "--roles", " , "],
+        ["check-proposal", "-", "--min-tasks", "5", "--max-tasks", "2"],
+        ["check-proposal", "-", "--criteria", "many"],
+        ["check-proposal"],
+    ],
+)
+def test_usage_errors_exit_2(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(arguments)
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = int(exit_.code or 0)
+    assert code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_console_script_reads_standard_input() -> None:
+    script = Path(sys.executable).with_name("td-pipeline")
+    answer = (
+        '```json\n{"tasks": [{"title": "Write the migration", "hours": 2, "priority": "high"}]}'
+        "\n```"
+    )
+
+    result = subprocess.run(
+        [str(script), "check-proposal", "-", "--json"],
+        input=answer,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["tasks"][0]["key"] == "T1"
+    assert verdict["tasks"][0]["priority"] == 2
+    assert any("role" in warning for warning in verdict["warnings"])
