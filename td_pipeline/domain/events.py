@@ -1,0 +1,75 @@
+"""The outcome events of a derivation: exactly what Planning waits for.
+
+Serialisation to the wire lives in infrastructure; these only hold and check the facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from td_pipeline.domain.values import DerivationId, PlanId, StoryId
+
+MAX_REASON_LENGTH = 2_000
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("occurred_at must carry a time zone")
+    return moment.astimezone(UTC)
+
+
+def _message_id(derivation: DerivationId | None, plan: PlanId, story: StoryId, outcome: str) -> str:
+    # One id per attempt and outcome: a publish we retry lands once in JetStream's dedup window.
+    subject = derivation.value if derivation else f"{plan.value}/{story.value}"
+    return f"td-pipeline:{subject}:{outcome}"
+
+
+@dataclass(frozen=True, slots=True)
+class DerivationCompleted:
+    plan_id: PlanId
+    story_id: StoryId
+    task_count: int
+    occurred_at: datetime
+    derivation_request_id: DerivationId | None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.task_count, bool) or self.task_count < 0:
+            raise ValueError(f"task_count must be a count, not {self.task_count!r}")
+        object.__setattr__(self, "occurred_at", _utc(self.occurred_at))
+
+    @property
+    def outcome(self) -> str:
+        return "completed"
+
+    def message_id(self) -> str:
+        return _message_id(self.derivation_request_id, self.plan_id, self.story_id, self.outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class DerivationFailed:
+    plan_id: PlanId
+    story_id: StoryId
+    reason: str
+    requires_manual_review: bool
+    occurred_at: datetime
+    derivation_request_id: DerivationId | None
+
+    def __post_init__(self) -> None:
+        reason = self.reason.strip()
+        if not reason:
+            raise ValueError("a failed derivation needs a reason")
+        if len(reason) > MAX_REASON_LENGTH:
+            reason = reason[: MAX_REASON_LENGTH - 1] + "…"
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "occurred_at", _utc(self.occurred_at))
+
+    @property
+    def outcome(self) -> str:
+        return "failed"
+
+    def message_id(self) -> str:
+        return _message_id(self.derivation_request_id, self.plan_id, self.story_id, self.outcome)
+
+
+DerivationOutcome = DerivationCompleted | DerivationFailed
