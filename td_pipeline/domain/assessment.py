@@ -14,9 +14,9 @@ from td_pipeline.domain.proposal import (
     ParsedProposal,
     ProposalFormat,
     TaskDraft,
+    TaskReferences,
     UnparseableProposal,
     parse_proposal,
-    resolve_dependency,
 )
 from td_pipeline.domain.task_graph import (
     DependencyEdge,
@@ -200,9 +200,10 @@ def _check_draft(draft: TaskDraft, position: int, rules: DerivationRules) -> _Ch
 def _edges(drafts: Sequence[TaskDraft]) -> tuple[list[DependencyEdge], list[Issue]]:
     edges: list[DependencyEdge] = []
     issues: list[Issue] = []
+    references = TaskReferences(drafts)
     for draft in drafts:
         for reference in draft.depends_on:
-            prerequisite = resolve_dependency(reference, drafts)
+            prerequisite = references.resolve(reference)
             if prerequisite is None:
                 issues.append(
                     Issue(

@@ -384,18 +384,32 @@ def parse_proposal(text: str) -> ParsedProposal | UnparseableProposal:
     return UnparseableProposal("unparseable", "no task list found in the answer")
 
 
-def _same_number(a: str, b: str) -> bool:
-    return a.isdigit() and b.isdigit() and int(a) == int(b)
+def _normalized_title(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+class TaskReferences:
+    """Resolves what a dependency names: a task id (numbers compare as numbers, "01" == "1")
+    or a title (case and white space ignored). Ids win over titles; the first task wins."""
+
+    def __init__(self, drafts: Sequence[TaskDraft]) -> None:
+        self._by_key: dict[str, TaskDraft] = {}
+        self._by_title: dict[str, TaskDraft] = {}
+        for draft in drafts:
+            self._by_key.setdefault(self._key(draft.key), draft)
+            if draft.title is not None:
+                self._by_title.setdefault(_normalized_title(draft.title), draft)
+
+    @staticmethod
+    def _key(text: str) -> str:
+        stripped = text.strip()
+        return str(int(stripped)) if stripped.isdigit() else stripped
+
+    def resolve(self, reference: str) -> TaskDraft | None:
+        found = self._by_key.get(self._key(reference))
+        return found or self._by_title.get(_normalized_title(reference))
 
 
 def resolve_dependency(reference: str, drafts: Sequence[TaskDraft]) -> TaskDraft | None:
-    """The task a dependency names: by id (numbers compare as numbers) or by title."""
-    wanted = reference.strip()
-    for draft in drafts:
-        if draft.key == wanted or _same_number(draft.key, wanted):
-            return draft
-    normalized = " ".join(wanted.casefold().split())
-    for draft in drafts:
-        if draft.title is not None and " ".join(draft.title.casefold().split()) == normalized:
-            return draft
-    return None
+    """The task a dependency names, or None (see `TaskReferences`)."""
+    return TaskReferences(drafts).resolve(reference)
