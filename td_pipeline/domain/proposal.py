@@ -32,15 +32,22 @@ REFUSAL = re.compile(
     re.IGNORECASE,
 )
 THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+# `TASK_ID:`, `Task ID:`, `**TITLE:**`, `- ROLE:` ... one field per line.
 LEGACY_LINE = re.compile(
-    r"^\s*(?:[-*]\s*)?\**\s*(TASK_ID|TITLE|DESCRIPTION|ROLE|ESTIMATED_HOURS|PRIORITY|KEYWORDS"
-    r"|DEPENDS_ON)\s*\**\s*:\s*\**\s*(.*?)\s*$",
+    r"^\s*(?:[-*]\s*)?\**\s*(TASK[ _]?ID|TITLE|DESCRIPTION|ROLE|ESTIMATED[ _]HOURS|PRIORITY"
+    r"|KEYWORDS|DEPENDS[ _]ON)\s*\**\s*:\s*\**\s*(.*?)\s*$",
     re.IGNORECASE,
 )
+LEGACY_FIELD_NAMES = {
+    "TASKID": "TASK_ID",
+    "ESTIMATEDHOURS": "ESTIMATED_HOURS",
+    "DEPENDSON": "DEPENDS_ON",
+}
 SEPARATOR = re.compile(r"^\s*-{3,}\s*$")
 NONE_WORDS = {"", "none", "-", "n/a", "na", "null", "nil", "[]"}
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 CRITERION = re.compile(r"(\d+)")
+TASK_NUMBER = re.compile(r"task\s*#?\s*(\d+)", re.IGNORECASE)
 
 
 class ProposalFormat(StrEnum):
@@ -141,20 +148,21 @@ def _references(value: Any) -> tuple[str, ...]:
 
 
 def _criteria(value: Any) -> tuple[int, ...]:
-    items = value if isinstance(value, list | tuple) else [value] if value is not None else []
-    numbers: list[int] = []
-    for item in items:
-        if isinstance(item, bool):
-            continue
-        if isinstance(item, int):
-            number = item
-        elif match := CRITERION.search(str(item)):
-            number = int(match.group(1))
-        else:
-            continue
-        if number not in numbers:
-            numbers.append(number)
-    return tuple(numbers)
+    """Criterion numbers from `[1, 2]`, `["AC1", "AC-2"]`, `"1, 3"` or `"criterion 4"`.
+    In a list, each entry names one criterion (its first number, as in "AC1: users can...")."""
+    if value is None or isinstance(value, bool):
+        return ()
+    if isinstance(value, str):
+        found = [int(n) for n in CRITERION.findall(value)]
+    else:
+        items = value if isinstance(value, list | tuple) else [value]
+        found = []
+        for item in items:
+            if isinstance(item, int) and not isinstance(item, bool):
+                found.append(item)
+            elif not isinstance(item, bool) and (match := CRITERION.search(str(item))):
+                found.append(int(match.group(1)))
+    return tuple(dict.fromkeys(found))
 
 
 def _first(mapping: Mapping[str, Any], names: Sequence[str]) -> Any:
@@ -295,7 +303,9 @@ def _legacy_blocks(text: str) -> list[dict[str, str]]:
             continue
         match = LEGACY_LINE.match(line)
         if match:
-            field, value = match.group(1).upper(), match.group(2).strip().strip("*").strip()
+            field = re.sub(r"[ _]", "", match.group(1).upper())
+            field = LEGACY_FIELD_NAMES.get(field, field)
+            value = match.group(2).strip().strip("*").strip()
             if field in ("TASK_ID", "TITLE") and field in current:
                 close()  # the same field again: the next task has begun
             current[field] = value
@@ -407,7 +417,11 @@ class TaskReferences:
 
     def resolve(self, reference: str) -> TaskDraft | None:
         found = self._by_key.get(self._key(reference))
-        return found or self._by_title.get(_normalized_title(reference))
+        found = found or self._by_title.get(_normalized_title(reference))
+        if found is None and (numbered := TASK_NUMBER.fullmatch(reference.strip())):
+            # "Task 2" / "task #2" for an answer whose ids are plain numbers.
+            found = self._by_key.get(self._key(numbered.group(1)))
+        return found
 
 
 def resolve_dependency(reference: str, drafts: Sequence[TaskDraft]) -> TaskDraft | None:

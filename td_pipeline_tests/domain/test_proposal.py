@@ -239,3 +239,32 @@ def test_unparseable_answers_say_why(text: str, code: str, says: str) -> None:
 def test_trailing_commas_are_tolerated() -> None:
     result = parsed('{"tasks": [{"title": "A", "covers": [1,],}, {"title": "B, C",},],}')
     assert [t.title for t in result.tasks] == ["A", "B, C"]
+
+
+def test_legacy_keys_with_spaces_and_any_case() -> None:
+    text = (
+        "Task ID: 1\nTitle: Add the importer\nEstimated Hours: 4\nDepends On: none\n\n"
+        "Task ID: 2\nTitle: Test the importer\nRole: QA\nEstimated hours: 2\nDepends on: 1\n"
+    )
+    first, second = parsed(text).tasks
+    assert (first.key, first.estimated_hours, second.key, second.depends_on) == (
+        "1",
+        4,
+        "2",
+        ("1",),
+    )
+
+
+@pytest.mark.parametrize("reference", ["Task 1", "task #1", "TASK1"])
+def test_task_number_references(reference: str) -> None:
+    tasks = parsed(json.dumps([{"id": 1, "title": "A"}, {"id": 2, "title": "B"}])).tasks
+    assert resolve_dependency(reference, tasks) is tasks[0]
+
+
+@pytest.mark.parametrize(
+    ("covers", "expected"),
+    [("1, 3", (1, 3)), (["AC1: users can pay", "AC-2"], (1, 2)), (2, (2,)), ([1, 1, 2], (1, 2))],
+)
+def test_criteria_in_any_shape(covers: object, expected: tuple[int, ...]) -> None:
+    (task,) = parsed(json.dumps([{"title": "A", "covers": covers}])).tasks
+    assert task.covers == expected
