@@ -1,0 +1,353 @@
+"""Planning stand-in: `TaskDerivationPlanningService` over SQLite, behaving like the fleet's.
+
+Like the real one it creates tasks one by one (a failure part-way leaves the first ones), answers
+NOT_FOUND for an unknown plan and INVALID_ARGUMENT for bad input. Fault knobs let tests
+simulate outages, slowness and partial failures.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from td_pipeline.gen.fleet.task_derivation.v1 import task_derivation_pb2 as pb
+from td_pipeline.gen.fleet.task_derivation.v1 import task_derivation_pb2_grpc as pb_grpc
+from td_pipeline.sandbox.grpc_server import RunningServer, start_grpc_server
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stories (
+    plan_id TEXT PRIMARY KEY, story_id TEXT NOT NULL, title TEXT NOT NULL,
+    description TEXT NOT NULL, acceptance_criteria TEXT NOT NULL, technical_notes TEXT NOT NULL,
+    roles TEXT NOT NULL, context TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT UNIQUE NOT NULL, plan_id TEXT NOT NULL,
+    story_id TEXT NOT NULL, title TEXT NOT NULL, description TEXT NOT NULL,
+    estimated_hours INTEGER NOT NULL, priority INTEGER NOT NULL, assigned_role TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dependencies (
+    plan_id TEXT NOT NULL, story_id TEXT NOT NULL, from_task_id TEXT NOT NULL,
+    to_task_id TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (from_task_id, to_task_id)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SampleStory:
+    plan_id: str
+    story_id: str
+    title: str
+    description: str
+    acceptance_criteria: tuple[str, ...]
+    technical_notes: str
+    roles: tuple[str, ...]
+    context: dict[str, list[str]]
+
+
+def load_sample_stories(path: Path | None = None) -> tuple[SampleStory, ...]:
+    """The seed stories (`data/stories.json` unless another file is given)."""
+    if path is None:
+        text = resources.files("td_pipeline.sandbox").joinpath("data/stories.json").read_text()
+    else:
+        text = path.read_text()
+    return tuple(
+        SampleStory(
+            plan_id=item["plan_id"],
+            story_id=item["story_id"],
+            title=item["title"],
+            description=item["description"],
+            acceptance_criteria=tuple(item["acceptance_criteria"]),
+            technical_notes=item["technical_notes"],
+            roles=tuple(item["roles"]),
+            context=item["context"],
+        )
+        for item in json.loads(text)["stories"]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTask:
+    task_id: str
+    plan_id: str
+    story_id: str
+    title: str
+    description: str
+    estimated_hours: int
+    priority: int
+    assigned_role: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDependency:
+    from_task_id: str
+    to_task_id: str
+    reason: str
+
+
+class PlanningStore:
+    """Plans, stories, tasks and dependencies in one SQLite file, shared by the servers."""
+
+    def __init__(self, path: Path | str = ":memory:") -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.executescript(SCHEMA)
+
+    def seed(self, stories: tuple[SampleStory, ...]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO stories VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        s.plan_id,
+                        s.story_id,
+                        s.title,
+                        s.description,
+                        json.dumps(s.acceptance_criteria),
+                        s.technical_notes,
+                        json.dumps(s.roles),
+                        json.dumps(s.context),
+                    )
+                    for s in stories
+                ],
+            )
+
+    def story_of_plan(self, plan_id: str) -> SampleStory | None:
+        return self._story("SELECT * FROM stories WHERE plan_id = ?", plan_id)
+
+    def story(self, story_id: str) -> SampleStory | None:
+        return self._story("SELECT * FROM stories WHERE story_id = ?", story_id)
+
+    def _story(self, query: str, value: str) -> SampleStory | None:
+        with self._lock:
+            row = self._db.execute(query, (value,)).fetchone()
+        if row is None:
+            return None
+        return SampleStory(
+            plan_id=row["plan_id"],
+            story_id=row["story_id"],
+            title=row["title"],
+            description=row["description"],
+            acceptance_criteria=tuple(json.loads(row["acceptance_criteria"])),
+            technical_notes=row["technical_notes"],
+            roles=tuple(json.loads(row["roles"])),
+            context=json.loads(row["context"]),
+        )
+
+    def add_task(self, task: StoredTask) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO tasks (task_id, plan_id, story_id, title, description,"
+                " estimated_hours, priority, assigned_role) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    task.task_id,
+                    task.plan_id,
+                    task.story_id,
+                    task.title,
+                    task.description,
+                    task.estimated_hours,
+                    task.priority,
+                    task.assigned_role,
+                ),
+            )
+
+    def tasks(self, story_id: str) -> tuple[StoredTask, ...]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM tasks WHERE story_id = ? ORDER BY seq", (story_id,)
+            ).fetchall()
+        return tuple(
+            StoredTask(
+                task_id=row["task_id"],
+                plan_id=row["plan_id"],
+                story_id=row["story_id"],
+                title=row["title"],
+                description=row["description"],
+                estimated_hours=row["estimated_hours"],
+                priority=row["priority"],
+                assigned_role=row["assigned_role"],
+            )
+            for row in rows
+        )
+
+    def known_task_ids(self, task_ids: set[str]) -> set[str]:
+        with self._lock:
+            placeholders = ",".join("?" * len(task_ids))
+            rows = self._db.execute(
+                f"SELECT task_id FROM tasks WHERE task_id IN ({placeholders})",
+                tuple(task_ids),
+            ).fetchall()
+        return {row["task_id"] for row in rows}
+
+    def save_dependencies(self, plan_id: str, story_id: str, edges: list[StoredDependency]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO dependencies VALUES (?, ?, ?, ?, ?)",
+                [(plan_id, story_id, e.from_task_id, e.to_task_id, e.reason) for e in edges],
+            )
+
+    def dependencies(self, story_id: str) -> tuple[StoredDependency, ...]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT from_task_id, to_task_id, reason FROM dependencies"
+                " WHERE story_id = ? ORDER BY rowid",
+                (story_id,),
+            ).fetchall()
+        return tuple(StoredDependency(row[0], row[1], row[2]) for row in rows)
+
+
+@dataclass
+class PlanningFaults:
+    """Knobs for tests. Mutable on purpose: a test turns them while the server runs."""
+
+    fail_after_creates: int | None = None  # UNAVAILABLE once this many more tasks were created
+    latency_seconds: float = 0.0
+    unavailable_until: float = 0.0  # time.monotonic() deadline
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def unavailable_for(self, seconds: float) -> None:
+        self.unavailable_until = time.monotonic() + seconds
+
+    def before_call(self, context: grpc.ServicerContext) -> None:
+        if self.latency_seconds:
+            time.sleep(self.latency_seconds)
+        if time.monotonic() < self.unavailable_until:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "planning is unavailable (fault knob)")
+
+    def before_create(self, context: grpc.ServicerContext) -> None:
+        with self._lock:
+            if self.fail_after_creates is None:
+                return
+            if self.fail_after_creates <= 0:
+                self.fail_after_creates = None
+                context.abort(grpc.StatusCode.UNAVAILABLE, "planning failed mid-way (fault knob)")
+            self.fail_after_creates -= 1
+
+
+def _require(context: grpc.ServicerContext, condition: bool, message: str) -> None:
+    if not condition:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+class PlanningServicer(pb_grpc.TaskDerivationPlanningServiceServicer):
+    def __init__(self, store: PlanningStore, faults: PlanningFaults) -> None:
+        self._store = store
+        self._faults = faults
+
+    def GetPlanContext(
+        self, request: pb.GetPlanContextRequest, context: grpc.ServicerContext
+    ) -> pb.GetPlanContextResponse:
+        self._faults.before_call(context)
+        _require(context, bool(request.plan_id.strip()), "plan_id is required")
+        story = self._store.story_of_plan(request.plan_id)
+        if story is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"plan {request.plan_id} not found")
+        return pb.GetPlanContextResponse(
+            plan_context=pb.PlanContext(
+                plan_id=story.plan_id,
+                story_id=story.story_id,
+                title=story.title,
+                description=story.description,
+                acceptance_criteria=story.acceptance_criteria,
+                technical_notes=story.technical_notes,
+                roles=story.roles,
+            )
+        )
+
+    def CreateTasks(
+        self, request: pb.CreateTasksRequest, context: grpc.ServicerContext
+    ) -> pb.CreateTasksResponse:
+        self._faults.before_call(context)
+        _require(context, len(request.commands) > 0, "commands must not be empty")
+        for index, command in enumerate(request.commands):
+            for name, value in (
+                ("plan_id", command.plan_id),
+                ("story_id", command.story_id),
+                ("title", command.title),
+                ("assigned_role", command.assigned_role),
+            ):
+                _require(context, bool(value.strip()), f"commands[{index}].{name} is required")
+            _require(
+                context, command.estimated_hours >= 0, f"commands[{index}].estimated_hours < 0"
+            )
+            if self._store.story_of_plan(command.plan_id) is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"plan {command.plan_id} not found")
+        task_ids = []
+        for command in request.commands:  # one by one, not atomic: as the fleet's Planning
+            self._faults.before_create(context)
+            task_id = f"T-{uuid.uuid4()}"
+            self._store.add_task(
+                StoredTask(
+                    task_id=task_id,
+                    plan_id=command.plan_id,
+                    story_id=command.story_id,
+                    title=command.title,
+                    description=command.description,
+                    estimated_hours=command.estimated_hours,
+                    priority=command.priority,
+                    assigned_role=command.assigned_role,
+                )
+            )
+            task_ids.append(task_id)
+        return pb.CreateTasksResponse(task_ids=task_ids)
+
+    def ListStoryTasks(
+        self, request: pb.ListStoryTasksRequest, context: grpc.ServicerContext
+    ) -> pb.ListStoryTasksResponse:
+        self._faults.before_call(context)
+        _require(context, bool(request.story_id.strip()), "story_id is required")
+        return pb.ListStoryTasksResponse(
+            tasks=[
+                pb.TaskSummary(
+                    task_id=task.task_id,
+                    title=task.title,
+                    priority=task.priority,
+                    assigned_role=task.assigned_role,
+                )
+                for task in self._store.tasks(request.story_id)
+            ]
+        )
+
+    def SaveTaskDependencies(
+        self, request: pb.SaveTaskDependenciesRequest, context: grpc.ServicerContext
+    ) -> pb.SaveTaskDependenciesResponse:
+        self._faults.before_call(context)
+        _require(context, bool(request.plan_id.strip()), "plan_id is required")
+        _require(context, bool(request.story_id.strip()), "story_id is required")
+        named = {e.from_task_id for e in request.edges} | {e.to_task_id for e in request.edges}
+        unknown = named - self._store.known_task_ids(named) if named else set()
+        _require(context, not unknown, f"edges name unknown tasks: {sorted(unknown)}")
+        for edge in request.edges:
+            _require(
+                context, edge.from_task_id != edge.to_task_id, f"{edge.from_task_id} -> itself"
+            )
+        self._store.save_dependencies(
+            request.plan_id,
+            request.story_id,
+            [StoredDependency(e.from_task_id, e.to_task_id, e.reason) for e in request.edges],
+        )
+        return pb.SaveTaskDependenciesResponse(success=True)
+
+
+def serve_planning(
+    store: PlanningStore,
+    faults: PlanningFaults | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> RunningServer:
+    servicer = PlanningServicer(store, faults or PlanningFaults())
+
+    def register(server: Any) -> None:
+        pb_grpc.add_TaskDerivationPlanningServiceServicer_to_server(servicer, server)
+
+    service = pb.DESCRIPTOR.services_by_name["TaskDerivationPlanningService"].full_name
+    return start_grpc_server([register], [service], host=host, port=port)
