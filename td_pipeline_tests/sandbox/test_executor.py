@@ -1,0 +1,265 @@
+"""The executor stand-in over real sockets: gRPC in, JetStream out, in the fleet's shape."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import grpc
+import nats
+import pytest
+
+from td_pipeline.domain.assessment import DerivationRules, ValidProposal, assess_proposal
+from td_pipeline.domain.prompt import DerivationBrief, RoleContext, build_prompt
+from td_pipeline.domain.task_graph import TaskCountRange
+from td_pipeline.domain.values import PlanId, Role, StoryId
+from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as pb
+from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as pb_grpc
+from td_pipeline.sandbox.executor import RunningExecutor, serve_executor
+from td_pipeline.sandbox.llm import OFFLINE_MODEL, LlmRequest, OfflinePlanner, ReplayLlm
+from td_pipeline.sandbox.nats_server import NatsServer
+from td_pipeline.sandbox.planning import SampleStory, load_sample_stories
+
+STORIES = {story.story_id: story for story in load_sample_stories()}
+
+
+DEFAULT_LIMITS = TaskCountRange(2, 12)
+
+
+def prompt_for(story: SampleStory, task_count: TaskCountRange = DEFAULT_LIMITS) -> str:
+    roles = tuple(Role(r) for r in story.roles)
+    brief = DerivationBrief(
+        plan_id=PlanId(story.plan_id),
+        story_id=StoryId(story.story_id),
+        title=story.title,
+        description=story.description,
+        acceptance_criteria=story.acceptance_criteria,
+        technical_notes=story.technical_notes,
+        roles=roles,
+        role_contexts=tuple(RoleContext(role, "context") for role in roles),
+        task_count=task_count,
+    )
+    return build_prompt(brief).text
+
+
+def submission(story: SampleStory, derivation: str, **fields: Any) -> pb.ExecuteDeliberationRequest:
+    return pb.ExecuteDeliberationRequest(
+        task_id=f"derive-{story.plan_id}",
+        task_description=prompt_for(story),
+        role=story.roles[0],
+        constraints=pb.TaskConstraints(
+            story_id=story.story_id,
+            plan_id=story.plan_id,
+            timeout_seconds=60,
+            metadata={
+                "story_id": story.story_id,
+                "task_type": "TASK_DERIVATION",
+                "derivation_id": derivation,
+            },
+        ),
+        agents=[pb.Agent(id="agent-1", role=story.roles[0], model="m")],
+        **fields,
+    )
+
+
+async def next_message(
+    url: str, subject: str, derivation: str, timeout: float = 10
+) -> dict[str, Any]:
+    """The first message on `subject` whose metadata names `derivation`."""
+    connection = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        subscription = await connection.jetstream().subscribe(subject, ordered_consumer=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = await subscription.next_msg(timeout=deadline - time.monotonic())
+            body: dict[str, Any] = json.loads(message.data)
+            if body["constraints"]["metadata"].get("derivation_id") == derivation:
+                return body
+        raise TimeoutError(subject)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def replay_dir(tmp_path: Path) -> Path:
+    (tmp_path / "STORY-MFA.txt").write_text("@fail model overloaded\n")
+    (tmp_path / "STORY-DARK-MODE.txt").write_text("@never\n")
+    return tmp_path
+
+
+@pytest.fixture
+def executor(nats_server: NatsServer, replay_dir: Path) -> Iterator[RunningExecutor]:
+    running = serve_executor(nats_server.url, ReplayLlm(replay_dir))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def stub(executor: RunningExecutor) -> Iterator[pb_grpc.RayExecutorServiceStub]:
+    with grpc.insecure_channel(executor.address) as channel:
+        yield pb_grpc.RayExecutorServiceStub(channel)
+
+
+def wait_for_status(stub: pb_grpc.RayExecutorServiceStub, deliberation: str, status: str) -> None:
+    for _ in range(100):
+        request = pb.GetDeliberationStatusRequest(deliberation_id=deliberation)
+        if stub.GetDeliberationStatus(request, timeout=5).status == status:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{deliberation} never became {status}")
+
+
+def test_round_trip_publishes_the_fleet_shape_and_a_valid_graph(
+    nats_server: NatsServer, stub: pb_grpc.RayExecutorServiceStub
+) -> None:
+    story = STORIES["STORY-REFUNDS"]
+    answer = stub.ExecuteDeliberation(submission(story, "d-round-trip"), timeout=5)
+    event = asyncio.run(next_message(nats_server.url, "agent.response.completed", "d-round-trip"))
+
+    assert answer.status == "submitted" and answer.deliberation_id.startswith("delib-")
+    assert set(event) == {
+        "task_id",
+        "agent_id",
+        "role",
+        "status",
+        "duration_ms",
+        "timestamp",
+        "num_agents",
+        "proposal",
+        "constraints",
+    }
+    assert (event["task_id"], event["status"], event["agent_id"]) == (
+        f"derive-{story.plan_id}",
+        "completed",
+        "agent-1",
+    )
+    assert event["proposal"]["model"] == OFFLINE_MODEL
+    assert event["constraints"]["metadata"] == {
+        "story_id": story.story_id,
+        "task_type": "TASK_DERIVATION",
+        "derivation_id": "d-round-trip",
+    }
+    assert (event["constraints"]["story_id"], event["constraints"]["plan_id"]) == (
+        story.story_id,
+        story.plan_id,
+    )
+    verdict = assess_proposal(
+        event["proposal"]["content"],
+        DerivationRules(
+            tuple(Role(r) for r in story.roles),
+            len(story.acceptance_criteria),
+            TaskCountRange(2, 12),
+        ),
+    )
+    assert isinstance(verdict, ValidProposal), verdict
+    assert verdict.graph.uncovered_criteria(len(story.acceptance_criteria)) == ()
+    wait_for_status(stub, answer.deliberation_id, "completed")
+    status = stub.GetDeliberationStatus(
+        pb.GetDeliberationStatusRequest(deliberation_id=answer.deliberation_id), timeout=5
+    )
+    assert status.result.proposal == event["proposal"]["content"]
+
+
+def test_failed_llm_publishes_agent_response_failed(
+    nats_server: NatsServer, stub: pb_grpc.RayExecutorServiceStub
+) -> None:
+    answer = stub.ExecuteDeliberation(submission(STORIES["STORY-MFA"], "d-fail"), timeout=5)
+    event = asyncio.run(next_message(nats_server.url, "agent.response.failed", "d-fail"))
+
+    assert event["status"] == "failed" and event["error"] == "model overloaded"
+    wait_for_status(stub, answer.deliberation_id, "failed")
+
+
+def test_lost_job_stays_running_and_unknown_is_not_found(
+    stub: pb_grpc.RayExecutorServiceStub,
+) -> None:
+    answer = stub.ExecuteDeliberation(submission(STORIES["STORY-DARK-MODE"], "d-lost"), timeout=5)
+    time.sleep(0.2)
+    status = stub.GetDeliberationStatus(
+        pb.GetDeliberationStatusRequest(deliberation_id=answer.deliberation_id), timeout=5
+    )
+    unknown = stub.GetDeliberationStatus(
+        pb.GetDeliberationStatusRequest(deliberation_id="delib-nope"), timeout=5
+    )
+    assert (status.status, unknown.status) == ("running", "not_found")
+
+
+def test_submission_without_a_prompt_is_answered_failed(
+    stub: pb_grpc.RayExecutorServiceStub,
+) -> None:
+    answer = stub.ExecuteDeliberation(pb.ExecuteDeliberationRequest(task_id="derive-x"), timeout=5)
+    assert (answer.status, answer.deliberation_id) == ("failed", "")
+    assert "required" in answer.message
+
+
+@pytest.mark.parametrize("story_id", sorted(STORIES))
+def test_offline_planner_answers_every_sample_story_validly(story_id: str) -> None:
+    story = STORIES[story_id]
+    for limits in (TaskCountRange(2, 12), TaskCountRange(3, 4)):
+        content = (
+            OfflinePlanner()
+            .answer(LlmRequest(prompt_for(story, limits), story.roles[0], story_id))
+            .content
+        )
+        rules = DerivationRules(
+            tuple(Role(r) for r in story.roles), len(story.acceptance_criteria), limits
+        )
+        verdict = assess_proposal(content, rules)
+        assert isinstance(verdict, ValidProposal), (limits, verdict)
+        assert verdict.graph.uncovered_criteria(len(story.acceptance_criteria)) == ()
+
+
+class ChatCompletions(BaseHTTPRequestHandler):
+    """A tiny OpenAI-compatible server: refuses json_schema (like some servers), then answers."""
+
+    requests: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        ChatCompletions.requests.append({"body": body, "auth": self.headers.get("Authorization")})
+        if body.get("response_format", {}).get("type") == "json_schema":
+            self.send_response(400)
+            self.end_headers()
+            return
+        reply = {
+            "model": body["model"],
+            "choices": [{"message": {"content": '{"tasks": [{"title": "From the stub"}]}'}}],
+            "usage": {"completion_tokens": 9},
+        }
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_openai_backend_against_a_chat_completions_server(
+    nats_server: NatsServer, stub: pb_grpc.RayExecutorServiceStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SANDBOX_LLM_API_KEY", "sk-test")
+    http = ThreadingHTTPServer(("127.0.0.1", 0), ChatCompletions)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{http.server_address[1]}"
+        request = submission(STORIES["STORY-REFUNDS"], "d-openai", vllm_url=url, vllm_model="qwen")
+        stub.ExecuteDeliberation(request, timeout=5)
+        event = asyncio.run(next_message(nats_server.url, "agent.response.completed", "d-openai"))
+    finally:
+        http.shutdown()
+
+    assert event["proposal"]["content"] == '{"tasks": [{"title": "From the stub"}]}'
+    assert (event["proposal"]["model"], event["proposal"]["tokens"]) == ("qwen", 9)
+    formats = [r["body"].get("response_format", {}).get("type") for r in ChatCompletions.requests]
+    assert formats == ["json_schema", "json_object"]
+    assert ChatCompletions.requests[-1]["auth"] == "Bearer sk-test"
+    assert "<acceptance_criteria>" in ChatCompletions.requests[-1]["body"]["messages"][0]["content"]
