@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from td_pipeline.commands import check_proposal
+from td_pipeline.sandbox import commands as sandbox_commands
 
 EXIT_USAGE = 2
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check_proposal.register(subcommands)
+    sandbox_commands.register(subcommands)
     return parser
 
 

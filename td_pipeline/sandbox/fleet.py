@@ -1,0 +1,93 @@
+"""The whole local fleet in one object: NATS with the fleet's streams, Planning, Context and
+the Ray Executor stand-in, all on loopback. Used by `td-pipeline sandbox up`, the demo and the
+end-to-end tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from td_pipeline.sandbox.context import serve_context
+from td_pipeline.sandbox.executor import RunningExecutor, serve_executor
+from td_pipeline.sandbox.grpc_server import RunningServer
+from td_pipeline.sandbox.llm import LlmBackend, OfflinePlanner
+from td_pipeline.sandbox.nats_server import NatsServer
+from td_pipeline.sandbox.planning import (
+    PlanningFaults,
+    PlanningStore,
+    load_sample_stories,
+    serve_planning,
+)
+
+ENV_FILE_NAME = "sandbox.env"
+STORE_FILE_NAME = "planning.sqlite"
+
+
+@dataclass
+class LocalFleet:
+    state_dir: Path
+    backend: LlmBackend = field(default_factory=OfflinePlanner)
+    faults: PlanningFaults = field(default_factory=PlanningFaults)
+    nats: NatsServer | None = None
+    store: PlanningStore | None = None
+    planning: RunningServer | None = None
+    context: RunningServer | None = None
+    executor: RunningExecutor | None = None
+
+    def start(self) -> LocalFleet:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.nats = NatsServer(self.state_dir / "nats").start()
+            self.store = PlanningStore(self.state_dir / STORE_FILE_NAME)
+            self.store.seed(load_sample_stories())
+            self.planning = serve_planning(self.store, self.faults)
+            self.context = serve_context(self.store)
+            self.executor = serve_executor(self.nats.url, self.backend)
+        except BaseException:
+            self.stop()
+            raise
+        (self.state_dir / ENV_FILE_NAME).write_text("\n".join(self.env_lines()) + "\n")
+        return self
+
+    def environment(self) -> dict[str, str]:
+        if not (self.nats and self.planning and self.context and self.executor):
+            raise RuntimeError("the fleet is not running")
+        return {
+            "NATS_URL": self.nats.url,
+            "PLANNING_SERVICE_ADDRESS": self.planning.address,
+            "CONTEXT_SERVICE_ADDRESS": self.context.address,
+            "RAY_EXECUTOR_ADDRESS": self.executor.address,
+        }
+
+    def env_lines(self) -> list[str]:
+        return [f"{name}={value}" for name, value in self.environment().items()]
+
+    def stop(self) -> None:
+        for server in (self.executor, self.context, self.planning):
+            if server is not None:
+                server.stop()
+        self.executor = self.context = self.planning = None
+        if self.nats is not None:
+            self.nats.stop()
+            self.nats = None
+        (self.state_dir / ENV_FILE_NAME).unlink(missing_ok=True)
+
+    def __enter__(self) -> LocalFleet:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def read_env_file(state_dir: Path) -> dict[str, str]:
+    path = state_dir / ENV_FILE_NAME
+    if not path.is_file():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {name.strip(): value.strip() for name, value in pairs}

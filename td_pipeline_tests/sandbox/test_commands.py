@@ -1,0 +1,167 @@
+"""The sandbox CLI as a user runs it: real processes, real sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from td_pipeline.sandbox.fleet import read_env_file
+
+CLI = [str(Path(sys.executable).with_name("td-pipeline"))]
+
+
+def child_pids(pid: int) -> set[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(c) for c in children.read_text().split()} if children.exists() else set()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    return state != "Z"
+
+
+def run(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def sandbox(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[subprocess.Popen[str], Path, float]]:
+    state_dir = tmp_path_factory.mktemp("sandbox")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [*CLI, "sandbox", "up", "--state-dir", str(state_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (state_dir / "sandbox.env").exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() - started < 30, "sandbox up did not come up"
+        time.sleep(0.05)
+    ready_after = time.monotonic() - started
+    try:
+        yield process, state_dir, ready_after
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_sandbox_up_serves_quickly_on_loopback(
+    sandbox: tuple[subprocess.Popen[str], Path, float],
+) -> None:
+    _, state_dir, ready_after = sandbox
+    environment = read_env_file(state_dir)
+
+    assert ready_after < 5.0, f"sandbox up took {ready_after:.1f}s"
+    assert set(environment) == {
+        "NATS_URL",
+        "PLANNING_SERVICE_ADDRESS",
+        "CONTEXT_SERVICE_ADDRESS",
+        "RAY_EXECUTOR_ADDRESS",
+    }
+    assert environment["NATS_URL"].startswith("nats://127.0.0.1:")
+    assert all(
+        environment[name].startswith("127.0.0.1:") for name in environment if name != "NATS_URL"
+    )
+
+
+def test_tasks_request_and_watch_against_the_running_sandbox(
+    sandbox: tuple[subprocess.Popen[str], Path, float],
+) -> None:
+    _, state_dir, _ = sandbox
+    state = ["--state-dir", str(state_dir)]
+
+    tasks = run("tasks", "--story", "STORY-REFUNDS", *state)
+    watcher = subprocess.Popen(
+        [*CLI, "watch", "--count", "1", "--timeout", "20", *state],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # let the watcher subscribe before the event goes out
+    request = run("request", "--plan", "P", "--story", "S", "--envelope", *state)
+    # Nothing in the sandbox derives tasks (that is the pipeline's job): publish an outcome
+    # the way td-pipeline would, so the watcher has something to print.
+    publish = subprocess.run(
+        [sys.executable, "-c", PUBLISH_COMPLETED, read_env_file(state_dir)["NATS_URL"]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    watched, _ = watcher.communicate(timeout=30)
+
+    assert tasks.returncode == 0 and "no task for STORY-REFUNDS" in tasks.stdout
+    assert request.returncode == 0 and "requested derivation of S" in request.stdout
+    assert publish.returncode == 0, publish.stderr
+    assert watched.strip() == "completed  S  plan=P  tasks=3"
+
+
+PUBLISH_COMPLETED = """
+import asyncio, json, sys, nats
+async def main():
+    nc = await nats.connect(sys.argv[1])
+    await nc.jetstream().publish("task.derivation.completed", json.dumps(
+        {"plan_id": "P", "story_id": "S", "task_count": 3, "status": "success",
+         "occurred_at": "2026-11-24T10:30:00Z", "derivation_request_id": "d"}).encode())
+    await nc.close()
+asyncio.run(main())
+"""
+
+
+def test_interrupt_stops_every_child_process(
+    sandbox: tuple[subprocess.Popen[str], Path, float],
+) -> None:
+    process, state_dir, _ = sandbox
+    children = child_pids(process.pid)
+    assert children, "sandbox up should run nats-server as a child"
+
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=15)
+
+    assert process.returncode == 0
+    assert not any(alive(pid) for pid in children)
+    assert not (state_dir / "sandbox.env").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["tasks", "--story", "S", "--planning-address", "127.0.0.1:1"],
+        ["request", "--plan", "P", "--story", "S", "--nats-url", "nats://127.0.0.1:1"],
+        ["watch", "--nats-url", "nats://127.0.0.1:1", "--timeout", "1"],
+    ],
+)
+def test_unreachable_servers_give_one_line(arguments: list[str], tmp_path: Path) -> None:
+    result = run(*arguments, "--state-dir", str(tmp_path))
+
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("td-pipeline: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_addresses_are_explained(tmp_path: Path) -> None:
+    environment = {name: "" for name in ("NATS_URL", "PLANNING_SERVICE_ADDRESS")}
+    result = run("tasks", "--story", "S", "--state-dir", str(tmp_path), env=environment)
+    assert result.returncode == 1
+    assert "sandbox up" in result.stderr
