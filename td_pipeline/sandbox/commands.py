@@ -37,7 +37,7 @@ from td_pipeline.infrastructure.subjects import (
 )
 from td_pipeline.sandbox.fleet import STORE_FILE_NAME, LocalFleet, read_env_file
 from td_pipeline.sandbox.llm import LlmBackend, OfflinePlanner, OpenAICompatibleLlm, ReplayLlm
-from td_pipeline.sandbox.planning import PlanningStore
+from td_pipeline.sandbox.planning import PlanningFaults, PlanningStore
 
 DEFAULT_STATE_DIR = Path(".sandbox")
 CONNECT_TIMEOUT_SECONDS = 3.0
@@ -57,6 +57,21 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     up.add_argument("--llm-url", help="OpenAI-compatible base URL (with --llm openai)")
     up.add_argument("--llm-model", default="", help="model name (with --llm openai)")
     up.add_argument("--replay-dir", type=Path, help="canned answers per story (--llm replay)")
+    faults = up.add_argument_group("Planning fault knobs (for trying failure handling)")
+    faults.add_argument("--planning-latency", type=float, default=0.0, metavar="SECONDS")
+    faults.add_argument(
+        "--planning-fail-after",
+        type=int,
+        metavar="N",
+        help="CreateTasks fails with UNAVAILABLE after N more tasks (once)",
+    )
+    faults.add_argument(
+        "--planning-unavailable-for",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="every Planning RPC is UNAVAILABLE for this long after start",
+    )
     up.set_defaults(handler=_guarded(sandbox_up))
 
     request = subcommands.add_parser("request", help="publish a derivation request")
@@ -127,7 +142,12 @@ def sandbox_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with LocalFleet(args.state_dir, backend=_backend(args)) as fleet:
+    faults = PlanningFaults(
+        fail_after_creates=args.planning_fail_after, latency_seconds=args.planning_latency
+    )
+    if args.planning_unavailable_for:
+        faults.unavailable_for(args.planning_unavailable_for)
+    with LocalFleet(args.state_dir, backend=_backend(args), faults=faults) as fleet:
         for line in fleet.env_lines():
             print(line)
         print(f"# written to {args.state_dir / 'sandbox.env'}; Ctrl-C stops", flush=True)

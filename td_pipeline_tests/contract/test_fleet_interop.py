@@ -19,6 +19,7 @@ import pytest
 
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2, ray_executor_pb2_grpc
 from td_pipeline.gen.fleet.task_derivation.v1 import task_derivation_pb2, task_derivation_pb2_grpc
+from td_pipeline.sandbox.planning import PlanningStore, load_sample_stories, serve_planning
 
 PROTO_ROOT = Path(__file__).resolve().parents[2] / "protos" / "td_pipeline" / "gen"
 
@@ -146,3 +147,50 @@ def test_executor_peer_understands_our_submission(fleet_peer: grpc.Channel) -> N
 
     assert (answer.deliberation_id, answer.status) == ("d-1", "submitted")
     assert answer.message == "derive-P-1,DEVELOPER,S-1,P-1,600,TASK_DERIVATION,m,qwen"
+
+
+FLEET_CLIENT = textwrap.dedent(
+    """
+    import sys
+
+    import grpc
+    from grpc_tools import protoc
+
+    root, address = sys.argv[1], sys.argv[2]
+    proto = "fleet/task_derivation/v1/task_derivation.proto"
+    assert protoc.main(["protoc", f"-I{root}", f"--python_out={root}",
+                        f"--grpc_python_out={root}", proto]) == 0
+    sys.path.insert(0, root)
+    from fleet.task_derivation.v1 import task_derivation_pb2 as pb, task_derivation_pb2_grpc as rpc
+
+    planning = rpc.TaskDerivationPlanningServiceStub(grpc.insecure_channel(address))
+    plan = planning.GetPlanContext(pb.GetPlanContextRequest(plan_id="PLAN-PAY-1"), timeout=5)
+    created = planning.CreateTasks(pb.CreateTasksRequest(commands=[pb.TaskCreationCommand(
+        plan_id="PLAN-PAY-1", story_id=plan.plan_context.story_id, title="From the fleet",
+        estimated_hours=2, priority=1, assigned_role="QA")]), timeout=5)
+    listed = planning.ListStoryTasks(
+        pb.ListStoryTasksRequest(story_id=plan.plan_context.story_id), timeout=5)
+    print(plan.plan_context.story_id, len(plan.plan_context.acceptance_criteria),
+          created.task_ids[0] == listed.tasks[0].task_id, listed.tasks[0].assigned_role)
+    """
+)
+
+
+def test_a_fleet_client_talks_to_the_sandbox_planning(tmp_path: Path) -> None:
+    shutil.copytree(PROTO_ROOT / "fleet", tmp_path / "fleet")
+    store = PlanningStore()
+    store.seed(load_sample_stories())
+    running = serve_planning(store)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", FLEET_CLIENT, str(tmp_path), running.address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        running.stop()
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["STORY-REFUNDS", "4", "True", "QA"]
