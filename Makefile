@@ -30,8 +30,9 @@ test: lint typecheck unit
 protos: install
 	$(PY) scripts/generate_protos.py
 
+# Until the Dagster pipeline lands (issue 4), the demo is the local fleet, up until Ctrl-C.
 demo: install
-	$(VENV)/bin/td-pipeline demo
+	$(VENV)/bin/td-pipeline sandbox up
 
 bench: install
 	$(PY) -m td_pipeline_tests.benchmarks.bench_proposal
