@@ -6,6 +6,7 @@ everything else hands it coroutines with `run_coroutine_threadsafe`."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -17,6 +18,14 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 PUBLISH_TIMEOUT_SECONDS = 10.0
+
+
+log = logging.getLogger(__name__)
+
+
+async def _log_error(error: Exception) -> None:
+    # nats-py's default logs a full traceback for every failed reconnect attempt.
+    log.warning("NATS connection: %s", error or type(error).__name__)
 
 
 class JetStreamPublisher:
@@ -39,6 +48,7 @@ class JetStreamPublisher:
             connect_timeout=2,
             max_reconnect_attempts=120,
             reconnect_time_wait=0.5,
+            error_cb=_log_error,
         )
 
     def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:

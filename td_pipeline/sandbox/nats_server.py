@@ -70,6 +70,9 @@ class NatsServer:
                 *("-l", str(self.store_dir / "nats-server.log")),
             ],
             stdin=subprocess.DEVNULL,
+            # Its own session: a terminal's Ctrl-C must reach us, not the server, so that we
+            # stop our NATS clients before the server goes away.
+            start_new_session=True,
         )
         try:
             self._url = self._wait_for_port(ports_dir / f"nats-server_{self._process.pid}.ports")
