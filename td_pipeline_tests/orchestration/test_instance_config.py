@@ -1,0 +1,24 @@
+"""The repository's dagster.yaml is a valid instance config with the limits we rely on."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.run_coordinator import QueuedRunCoordinator
+
+DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+
+
+def test_dagster_loads_the_instance_config(tmp_path: Path) -> None:
+    shutil.copy(DAGSTER_YAML, tmp_path / "dagster.yaml")
+
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        coordinator = instance.run_coordinator
+        assert isinstance(coordinator, QueuedRunCoordinator)
+        assert coordinator.get_run_queue_config().tag_concurrency_limits == [
+            {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+        ]
+        assert instance.get_settings("telemetry")["enabled"] is False
+        assert instance.get_settings("sensors")["use_threads"] is True
