@@ -12,7 +12,7 @@ from typing import Protocol
 from td_pipeline.domain.plan import PlannedTask, StoryPlan
 from td_pipeline.domain.prompt import RoleContext
 from td_pipeline.domain.task_graph import TaskNode
-from td_pipeline.domain.values import PlanId, Role, StoryId
+from td_pipeline.domain.values import DerivationId, PlanId, Role, StoryId
 
 
 class PortError(Exception):
@@ -58,3 +58,42 @@ class PlanningPort(Protocol):
 
 class ContextPort(Protocol):
     def get_context(self, story_id: StoryId, role: Role, phase: str = "PLAN") -> RoleContext: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSubmission:
+    """One attempt at a derivation, handed to the Ray Executor. What the answer must be
+    correlated with (derivation id, attempt) travels in the submission's metadata."""
+
+    derivation_id: DerivationId
+    attempt: int
+    plan_id: PlanId
+    story_id: StoryId
+    role: Role
+    prompt: str
+    timeout_seconds: int
+    model: str = ""
+    vllm_url: str = ""
+
+    def __post_init__(self) -> None:
+        if self.attempt < 1:
+            raise ValueError("attempts count from 1")
+        if not self.prompt.strip():
+            raise ValueError("a submission needs a prompt")
+        if self.timeout_seconds < 1:
+            raise ValueError("timeout_seconds must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionReceipt:
+    deliberation_id: str
+    accepted: bool  # the executor took the job; False when it answered "failed" at once
+    message: str
+
+
+class ExecutorPort(Protocol):
+    def submit(self, submission: ExecutorSubmission) -> SubmissionReceipt: ...
+
+    def deliberation_status(self, deliberation_id: str) -> str:
+        """running, completed, failed or not_found."""
+        ...
