@@ -1,0 +1,42 @@
+"""A derivation request and the LLM's answer to one attempt, as the pipeline sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from td_pipeline.domain.values import DerivationId, PlanId, Role, StoryId
+
+
+@dataclass(frozen=True, slots=True)
+class DerivationRequest:
+    plan_id: PlanId
+    story_id: StoryId
+    roles: tuple[Role, ...]
+    requested_by: str
+    correlation_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.roles:
+            raise ValueError("a derivation request needs at least one role")
+        if len(set(self.roles)) != len(self.roles):
+            object.__setattr__(self, "roles", tuple(dict.fromkeys(self.roles)))
+
+
+@dataclass(frozen=True, slots=True)
+class LlmAnswer:
+    """The executor's answer for one of our attempts (ids as found in the response)."""
+
+    plan_id: PlanId
+    story_id: StoryId
+    text: str
+    derivation_id: DerivationId | None
+    attempt: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LlmFailureReport:
+    plan_id: PlanId
+    story_id: StoryId
+    reason: str
+    derivation_id: DerivationId | None
+    attempt: int | None

@@ -1,0 +1,199 @@
+"""Inbound NATS messages -> the domain, with a reason for everything that is refused.
+
+Peers send the bare payload or the fleet's envelope (contracts §1.1). Agent responses are
+shared by every agent of the fleet; only TASK_DERIVATION ones are ours (§1.3)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from td_pipeline.domain.derivation import DerivationRequest, LlmAnswer, LlmFailureReport
+from td_pipeline.domain.values import DerivationId, PlanId, Role, StoryId
+from td_pipeline.infrastructure.executor_client import (
+    METADATA_ATTEMPT,
+    METADATA_DERIVATION,
+    METADATA_TASK_TYPE,
+    TASK_TYPE,
+)
+from td_pipeline.infrastructure.payloads import (
+    AgentResponseCompleted,
+    AgentResponseFailed,
+    DerivationRequestedPayload,
+    EventEnvelope,
+    ProposalBody,
+)
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A message no retry can fix. Ids are set when they could be read, so that a failed
+    event can still answer the requester."""
+
+    reason: str
+    plan_id: PlanId | None = None
+    story_id: StoryId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotOurs:
+    """An agent response for another task type: acknowledged and ignored."""
+
+    task_type: str
+
+
+def _json_object(data: bytes, max_bytes: int) -> dict[str, Any] | Refused:
+    if len(data) > max_bytes:
+        return Refused(f"payload of {len(data)} bytes is over the {max_bytes}-byte limit")
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return Refused(f"payload is not JSON: {error}")
+    if not isinstance(value, dict):
+        return Refused(f"payload is a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _unwrap(value: dict[str, Any]) -> tuple[dict[str, Any], str | None] | Refused:
+    if "event_type" not in value or "payload" not in value:
+        return value, None
+    try:
+        envelope = EventEnvelope.model_validate(value)
+    except ValidationError as error:
+        return Refused(f"malformed envelope: {_first_error(error)}")
+    return envelope.payload, envelope.correlation_id
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "payload"
+    return f"{where}: {first['msg']}"
+
+
+def _readable_ids(raw: dict[str, Any]) -> tuple[PlanId | None, StoryId | None]:
+    def read(kind: type[PlanId] | type[StoryId], value: Any) -> Any:
+        try:
+            return kind(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
+
+    return read(PlanId, raw.get("plan_id")), read(StoryId, raw.get("story_id"))
+
+
+def decode_request(data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> DerivationRequest | Refused:
+    value = _json_object(data, max_bytes)
+    if isinstance(value, Refused):
+        return value
+    unwrapped = _unwrap(value)
+    if isinstance(unwrapped, Refused):
+        return unwrapped
+    raw, correlation_id = unwrapped
+    plan_id, story_id = _readable_ids(raw)
+    try:
+        payload = DerivationRequestedPayload.model_validate(raw)
+        return DerivationRequest(
+            plan_id=PlanId(payload.plan_id),
+            story_id=StoryId(payload.story_id),
+            roles=tuple(Role(role) for role in payload.roles),
+            requested_by=payload.requested_by,
+            correlation_id=correlation_id,
+        )
+    except ValidationError as error:
+        return Refused(f"invalid request: {_first_error(error)}", plan_id, story_id)
+    except ValueError as error:
+        return Refused(f"invalid request: {error}", plan_id, story_id)
+
+
+def _ids(
+    top: AgentResponseCompleted | AgentResponseFailed,
+) -> tuple[str | None, str | None]:
+    """Plan and story ids: top level, then constraints, then constraints.metadata (§1.3)."""
+    metadata = top.constraints.metadata
+    plan = top.plan_id or top.constraints.plan_id or metadata.get("plan_id")
+    story = top.story_id or top.constraints.story_id or metadata.get("story_id")
+    return plan, story
+
+
+def _answer_text(response: AgentResponseCompleted) -> str | None:
+    """result.proposal, then proposal.content, then a string proposal (§1.3)."""
+    if response.result is not None:
+        return response.result.proposal
+    if isinstance(response.proposal, ProposalBody):
+        return response.proposal.content
+    return response.proposal
+
+
+def _correlation(metadata: dict[str, str]) -> tuple[DerivationId | None, int | None]:
+    derivation_text = metadata.get(METADATA_DERIVATION, "")
+    attempt_text = metadata.get(METADATA_ATTEMPT, "")
+    try:
+        derivation = DerivationId(derivation_text) if derivation_text.strip() else None
+    except ValueError:
+        derivation = None
+    attempt = int(attempt_text) if attempt_text.strip().isdigit() else None
+    return derivation, attempt
+
+
+def _is_ours(metadata: dict[str, str]) -> bool:
+    return metadata.get(METADATA_TASK_TYPE, "").strip().upper() == TASK_TYPE
+
+
+def decode_agent_response(
+    data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES
+) -> LlmAnswer | NotOurs | Refused:
+    value = _json_object(data, max_bytes)
+    if isinstance(value, Refused):
+        return value
+    unwrapped = _unwrap(value)
+    if isinstance(unwrapped, Refused):
+        return unwrapped
+    raw, _ = unwrapped
+    try:
+        response = AgentResponseCompleted.model_validate(raw)
+    except ValidationError as error:
+        return Refused(f"invalid agent response: {_first_error(error)}", *_readable_ids(raw))
+    metadata = response.constraints.metadata
+    if not _is_ours(metadata):
+        return NotOurs(metadata.get(METADATA_TASK_TYPE, ""))
+    plan, story = _ids(response)
+    text = _answer_text(response)
+    try:
+        plan_id, story_id = PlanId(plan or ""), StoryId(story or "")
+    except ValueError as error:
+        return Refused(f"agent response without usable ids: {error}")
+    if text is None:
+        return Refused("agent response carries no answer text", plan_id, story_id)
+    derivation, attempt = _correlation(metadata)
+    return LlmAnswer(plan_id, story_id, text, derivation, attempt)
+
+
+def decode_agent_failure(
+    data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES
+) -> LlmFailureReport | NotOurs | Refused:
+    value = _json_object(data, max_bytes)
+    if isinstance(value, Refused):
+        return value
+    unwrapped = _unwrap(value)
+    if isinstance(unwrapped, Refused):
+        return unwrapped
+    raw, _ = unwrapped
+    try:
+        response = AgentResponseFailed.model_validate(raw)
+    except ValidationError as error:
+        return Refused(f"invalid agent failure: {_first_error(error)}", *_readable_ids(raw))
+    metadata = response.constraints.metadata
+    if not _is_ours(metadata):
+        return NotOurs(metadata.get(METADATA_TASK_TYPE, ""))
+    plan, story = _ids(response)
+    try:
+        plan_id, story_id = PlanId(plan or ""), StoryId(story or "")
+    except ValueError as error:
+        return Refused(f"agent failure without usable ids: {error}")
+    reason = (response.error or response.message or "the LLM job failed").strip()
+    derivation, attempt = _correlation(metadata)
+    return LlmFailureReport(plan_id, story_id, f"LLM failed: {reason}", derivation, attempt)
