@@ -40,3 +40,21 @@ class LlmFailureReport:
     reason: str
     derivation_id: DerivationId | None
     attempt: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DerivationAttempt:
+    """One attempt at deriving a story's tasks: what each run of its partition carries."""
+
+    plan_id: PlanId
+    story_id: StoryId
+    roles: tuple[Role, ...]
+    derivation_id: DerivationId
+    attempt: int
+    correlation_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.roles:
+            raise ValueError("an attempt needs at least one role")
+        if self.attempt < 1:
+            raise ValueError("attempts count from 1")

@@ -1,0 +1,336 @@
+"""The derivation as Dagster assets, per story partition. (No `from __future__ import
+annotations` here: Dagster reads the config and resource types from real annotations.)
+
+derive:  plan_context -> story_context -> derivation_prompt -> executor_submission
+persist: llm_proposal -> task_graph -> planning_tasks
+
+Every value is stored, so any step can be re-run from the UI without calling the LLM again."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+from pydantic import Field
+
+from td_pipeline.application.persistence import PersistedGraph, persist_task_graph
+from td_pipeline.application.ports import ExecutorSubmission, NotFound, PortError, Rejected
+from td_pipeline.domain.assessment import DerivationRules, InvalidProposal, assess_proposal
+from td_pipeline.domain.derivation import DerivationAttempt
+from td_pipeline.domain.plan import StoryPlan
+from td_pipeline.domain.prompt import DerivationBrief, DerivationPrompt, RoleContext, build_prompt
+from td_pipeline.domain.task_graph import TaskCountRange, TaskGraph
+from td_pipeline.domain.values import DerivationId, PlanId, Role
+from td_pipeline.infrastructure.prompt_templates import load_prompt_template
+from td_pipeline.orchestration.partitions import story_of_partition, story_partitions
+from td_pipeline.orchestration.resources import (
+    ContextResource,
+    DerivationSettings,
+    PlanningResource,
+    RayExecutorResource,
+)
+
+DERIVE = "derive"
+PERSIST = "persist"
+
+
+class DerivationRunConfig(dg.Config):
+    """What a derive run is asked to do (the sensor fills it from the request)."""
+
+    plan_id: str
+    roles: list[str] = Field(default_factory=lambda: ["DEVELOPER"])
+    derivation_id: str
+    attempt: int = 1
+    correlation_id: str | None = None
+
+
+class ProposalConfig(dg.Config):
+    """The LLM's answer for one attempt (the result sensor fills it from the response)."""
+
+    text: str
+    derivation_id: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDerivation:
+    attempt: DerivationAttempt
+    plan: StoryPlan
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionRecord:
+    derivation_id: DerivationId
+    deliberation_id: str
+    attempt: int
+    submitted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedProposal:
+    text: str
+    derivation_id: DerivationId
+    attempt: int
+
+
+def _failure(error: PortError) -> dg.Failure:
+    # NotFound / Rejected cannot be fixed by a retry; the description says which.
+    final = isinstance(error, NotFound | Rejected)
+    return dg.Failure(description=str(error), allow_retries=not final)
+
+
+@dg.asset(partitions_def=story_partitions, group_name=DERIVE, kinds={"grpc"})
+def plan_context(
+    context: dg.AssetExecutionContext, config: DerivationRunConfig, planning: PlanningResource
+) -> PlannedDerivation:
+    """The plan and story Planning holds, and the attempt this run belongs to."""
+    story_id = story_of_partition(context.partition_key)
+    try:
+        attempt = DerivationAttempt(
+            plan_id=PlanId(config.plan_id),
+            story_id=story_id,
+            roles=tuple(dict.fromkeys(Role(role) for role in config.roles)),
+            derivation_id=DerivationId(config.derivation_id),
+            attempt=config.attempt,
+            correlation_id=config.correlation_id,
+        )
+        plan = planning.client().get_plan(attempt.plan_id)
+    except ValueError as error:
+        raise dg.Failure(description=f"invalid run config: {error}", allow_retries=False) from error
+    except PortError as error:
+        raise _failure(error) from error
+    if plan.story_id != story_id:
+        raise dg.Failure(
+            description=f"plan {plan.plan_id.value} is for story {plan.story_id.value}, "
+            f"not {story_id.value}",
+            allow_retries=False,
+        )
+    context.add_output_metadata(
+        {
+            "plan_id": plan.plan_id.value,
+            "derivation_id": attempt.derivation_id.value,
+            "attempt": attempt.attempt,
+            "roles": ", ".join(role.value for role in attempt.roles),
+            "acceptance_criteria": len(plan.acceptance_criteria),
+            "title": plan.title,
+        }
+    )
+    return PlannedDerivation(attempt=attempt, plan=plan)
+
+
+@dg.asset(partitions_def=story_partitions, group_name=DERIVE, kinds={"grpc"})
+def story_context(
+    context: dg.AssetExecutionContext,
+    plan_context: PlannedDerivation,
+    context_service: ContextResource,
+) -> list[RoleContext]:
+    """What the Context service tells each requested role about the story (phase PLAN)."""
+    client = context_service.client()
+    try:
+        contexts = [
+            client.get_context(plan_context.attempt.story_id, role, "PLAN")
+            for role in plan_context.attempt.roles
+        ]
+    except PortError as error:
+        raise _failure(error) from error
+    context.add_output_metadata({f"{c.role.value} words": len(c.text.split()) for c in contexts})
+    return contexts
+
+
+@dg.asset(partitions_def=story_partitions, group_name=DERIVE)
+def derivation_prompt(
+    context: dg.AssetExecutionContext,
+    plan_context: PlannedDerivation,
+    story_context: list[RoleContext],
+    settings: DerivationSettings,
+) -> DerivationPrompt:
+    """One prompt with the plan, numbered criteria, notes, each role's context and limits."""
+    plan = plan_context.plan
+    try:
+        template = load_prompt_template(settings.prompt_template_path)
+        brief = DerivationBrief(
+            plan_id=plan.plan_id,
+            story_id=plan.story_id,
+            title=plan.title,
+            description=plan.description,
+            acceptance_criteria=plan.acceptance_criteria,
+            technical_notes=plan.technical_notes,
+            roles=plan_context.attempt.roles,
+            role_contexts=tuple(story_context),
+            task_count=settings.task_count(),
+        )
+    except ValueError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from error
+    prompt = build_prompt(brief, template)
+    context.add_output_metadata(
+        {
+            "template_version": prompt.template_version,
+            "characters": len(prompt.text),
+            "prompt": dg.MetadataValue.md(f"```\n{prompt.text}\n```"),
+        }
+    )
+    return prompt
+
+
+@dg.asset(partitions_def=story_partitions, group_name=DERIVE, kinds={"grpc"})
+def executor_submission(
+    context: dg.AssetExecutionContext,
+    plan_context: PlannedDerivation,
+    derivation_prompt: DerivationPrompt,
+    executor: RayExecutorResource,
+    settings: DerivationSettings,
+) -> SubmissionRecord:
+    """Hands the prompt to the Ray Executor; its answer arrives later on NATS."""
+    attempt = plan_context.attempt
+    submission = ExecutorSubmission(
+        derivation_id=attempt.derivation_id,
+        attempt=attempt.attempt,
+        plan_id=attempt.plan_id,
+        story_id=attempt.story_id,
+        role=attempt.roles[0],
+        prompt=derivation_prompt.text,
+        timeout_seconds=settings.llm_timeout_seconds,
+        model=settings.vllm_model,
+        vllm_url=settings.vllm_url,
+    )
+    try:
+        receipt = executor.client().submit(submission)
+    except PortError as error:
+        raise _failure(error) from error
+    if not receipt.accepted:
+        raise dg.Failure(description=f"the executor refused the job: {receipt.message}")
+    record = SubmissionRecord(
+        derivation_id=attempt.derivation_id,
+        deliberation_id=receipt.deliberation_id,
+        attempt=attempt.attempt,
+        submitted_at=datetime.now(UTC),
+    )
+    context.add_output_metadata(
+        {
+            "derivation_id": record.derivation_id.value,
+            "deliberation_id": record.deliberation_id,
+            "attempt": record.attempt,
+            "submitted_at": record.submitted_at.isoformat(),
+        }
+    )
+    return record
+
+
+@dg.asset(partitions_def=story_partitions, group_name=PERSIST)
+def llm_proposal(context: dg.AssetExecutionContext, config: ProposalConfig) -> ReceivedProposal:
+    """The LLM's raw answer, kept so later steps can be re-run without calling it again."""
+    try:
+        proposal = ReceivedProposal(
+            text=config.text,
+            derivation_id=DerivationId(config.derivation_id),
+            attempt=config.attempt,
+        )
+    except ValueError as error:
+        raise dg.Failure(description=f"invalid run config: {error}", allow_retries=False) from error
+    context.add_output_metadata(
+        {
+            "derivation_id": proposal.derivation_id.value,
+            "attempt": proposal.attempt,
+            "characters": len(proposal.text),
+            "answer": dg.MetadataValue.md(f"```\n{proposal.text[:20_000]}\n```"),
+        }
+    )
+    return proposal
+
+
+ACYCLIC_CHECK = "acyclic"
+COVERAGE_CHECK = "acceptance_criteria_covered"
+COUNT_CHECK = "task_count_in_range"
+
+
+@dg.asset(
+    partitions_def=story_partitions,
+    group_name=PERSIST,
+    check_specs=[
+        dg.AssetCheckSpec(ACYCLIC_CHECK, asset="task_graph"),
+        dg.AssetCheckSpec(COVERAGE_CHECK, asset="task_graph"),
+        dg.AssetCheckSpec(COUNT_CHECK, asset="task_graph"),
+    ],
+)
+def task_graph(
+    llm_proposal: ReceivedProposal,
+    plan_context: PlannedDerivation,
+    settings: DerivationSettings,
+) -> Iterator[dg.Output[TaskGraph] | dg.AssetCheckResult]:
+    """The answer parsed, validated and analysed (pure), with its checks."""
+    criteria = len(plan_context.plan.acceptance_criteria)
+    task_count = settings.task_count()
+    rules = DerivationRules(
+        allowed_roles=plan_context.attempt.roles, criteria_count=criteria, task_count=task_count
+    )
+    verdict = assess_proposal(llm_proposal.text, rules)
+    if isinstance(verdict, InvalidProposal):
+        problems = "; ".join(f"[{i.code.value}] {i.message}" for i in verdict.issues)
+        raise dg.Failure(
+            description=f"the LLM's answer is unusable: {problems}",
+            metadata={"error_codes": ", ".join(verdict.codes)},
+            allow_retries=False,
+        )
+    graph = verdict.graph
+    critical = graph.critical_path()
+    yield dg.Output(
+        graph,
+        metadata={
+            "tasks": len(graph.nodes),
+            "dependencies": len(graph.edges),
+            "critical_path_hours": critical.hours,
+            "critical_path": " -> ".join(k.value for k in critical.keys),
+            "waves": len(graph.waves()),
+            "warnings": "\n".join(verdict.warnings) or "none",
+        },
+    )
+    yield from graph_checks(graph, criteria, task_count)
+
+
+def graph_checks(
+    graph: TaskGraph, criteria: int, task_count: TaskCountRange
+) -> Iterator[dg.AssetCheckResult]:
+    # Recomputed from the graph itself, so a regression in validation shows up here.
+    position = {key: index for index, key in enumerate(graph.topological_order())}
+    ordered = len(position) == len(graph.nodes) and all(
+        position[edge.prerequisite] < position[edge.dependent] for edge in graph.edges
+    )
+    yield dg.AssetCheckResult(check_name=ACYCLIC_CHECK, passed=ordered)
+    uncovered = graph.uncovered_criteria(criteria)
+    yield dg.AssetCheckResult(
+        check_name=COVERAGE_CHECK,
+        passed=not uncovered,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"uncovered": ", ".join(map(str, uncovered)) or "none"},
+    )
+    count = len(graph.nodes)
+    yield dg.AssetCheckResult(
+        check_name=COUNT_CHECK,
+        passed=task_count.minimum <= count <= task_count.maximum,
+        metadata={"tasks": count, "range": f"{task_count.minimum}..{task_count.maximum}"},
+    )
+
+
+@dg.asset(partitions_def=story_partitions, group_name=PERSIST, kinds={"grpc"})
+def planning_tasks(
+    context: dg.AssetExecutionContext,
+    task_graph: TaskGraph,
+    plan_context: PlannedDerivation,
+    planning: PlanningResource,
+) -> PersistedGraph:
+    """The tasks and dependencies in Planning, under Planning's ids, never twice."""
+    attempt = plan_context.attempt
+    try:
+        persisted = persist_task_graph(
+            planning.client(), attempt.plan_id, attempt.story_id, task_graph
+        )
+    except PortError as error:
+        raise _failure(error) from error
+    context.add_output_metadata(
+        {
+            "created": len(persisted.created),
+            "already_in_planning": len(persisted.reused),
+            "dependencies": len(persisted.edges),
+        }
+    )
+    return persisted

@@ -1,0 +1,41 @@
+"""The one Definitions object of td-pipeline. Service addresses come from the environment."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from td_pipeline.orchestration.assets import (
+    derivation_prompt,
+    executor_submission,
+    llm_proposal,
+    plan_context,
+    planning_tasks,
+    story_context,
+    task_graph,
+)
+from td_pipeline.orchestration.jobs import derive_job, persist_job
+from td_pipeline.orchestration.resources import (
+    ContextResource,
+    DerivationSettings,
+    PlanningResource,
+    RayExecutorResource,
+)
+
+defs = dg.Definitions(
+    assets=[
+        plan_context,
+        story_context,
+        derivation_prompt,
+        executor_submission,
+        llm_proposal,
+        task_graph,
+        planning_tasks,
+    ],
+    jobs=[derive_job, persist_job],
+    resources={
+        "planning": PlanningResource(address=dg.EnvVar("PLANNING_SERVICE_ADDRESS")),
+        "context_service": ContextResource(address=dg.EnvVar("CONTEXT_SERVICE_ADDRESS")),
+        "executor": RayExecutorResource(address=dg.EnvVar("RAY_EXECUTOR_ADDRESS")),
+        "settings": DerivationSettings(),
+    },
+)

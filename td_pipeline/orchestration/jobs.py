@@ -1,0 +1,21 @@
+"""The two jobs of a derivation: up to the executor, and from the LLM's answer onwards."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from td_pipeline.orchestration.assets import DERIVE, PERSIST
+
+derive_job = dg.define_asset_job(
+    name="derive_tasks",
+    selection=dg.AssetSelection.groups(DERIVE),
+    executor_def=dg.in_process_executor,  # a process per step costs seconds each
+    description="Fetch the plan and context, build the prompt, submit it to the Ray Executor.",
+)
+
+persist_job = dg.define_asset_job(
+    name="persist_tasks",
+    selection=dg.AssetSelection.groups(PERSIST),
+    executor_def=dg.in_process_executor,
+    description="Parse and validate the LLM's answer, then create tasks and dependencies.",
+)

@@ -1,0 +1,138 @@
+"""Both jobs, in process, against the sandbox fleet over real sockets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import grpc
+import pytest
+
+from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as executor_pb2
+from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as executor_grpc
+from td_pipeline.orchestration.definitions import defs
+from td_pipeline.orchestration.partitions import story_partitions
+from td_pipeline.orchestration.resources import (
+    ContextResource,
+    DerivationSettings,
+    PlanningResource,
+    RayExecutorResource,
+)
+from td_pipeline.sandbox.fleet import LocalFleet
+
+STORY, PLAN = "STORY-REFUNDS", "PLAN-PAY-1"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    with LocalFleet(tmp_path_factory.mktemp("fleet")) as fleet:
+        yield fleet
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(story_partitions.name, [STORY])
+        yield instance
+
+
+def resources(fleet: LocalFleet) -> dict[str, Any]:
+    env = fleet.environment()
+    return {
+        "planning": PlanningResource(address=env["PLANNING_SERVICE_ADDRESS"]),
+        "context_service": ContextResource(address=env["CONTEXT_SERVICE_ADDRESS"]),
+        "executor": RayExecutorResource(address=env["RAY_EXECUTOR_ADDRESS"]),
+        "settings": DerivationSettings(min_tasks=2, max_tasks=12),
+    }
+
+
+def run(
+    job_name: str, fleet: LocalFleet, instance: dg.DagsterInstance, ops: dict[str, Any]
+) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def(job_name)
+    return job.execute_in_process(
+        run_config={"ops": ops},
+        instance=instance,
+        partition_key=STORY,
+        resources=resources(fleet),
+        raise_on_error=False,
+    )
+
+
+def answer_of(fleet: LocalFleet, deliberation_id: str) -> str:
+    with grpc.insecure_channel(fleet.environment()["RAY_EXECUTOR_ADDRESS"]) as channel:
+        stub = executor_grpc.RayExecutorServiceStub(channel)
+        for _ in range(100):
+            status = stub.GetDeliberationStatus(
+                executor_pb2.GetDeliberationStatusRequest(deliberation_id=deliberation_id),
+                timeout=5,
+            )
+            if status.status == "completed":
+                return status.result.proposal
+            time.sleep(0.05)
+    raise AssertionError("the executor never answered")
+
+
+def derive_config(derivation: str) -> dict[str, Any]:
+    return {
+        "plan_context": {
+            "config": {"plan_id": PLAN, "roles": ["DEVELOPER", "QA"], "derivation_id": derivation}
+        }
+    }
+
+
+def test_definitions_load() -> None:
+    dg.Definitions.validate_loadable(defs)
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {"derive_tasks", "persist_tasks"}
+
+
+def test_derive_then_persist_against_the_fleet(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    derived = run("derive_tasks", fleet, instance, derive_config("d-1"))
+    assert derived.success
+    submission = derived.output_for_node("executor_submission")
+    assert submission.derivation_id.value == "d-1" and submission.deliberation_id
+
+    answer = answer_of(fleet, submission.deliberation_id)
+    proposal = {"llm_proposal": {"config": {"text": answer, "derivation_id": "d-1"}}}
+    persisted = run("persist_tasks", fleet, instance, proposal)
+    again = run("persist_tasks", fleet, instance, proposal)
+
+    assert persisted.success and again.success
+    first, second = (r.output_for_node("planning_tasks") for r in (persisted, again))
+    assert len(first.created) >= 4 and second.created == ()
+    assert first.task_ids == second.task_ids
+    assert len(fleet.store.tasks(STORY)) == len(first.task_ids)  # type: ignore[union-attr]
+    assert len(fleet.store.dependencies(STORY)) == len(first.edges)  # type: ignore[union-attr]
+    checks = persisted.get_asset_check_evaluations()
+    assert {(c.check_name, c.passed) for c in checks} == {
+        ("acyclic", True),
+        ("acceptance_criteria_covered", True),
+        ("task_count_in_range", True),
+    }
+
+
+def test_unknown_plan_fails_without_retry(fleet: LocalFleet, instance: dg.DagsterInstance) -> None:
+    config = derive_config("d-2")
+    config["plan_context"]["config"]["plan_id"] = "PLAN-NOPE"
+
+    result = run("derive_tasks", fleet, instance, config)
+
+    assert not result.success
+    failure = result.get_step_failure_events()[0]
+    assert "NOT_FOUND" in str(failure.step_failure_data.error)
+
+
+def test_unusable_answer_fails_with_its_issues(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    assert run("derive_tasks", fleet, instance, derive_config("d-3")).success
+    proposal = {"llm_proposal": {"config": {"text": "I'm sorry, I can't.", "derivation_id": "d-3"}}}
+
+    result = run("persist_tasks", fleet, instance, proposal)
+
+    assert not result.success
+    assert "unparseable" in str(result.get_step_failure_events()[0].step_failure_data.error)
