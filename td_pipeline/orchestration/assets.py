@@ -17,6 +17,7 @@ from td_pipeline.application.persistence import PersistedGraph, persist_task_gra
 from td_pipeline.application.ports import ExecutorSubmission, NotFound, PortError, Rejected
 from td_pipeline.domain.assessment import DerivationRules, InvalidProposal, assess_proposal
 from td_pipeline.domain.derivation import DerivationAttempt
+from td_pipeline.domain.events import DerivationCompleted
 from td_pipeline.domain.plan import StoryPlan
 from td_pipeline.domain.prompt import DerivationBrief, DerivationPrompt, RoleContext, build_prompt
 from td_pipeline.domain.task_graph import TaskCountRange, TaskGraph
@@ -26,6 +27,7 @@ from td_pipeline.orchestration.partitions import story_of_partition, story_parti
 from td_pipeline.orchestration.resources import (
     ContextResource,
     DerivationSettings,
+    NatsResource,
     PlanningResource,
     RayExecutorResource,
 )
@@ -317,8 +319,10 @@ def planning_tasks(
     task_graph: TaskGraph,
     plan_context: PlannedDerivation,
     planning: PlanningResource,
+    nats: NatsResource,
 ) -> PersistedGraph:
-    """The tasks and dependencies in Planning, under Planning's ids, never twice."""
+    """The tasks and dependencies in Planning, under Planning's ids, never twice; then the
+    completed event (its message id makes a repeated publish land once)."""
     attempt = plan_context.attempt
     try:
         persisted = persist_task_graph(
@@ -326,8 +330,17 @@ def planning_tasks(
         )
     except PortError as error:
         raise _failure(error) from error
+    completed = DerivationCompleted(
+        plan_id=attempt.plan_id,
+        story_id=attempt.story_id,
+        task_count=len(task_graph.nodes),
+        occurred_at=datetime.now(UTC),
+        derivation_request_id=attempt.derivation_id,
+    )
+    nats.publish_outcome(completed, attempt.correlation_id)
     context.add_output_metadata(
         {
+            "completed_event": completed.message_id(),
             "created": len(persisted.created),
             "already_in_planning": len(persisted.reused),
             "dependencies": len(persisted.edges),

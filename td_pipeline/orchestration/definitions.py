@@ -17,6 +17,7 @@ from td_pipeline.orchestration.jobs import derive_job, persist_job
 from td_pipeline.orchestration.resources import (
     ContextResource,
     DerivationSettings,
+    NatsResource,
     PlanningResource,
     RayExecutorResource,
 )
@@ -37,5 +38,6 @@ defs = dg.Definitions(
         "context_service": ContextResource(address=dg.EnvVar("CONTEXT_SERVICE_ADDRESS")),
         "executor": RayExecutorResource(address=dg.EnvVar("RAY_EXECUTOR_ADDRESS")),
         "settings": DerivationSettings(),
+        "nats": NatsResource(url=dg.EnvVar("NATS_URL")),
     },
 )

@@ -5,14 +5,19 @@ process). Tests swap in the fake twins at the bottom of td_pipeline_tests/orches
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 from pydantic import PrivateAttr
 
 from td_pipeline.application.ports import ContextPort, ExecutorPort, PlanningPort
+from td_pipeline.domain.events import DerivationOutcome
 from td_pipeline.domain.task_graph import TaskCountRange
 from td_pipeline.infrastructure.context_client import GrpcContextClient
+from td_pipeline.infrastructure.event_mappers import outbound_message
 from td_pipeline.infrastructure.executor_client import GrpcExecutorClient
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings
+from td_pipeline.infrastructure.jetstream_publisher import JetStreamPublisher
 from td_pipeline.infrastructure.planning_client import GrpcPlanningClient
 
 
@@ -78,3 +83,28 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def task_count(self) -> TaskCountRange:
         return TaskCountRange(minimum=self.min_tasks, maximum=self.max_tasks)
+
+
+class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """The NATS connection events are published on; one loop-owned connection per process."""
+
+    url: str
+    token: str | None = None  # from dg.EnvVar; never logged
+    envelope: bool = False  # wrap outcome events in the fleet's envelope
+    _publisher: JetStreamPublisher | None = PrivateAttr(default=None)
+    _pid: int | None = PrivateAttr(default=None)
+
+    def publisher(self) -> JetStreamPublisher:
+        if self._publisher is None or self._pid != os.getpid():
+            self._publisher = JetStreamPublisher(self.url, self.token)
+            self._pid = os.getpid()
+        return self._publisher
+
+    def publish_outcome(self, event: DerivationOutcome, correlation_id: str | None) -> None:
+        message = outbound_message(event, envelope=self.envelope, correlation_id=correlation_id)
+        self.publisher().publish(message.subject, message.body, message.message_id)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._publisher is not None and self._pid == os.getpid():
+            self._publisher.close()
+        self._publisher = None

@@ -19,6 +19,7 @@ import grpc
 
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as pb
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as pb_grpc
+from td_pipeline.infrastructure.jetstream_publisher import JetStreamPublisher
 from td_pipeline.infrastructure.payloads import (
     AgentResponseCompleted,
     AgentResponseFailed,
@@ -27,7 +28,6 @@ from td_pipeline.infrastructure.payloads import (
 )
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_COMPLETED, AGENT_RESPONSE_FAILED
 from td_pipeline.sandbox.grpc_server import RunningServer, start_grpc_server
-from td_pipeline.sandbox.jetstream_publisher import JetStreamPublisher
 from td_pipeline.sandbox.llm import (
     LlmAnswer,
     LlmBackend,

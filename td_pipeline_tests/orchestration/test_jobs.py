@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 import grpc
+import nats
+import nats.errors
 import pytest
 
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as executor_pb2
@@ -17,6 +21,7 @@ from td_pipeline.orchestration.partitions import story_partitions
 from td_pipeline.orchestration.resources import (
     ContextResource,
     DerivationSettings,
+    NatsResource,
     PlanningResource,
     RayExecutorResource,
 )
@@ -45,6 +50,7 @@ def resources(fleet: LocalFleet) -> dict[str, Any]:
         "context_service": ContextResource(address=env["CONTEXT_SERVICE_ADDRESS"]),
         "executor": RayExecutorResource(address=env["RAY_EXECUTOR_ADDRESS"]),
         "settings": DerivationSettings(min_tasks=2, max_tasks=12),
+        "nats": NatsResource(url=env["NATS_URL"]),
     }
 
 
@@ -73,6 +79,22 @@ def answer_of(fleet: LocalFleet, deliberation_id: str) -> str:
                 return status.result.proposal
             time.sleep(0.05)
     raise AssertionError("the executor never answered")
+
+
+async def stored_events(url: str, subject: str) -> list[dict[str, Any]]:
+    """Every message the stream holds on `subject`."""
+    connection = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        subscription = await connection.jetstream().subscribe(subject, ordered_consumer=True)
+        events = []
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=0.5)
+            except nats.errors.TimeoutError:
+                return events
+            events.append(json.loads(message.data))
+    finally:
+        await connection.close()
 
 
 def derive_config(derivation: str) -> dict[str, Any]:
@@ -107,6 +129,14 @@ def test_derive_then_persist_against_the_fleet(
     assert first.task_ids == second.task_ids
     assert len(fleet.store.tasks(STORY)) == len(first.task_ids)  # type: ignore[union-attr]
     assert len(fleet.store.dependencies(STORY)) == len(first.edges)  # type: ignore[union-attr]
+    events = asyncio.run(
+        stored_events(fleet.environment()["NATS_URL"], "task.derivation.completed")
+    )
+    ours = [e for e in events if e["derivation_request_id"] == "d-1"]
+    assert len(ours) == 1  # published by both runs, stored once (Nats-Msg-Id)
+    assert ours[0]["task_count"] == len(first.task_ids)
+    assert (ours[0]["plan_id"], ours[0]["story_id"], ours[0]["status"]) == (PLAN, STORY, "success")
+    assert ours[0]["occurred_at"].endswith("Z")
     checks = persisted.get_asset_check_evaluations()
     assert {(c.check_name, c.passed) for c in checks} == {
         ("acyclic", True),

@@ -29,22 +29,23 @@ async def _log_error(error: Exception) -> None:
 
 
 class JetStreamPublisher:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, token: str | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="jetstream-publisher", daemon=True
         )
         self._thread.start()
         try:
-            self._connection: Client = self._run(self._connect(url), CONNECT_TIMEOUT_SECONDS)
+            self._connection: Client = self._run(self._connect(url, token), CONNECT_TIMEOUT_SECONDS)
         except BaseException:
             self._stop_loop()
             raise
 
-    async def _connect(self, url: str) -> Client:
-        # Keep reconnecting for a while: the sandbox's NATS may be restarted under us in tests.
+    async def _connect(self, url: str, token: str | None) -> Client:
+        # Keep reconnecting for a while: a restarted NATS server must not lose our publishes.
         return await nats.connect(
             url,
+            token=token,
             connect_timeout=2,
             max_reconnect_attempts=120,
             reconnect_time_wait=0.5,
