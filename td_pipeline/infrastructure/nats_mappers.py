@@ -69,6 +69,12 @@ def _unwrap(value: dict[str, Any]) -> tuple[dict[str, Any], str | None] | Refuse
     return envelope.payload, envelope.correlation_id
 
 
+def _payload(data: bytes, max_bytes: int) -> tuple[dict[str, Any], str | None] | Refused:
+    """The payload object (unwrapped from an envelope) and the envelope's correlation id."""
+    value = _json_object(data, max_bytes)
+    return value if isinstance(value, Refused) else _unwrap(value)
+
+
 def _first_error(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "payload"
@@ -86,10 +92,7 @@ def _readable_ids(raw: dict[str, Any]) -> tuple[PlanId | None, StoryId | None]:
 
 
 def decode_request(data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> DerivationRequest | Refused:
-    value = _json_object(data, max_bytes)
-    if isinstance(value, Refused):
-        return value
-    unwrapped = _unwrap(value)
+    unwrapped = _payload(data, max_bytes)
     if isinstance(unwrapped, Refused):
         return unwrapped
     raw, correlation_id = unwrapped
@@ -146,10 +149,7 @@ def _is_ours(metadata: dict[str, str]) -> bool:
 def decode_agent_response(
     data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES
 ) -> LlmAnswer | NotOurs | Refused:
-    value = _json_object(data, max_bytes)
-    if isinstance(value, Refused):
-        return value
-    unwrapped = _unwrap(value)
+    unwrapped = _payload(data, max_bytes)
     if isinstance(unwrapped, Refused):
         return unwrapped
     raw, _ = unwrapped
@@ -175,10 +175,7 @@ def decode_agent_response(
 def decode_agent_failure(
     data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES
 ) -> LlmFailureReport | NotOurs | Refused:
-    value = _json_object(data, max_bytes)
-    if isinstance(value, Refused):
-        return value
-    unwrapped = _unwrap(value)
+    unwrapped = _payload(data, max_bytes)
     if isinstance(unwrapped, Refused):
         return unwrapped
     raw, _ = unwrapped
