@@ -12,8 +12,9 @@ import html
 from dataclasses import dataclass
 from string import Template
 
+from td_pipeline.domain.plan import StoryPlan
 from td_pipeline.domain.task_graph import TaskCountRange
-from td_pipeline.domain.values import PlanId, Role, StoryId
+from td_pipeline.domain.values import Role
 
 ANSWER_FORMAT_EXAMPLE = (
     '{"tasks": [{"id": "T1", "title": "Design the refund API", "description": "...", '
@@ -109,26 +110,20 @@ class RoleContext:
 
 @dataclass(frozen=True, slots=True)
 class DerivationBrief:
-    """Everything the prompt is made of: the plan's story, its context and the limits."""
+    """Everything the prompt is made of: the plan's story, the requested roles with their
+    context, and the limits."""
 
-    plan_id: PlanId
-    story_id: StoryId
-    title: str
-    description: str
-    acceptance_criteria: tuple[str, ...]
-    technical_notes: str
+    plan: StoryPlan
     roles: tuple[Role, ...]
     role_contexts: tuple[RoleContext, ...]
     task_count: TaskCountRange
 
     def __post_init__(self) -> None:
-        if not self.title.strip():
-            raise ValueError(f"story {self.story_id.value} has no title")
         if not self.roles:
             raise ValueError("a derivation needs at least one role")
         if len(set(self.roles)) != len(self.roles):
             raise ValueError("roles must not repeat")
-        if any(not criterion.strip() for criterion in self.acceptance_criteria):
+        if any(not criterion.strip() for criterion in self.plan.acceptance_criteria):
             raise ValueError("acceptance criteria must not be blank")
 
 
@@ -162,13 +157,14 @@ def build_prompt(
 ) -> DerivationPrompt:
     # Template.substitute is single-pass: braces or `$` inside substituted story text stay
     # literal and are never expanded again.
+    plan = brief.plan
     text = Template(template.text).substitute(
-        plan_id=_data(brief.plan_id.value),
-        story_id=_data(brief.story_id.value),
-        title=_data(brief.title),
-        description=_data(brief.description) or "(none given)",
-        acceptance_criteria=_numbered(brief.acceptance_criteria),
-        technical_notes=_data(brief.technical_notes) or "(none given)",
+        plan_id=_data(plan.plan_id.value),
+        story_id=_data(plan.story_id.value),
+        title=_data(plan.title),
+        description=_data(plan.description) or "(none given)",
+        acceptance_criteria=_numbered(plan.acceptance_criteria),
+        technical_notes=_data(plan.technical_notes) or "(none given)",
         role_contexts=_role_contexts(brief.role_contexts),
         allowed_roles="\n".join(role.value for role in brief.roles),
         min_tasks=brief.task_count.minimum,

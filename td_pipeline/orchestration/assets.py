@@ -151,12 +151,7 @@ def derivation_prompt(
     try:
         template = load_prompt_template(settings.prompt_template_path)
         brief = DerivationBrief(
-            plan_id=plan.plan_id,
-            story_id=plan.story_id,
-            title=plan.title,
-            description=plan.description,
-            acceptance_criteria=plan.acceptance_criteria,
-            technical_notes=plan.technical_notes,
+            plan=plan,
             roles=plan_context.attempt.roles,
             role_contexts=tuple(story_context),
             task_count=settings.task_count(),

@@ -16,6 +16,7 @@ import nats
 import pytest
 
 from td_pipeline.domain.assessment import DerivationRules, ValidProposal, assess_proposal
+from td_pipeline.domain.plan import StoryPlan
 from td_pipeline.domain.prompt import DerivationBrief, RoleContext, build_prompt
 from td_pipeline.domain.task_graph import TaskCountRange
 from td_pipeline.domain.values import PlanId, Role, StoryId
@@ -35,12 +36,15 @@ DEFAULT_LIMITS = TaskCountRange(2, 12)
 def prompt_for(story: SampleStory, task_count: TaskCountRange = DEFAULT_LIMITS) -> str:
     roles = tuple(Role(r) for r in story.roles)
     brief = DerivationBrief(
-        plan_id=PlanId(story.plan_id),
-        story_id=StoryId(story.story_id),
-        title=story.title,
-        description=story.description,
-        acceptance_criteria=story.acceptance_criteria,
-        technical_notes=story.technical_notes,
+        plan=StoryPlan(
+            plan_id=PlanId(story.plan_id),
+            story_id=StoryId(story.story_id),
+            title=story.title,
+            description=story.description,
+            acceptance_criteria=story.acceptance_criteria,
+            technical_notes=story.technical_notes,
+            roles=roles,
+        ),
         roles=roles,
         role_contexts=tuple(RoleContext(role, "context") for role in roles),
         task_count=task_count,
