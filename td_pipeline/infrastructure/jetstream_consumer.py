@@ -1,0 +1,169 @@
+"""Pulling from JetStream for the sensors: durable consumers with an explicit config, bounded
+fetches, and settling (ack / term) by reply subject, so that a later sensor tick can ack a
+message once its run exists.
+
+Sensor ticks run on varying threads; the connection belongs to one event-loop thread here."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import nats
+from nats.aio.client import Client
+from nats.errors import NoServersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig
+
+T = TypeVar("T")
+
+ACK, TERM = b"+ACK", b"+TERM"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    stream: str
+    durable: str
+    filter_subject: str
+    ack_wait_seconds: float = 60.0
+    max_deliver: int = 10
+    backoff_seconds: tuple[float, ...] = ()  # replaces ack_wait when set (first = ack wait)
+
+    def __post_init__(self) -> None:
+        if self.ack_wait_seconds <= 0 or self.max_deliver < 1:
+            raise ValueError("ack_wait_seconds and max_deliver must be positive")
+        if len(self.backoff_seconds) > self.max_deliver:
+            raise ValueError("backoff may not have more steps than max_deliver")
+
+    def config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            filter_subject=self.filter_subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_seconds,
+            max_deliver=self.max_deliver,
+            backoff=list(self.backoff_seconds) or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PulledMessage:
+    subject: str
+    data: bytes
+    reply: str  # the ack subject: settle from any connection by publishing to it
+    stream: str
+    stream_sequence: int
+    timestamp_ns: int
+    num_delivered: int
+
+    @property
+    def run_key(self) -> str:
+        # Sequence numbers restart when a stream is recreated; the timestamp keeps it unique.
+        return f"{self.stream}:{self.stream_sequence}:{self.timestamp_ns}"
+
+
+class JetStreamPuller:
+    def __init__(
+        self, url: str, token: str | None = None, connect_timeout_seconds: float = 3.0
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="jetstream-puller", daemon=True
+        )
+        self._thread.start()
+        self._subscriptions: dict[str, Any] = {}
+        try:
+            self._connection: Client = self._run(
+                self._connect(url, token, connect_timeout_seconds), connect_timeout_seconds + 1
+            )
+        except (OSError, NoServersError, TimeoutError, NatsTimeoutError) as error:
+            self._stop_loop()
+            raise ConnectionError(f"cannot reach NATS at {url}: {error!r}") from error
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    @staticmethod
+    async def _connect(url: str, token: str | None, timeout: float) -> Client:
+        async def quiet(error: Exception) -> None:
+            """Failures surface as exceptions from our calls; no traceback logging."""
+
+        # A dead server must fail a sensor tick fast, not block it for minutes.
+        return await asyncio.wait_for(
+            nats.connect(
+                url,
+                token=token,
+                connect_timeout=timeout,
+                max_reconnect_attempts=5,
+                reconnect_time_wait=0.5,
+                error_cb=quiet,
+            ),
+            timeout,
+        )
+
+    def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def ensure_consumer(self, spec: ConsumerSpec) -> None:
+        """Create the durable consumer, or update it to `spec` (pull_subscribe alone would
+        silently keep an existing consumer's old config)."""
+        self._run(self._connection.jetstream().add_consumer(spec.stream, spec.config()), 10)
+
+    def fetch(self, spec: ConsumerSpec, batch: int, timeout_seconds: float) -> list[PulledMessage]:
+        """Up to `batch` messages, waiting at most `timeout_seconds` for the first."""
+        return self._run(self._fetch(spec, batch, timeout_seconds), timeout_seconds + 5)
+
+    async def _fetch(
+        self, spec: ConsumerSpec, batch: int, timeout_seconds: float
+    ) -> list[PulledMessage]:
+        subscription = self._subscriptions.get(spec.durable)
+        if subscription is None:
+            subscription = await self._connection.jetstream().pull_subscribe_bind(
+                spec.durable, spec.stream
+            )
+            self._subscriptions[spec.durable] = subscription
+        try:
+            messages = await subscription.fetch(batch, timeout=timeout_seconds)
+        except NatsTimeoutError:
+            return []  # nothing arrived: the normal answer of an idle stream
+        return [
+            PulledMessage(
+                subject=message.subject,
+                data=message.data,
+                reply=message.reply,
+                stream=message.metadata.stream,
+                stream_sequence=message.metadata.sequence.stream,
+                timestamp_ns=int(message.metadata.timestamp.timestamp() * 1_000_000_000),
+                num_delivered=message.metadata.num_delivered,
+            )
+            for message in messages
+        ]
+
+    def ack(self, replies: Sequence[str]) -> None:
+        self._settle(replies, ACK)
+
+    def terminate(self, replies: Sequence[str]) -> None:
+        """No redelivery: for messages no retry can fix."""
+        self._settle(replies, TERM)
+
+    def _settle(self, replies: Sequence[str], verdict: bytes) -> None:
+        async def settle() -> None:
+            for reply in replies:
+                await self._connection.publish(reply, verdict)
+            await self._connection.flush()
+
+        if replies:
+            self._run(settle(), 10)
+
+    def close(self) -> None:
+        try:
+            self._run(self._connection.close(), 5)
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
