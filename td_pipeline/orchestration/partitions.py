@@ -6,7 +6,8 @@ import dagster as dg
 
 from td_pipeline.domain.values import StoryId
 
-story_partitions = dg.DynamicPartitionsDefinition(name="stories")
+STORIES = "stories"
+story_partitions = dg.DynamicPartitionsDefinition(name=STORIES)
 
 
 def story_partition_key(story_id: StoryId) -> str:

@@ -6,6 +6,7 @@ process). Tests swap in the fake twins at the bottom of td_pipeline_tests/orches
 from __future__ import annotations
 
 import os
+import threading
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -17,6 +18,7 @@ from td_pipeline.infrastructure.context_client import GrpcContextClient
 from td_pipeline.infrastructure.event_mappers import outbound_message
 from td_pipeline.infrastructure.executor_client import GrpcExecutorClient
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings
+from td_pipeline.infrastructure.jetstream_consumer import JetStreamPuller
 from td_pipeline.infrastructure.jetstream_publisher import JetStreamPublisher
 from td_pipeline.infrastructure.planning_client import GrpcPlanningClient
 
@@ -80,31 +82,59 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
     vllm_model: str = ""
     llm_timeout_seconds: int = 600
     max_attempts: int = 3
+    sensor_batch: int = 50  # messages per sensor tick
+    sensor_fetch_seconds: float = 2.0  # bounded wait per tick, well under the 60 s tick timeout
 
     def task_count(self) -> TaskCountRange:
         return TaskCountRange(minimum=self.min_tasks, maximum=self.max_tasks)
 
 
+class _ProcessConnections:
+    """NATS connections shared by everything in one process, one per server and kind.
+
+    Dagster may build a new resource object for every run and sensor tick; caching on the
+    object would open (and leak) a connection each time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._publishers: dict[tuple[str, str | None], JetStreamPublisher] = {}
+        self._pullers: dict[tuple[str, str | None], JetStreamPuller] = {}
+
+    def _forget_after_fork(self) -> None:
+        if self._pid != os.getpid():  # connections do not survive fork(): start afresh
+            self._publishers, self._pullers, self._pid = {}, {}, os.getpid()
+
+    def publisher(self, url: str, token: str | None) -> JetStreamPublisher:
+        with self._lock:
+            self._forget_after_fork()
+            if (url, token) not in self._publishers:
+                self._publishers[(url, token)] = JetStreamPublisher(url, token)
+            return self._publishers[(url, token)]
+
+    def puller(self, url: str, token: str | None) -> JetStreamPuller:
+        with self._lock:
+            self._forget_after_fork()
+            if (url, token) not in self._pullers:
+                self._pullers[(url, token)] = JetStreamPuller(url, token)
+            return self._pullers[(url, token)]
+
+
+_connections = _ProcessConnections()
+
+
 class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The NATS connection events are published on; one loop-owned connection per process."""
+    """Where derivation events come from and go to."""
 
     url: str
     token: str | None = None  # from dg.EnvVar; never logged
     envelope: bool = False  # wrap outcome events in the fleet's envelope
-    _publisher: JetStreamPublisher | None = PrivateAttr(default=None)
-    _pid: int | None = PrivateAttr(default=None)
 
-    def publisher(self) -> JetStreamPublisher:
-        if self._publisher is None or self._pid != os.getpid():
-            self._publisher = JetStreamPublisher(self.url, self.token)
-            self._pid = os.getpid()
-        return self._publisher
+    def puller(self) -> JetStreamPuller:
+        return _connections.puller(self.url, self.token)
 
     def publish_outcome(self, event: DerivationOutcome, correlation_id: str | None) -> None:
         message = outbound_message(event, envelope=self.envelope, correlation_id=correlation_id)
-        self.publisher().publish(message.subject, message.body, message.message_id)
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._publisher is not None and self._pid == os.getpid():
-            self._publisher.close()
-        self._publisher = None
+        _connections.publisher(self.url, self.token).publish(
+            message.subject, message.body, message.message_id
+        )

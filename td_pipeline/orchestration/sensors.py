@@ -1,0 +1,133 @@
+"""From NATS to runs, at least once.
+
+Dagster stores a tick's runs only after the sensor returns, so acking inside the tick could
+lose a request. A tick therefore hands the ack subjects of the messages it turned into runs
+to its cursor, and the next tick (whose start proves the previous result was stored) acks
+them. A tick whose result is thrown away leaves its messages unacked: they come back, with
+the same run key, and Dagster's run-key dedup keeps them from running twice."""
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from td_pipeline.domain.events import DerivationFailed
+from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec, PulledMessage
+from td_pipeline.infrastructure.nats_mappers import Refused, decode_request
+from td_pipeline.infrastructure.subjects import DERIVATION_REQUESTED, DERIVATION_STREAM
+from td_pipeline.orchestration.jobs import derive_job
+from td_pipeline.orchestration.partitions import STORIES, story_partition_key, story_partitions
+from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
+
+REQUEST_CONSUMER = ConsumerSpec(
+    stream=DERIVATION_STREAM.name,
+    durable="task-derivation-request-consumer",
+    filter_subject=DERIVATION_REQUESTED,
+    ack_wait_seconds=120.0,
+    max_deliver=10,
+)
+RUN_KEY_TAG = "dagster/run_key"
+
+
+def derivation_id_for(message: PulledMessage) -> str:
+    # Deterministic: a redelivered request names the same derivation.
+    return "d-" + hashlib.sha256(message.run_key.encode()).hexdigest()[:16]
+
+
+def _pending(cursor: str | None) -> list[str]:
+    if not cursor:
+        return []
+    replies: list[str] = json.loads(cursor).get("pending_acks", [])
+    return replies
+
+
+def _run_exists(instance: dg.DagsterInstance, run_key: str) -> bool:
+    return bool(instance.get_run_ids(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
+
+
+@dg.sensor(
+    job=derive_job,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Turns task.derivation.requested messages into derive runs per story.",
+)
+def derivation_request_sensor(
+    context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
+) -> dg.SensorResult:
+    puller = nats.puller()
+    puller.ack(_pending(context.cursor))  # their runs were stored with the last tick
+    puller.ensure_consumer(REQUEST_CONSUMER)
+    messages = puller.fetch(REQUEST_CONSUMER, settings.sensor_batch, settings.sensor_fetch_seconds)
+
+    known_stories = set(context.instance.get_dynamic_partitions(STORIES))
+    new_stories: list[str] = []
+    run_requests: list[dg.RunRequest] = []
+    pending: list[str] = []
+    refused: list[str] = []
+    for message in messages:
+        request = decode_request(message.data)
+        if isinstance(request, Refused):
+            context.log.warning(
+                f"refused request (stream seq {message.stream_sequence}): {request.reason}"
+            )
+            if request.plan_id and request.story_id:
+                nats.publish_outcome(
+                    DerivationFailed(
+                        plan_id=request.plan_id,
+                        story_id=request.story_id,
+                        reason=f"invalid derivation request: {request.reason}",
+                        requires_manual_review=True,
+                        occurred_at=datetime.now(UTC),
+                        derivation_request_id=None,
+                    ),
+                    correlation_id=None,
+                )
+            refused.append(message.reply)
+            continue
+        if _run_exists(context.instance, message.run_key):
+            puller.ack([message.reply])  # a redelivery whose run was already created
+            continue
+        story = story_partition_key(request.story_id)
+        if story not in known_stories:
+            known_stories.add(story)
+            new_stories.append(story)
+        derivation_id = derivation_id_for(message)
+        run_requests.append(
+            dg.RunRequest(
+                run_key=message.run_key,
+                partition_key=story,
+                run_config={
+                    "ops": {
+                        "plan_context": {
+                            "config": {
+                                "plan_id": request.plan_id.value,
+                                "roles": [role.value for role in request.roles],
+                                "derivation_id": derivation_id,
+                                "attempt": 1,
+                                "correlation_id": request.correlation_id,
+                            }
+                        }
+                    }
+                },
+                tags={
+                    "td/plan_id": request.plan_id.value,
+                    "td/derivation_id": derivation_id,
+                    "td/attempt": "1",
+                    "td/requested_by": request.requested_by,
+                },
+            )
+        )
+        pending.append(message.reply)
+    puller.terminate(refused)  # no retry can fix them: no redelivery
+    if messages:
+        context.log.info(
+            f"{len(messages)} message(s): {len(run_requests)} run(s), {len(refused)} refused"
+        )
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=(
+            [story_partitions.build_add_request(new_stories)] if new_stories else []
+        ),
+        cursor=json.dumps({"pending_acks": pending}),
+    )
