@@ -21,7 +21,7 @@ from td_pipeline.orchestration.resources import (
     PlanningResource,
     RayExecutorResource,
 )
-from td_pipeline.orchestration.sensors import derivation_request_sensor
+from td_pipeline.orchestration.sensors import derivation_request_sensor, derivation_result_sensor
 
 defs = dg.Definitions(
     assets=[
@@ -34,7 +34,7 @@ defs = dg.Definitions(
         planning_tasks,
     ],
     jobs=[derive_job, persist_job],
-    sensors=[derivation_request_sensor],
+    sensors=[derivation_request_sensor, derivation_result_sensor],
     resources={
         "planning": PlanningResource(address=dg.EnvVar("PLANNING_SERVICE_ADDRESS")),
         "context_service": ContextResource(address=dg.EnvVar("CONTEXT_SERVICE_ADDRESS")),

@@ -14,9 +14,19 @@ import dagster as dg
 
 from td_pipeline.domain.events import DerivationFailed
 from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec, PulledMessage
-from td_pipeline.infrastructure.nats_mappers import Refused, decode_request
-from td_pipeline.infrastructure.subjects import DERIVATION_REQUESTED, DERIVATION_STREAM
-from td_pipeline.orchestration.jobs import derive_job
+from td_pipeline.infrastructure.nats_mappers import (
+    NotOurs,
+    Refused,
+    decode_agent_response,
+    decode_request,
+)
+from td_pipeline.infrastructure.subjects import (
+    AGENT_RESPONSE_COMPLETED,
+    AGENT_RESPONSES_STREAM,
+    DERIVATION_REQUESTED,
+    DERIVATION_STREAM,
+)
+from td_pipeline.orchestration.jobs import derive_job, persist_job
 from td_pipeline.orchestration.partitions import STORIES, story_partition_key, story_partitions
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
 
@@ -131,3 +141,98 @@ def derivation_request_sensor(
         ),
         cursor=json.dumps({"pending_acks": pending}),
     )
+
+
+RESULT_CONSUMER = ConsumerSpec(
+    stream=AGENT_RESPONSES_STREAM.name,
+    durable="task-derivation-result-consumer",
+    filter_subject=AGENT_RESPONSE_COMPLETED,
+    ack_wait_seconds=120.0,
+    max_deliver=10,
+)
+
+
+def latest_derivation_id(instance: dg.DagsterInstance, story: str) -> str | None:
+    """The derivation id of the story's latest submission: the only attempt whose answer
+    is persisted."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("executor_submission"), asset_partitions=[story]
+        ),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    value = records[0].asset_materialization.metadata.get("derivation_id")
+    return str(value.value) if value is not None else None
+
+
+@dg.sensor(
+    job=persist_job,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Turns the executor's answers (agent.response.completed) into persist runs.",
+)
+def derivation_result_sensor(
+    context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
+) -> dg.SensorResult:
+    puller = nats.puller()
+    puller.ack(_pending(context.cursor))
+    puller.ensure_consumer(RESULT_CONSUMER)
+    messages = puller.fetch(RESULT_CONSUMER, settings.sensor_batch, settings.sensor_fetch_seconds)
+
+    known_stories = set(context.instance.get_dynamic_partitions(STORIES))
+    run_requests: list[dg.RunRequest] = []
+    pending: list[str] = []
+    settled: list[str] = []  # nothing to run: acked now
+    refused: list[str] = []
+    for message in messages:
+        answer = decode_agent_response(message.data)
+        if isinstance(answer, NotOurs):
+            settled.append(message.reply)
+            continue
+        if isinstance(answer, Refused):
+            context.log.warning(f"refused agent response: {answer.reason}")
+            refused.append(message.reply)
+            continue
+        story = story_partition_key(answer.story_id)
+        latest = latest_derivation_id(context.instance, story) if story in known_stories else None
+        if latest is None or (answer.derivation_id and answer.derivation_id.value != latest):
+            # A late answer for a superseded attempt, or for no attempt of ours: recorded only.
+            context.log.info(
+                f"answer for {story} ignored: attempt "
+                f"{answer.derivation_id.value if answer.derivation_id else 'unknown'} "
+                f"is not the latest ({latest or 'none'})"
+            )
+            settled.append(message.reply)
+            continue
+        if _run_exists(context.instance, message.run_key):
+            settled.append(message.reply)
+            continue
+        run_requests.append(
+            dg.RunRequest(
+                run_key=message.run_key,
+                partition_key=story,
+                run_config={
+                    "ops": {
+                        "llm_proposal": {
+                            "config": {
+                                "text": answer.text,
+                                "derivation_id": latest,
+                                "attempt": answer.attempt or 1,
+                            }
+                        }
+                    }
+                },
+                tags={"td/derivation_id": latest, "td/attempt": str(answer.attempt or 1)},
+            )
+        )
+        pending.append(message.reply)
+    puller.ack(settled)
+    puller.terminate(refused)
+    if messages:
+        context.log.info(
+            f"{len(messages)} answer(s): {len(run_requests)} run(s), "
+            f"{len(settled)} not ours or superseded, {len(refused)} refused"
+        )
+    return dg.SensorResult(run_requests=run_requests, cursor=json.dumps({"pending_acks": pending}))

@@ -12,8 +12,21 @@ import nats
 import nats.errors
 import pytest
 
-from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
-from td_pipeline.orchestration.sensors import REQUEST_CONSUMER, derivation_request_sensor
+from td_pipeline.orchestration.definitions import defs
+from td_pipeline.orchestration.resources import (
+    ContextResource,
+    DerivationSettings,
+    NatsResource,
+    PlanningResource,
+    RayExecutorResource,
+)
+from td_pipeline.orchestration.sensors import (
+    REQUEST_CONSUMER,
+    RESULT_CONSUMER,
+    derivation_request_sensor,
+    derivation_result_sensor,
+)
+from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.nats_server import NatsServer
 
 
@@ -56,15 +69,15 @@ async def _unacked(url: str) -> int:
 
 
 def tick(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         resources={
             "nats": NatsResource(url=url),
             "settings": DerivationSettings(sensor_fetch_seconds=0.5),
         },
-    )
-    result = derivation_request_sensor(context)
+    ) as context:
+        result = derivation_request_sensor(context)
     assert isinstance(result, dg.SensorResult)
     return result
 
@@ -114,3 +127,95 @@ def test_requests_become_runs_and_are_acked_on_the_next_tick(server: NatsServer)
     assert second.run_requests == []
     assert json.loads(second.cursor or "{}")["pending_acks"] == []
     assert asyncio.run(_unacked(server.url)) == 0  # acked or terminated, nothing left
+
+
+async def _publish_responses(url: str, bodies: list[dict[str, Any]]) -> None:
+    connection = await nats.connect(url)
+    for body in bodies:
+        await connection.jetstream().publish("agent.response.completed", json.dumps(body).encode())
+    await connection.close()
+
+
+def result_tick(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult:
+    with dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={
+            "nats": NatsResource(url=url),
+            "settings": DerivationSettings(sensor_fetch_seconds=1.0),
+        },
+    ) as context:
+        result = derivation_result_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def response(
+    story: str, plan: str, derivation: str, task_type: str = "TASK_DERIVATION"
+) -> dict[str, Any]:
+    return {
+        "task_id": f"derive-{plan}",
+        "status": "completed",
+        "proposal": {"content": f"answer for {derivation}"},
+        "constraints": {
+            "story_id": story,
+            "plan_id": plan,
+            "metadata": {"task_type": task_type, "derivation_id": derivation, "attempt": "1"},
+        },
+    }
+
+
+def test_answers_of_the_latest_attempt_become_persist_runs(tmp_path: Any) -> None:
+    with LocalFleet(tmp_path / "fleet") as fleet, dg.instance_for_test() as instance:
+        env = fleet.environment()
+        instance.add_dynamic_partitions("stories", ["STORY-REFUNDS"])
+        derived = defs.resolve_job_def("derive_tasks").execute_in_process(
+            run_config={
+                "ops": {
+                    "plan_context": {
+                        "config": {"plan_id": "PLAN-PAY-1", "derivation_id": "d-latest"}
+                    }
+                }
+            },
+            instance=instance,
+            partition_key="STORY-REFUNDS",
+            resources={
+                "planning": PlanningResource(address=env["PLANNING_SERVICE_ADDRESS"]),
+                "context_service": ContextResource(address=env["CONTEXT_SERVICE_ADDRESS"]),
+                "executor": RayExecutorResource(address=env["RAY_EXECUTOR_ADDRESS"]),
+                "settings": DerivationSettings(),
+                "nats": NatsResource(url=env["NATS_URL"]),
+            },
+        )
+        assert derived.success
+        asyncio.run(
+            _publish_responses(
+                env["NATS_URL"],
+                [
+                    response("STORY-REFUNDS", "PLAN-PAY-1", "d-old"),  # superseded
+                    response("STORY-REFUNDS", "PLAN-PAY-1", "d-latest", task_type="CODE_REVIEW"),
+                    response("STORY-UNKNOWN", "PLAN-X", "d-x"),  # no attempt of ours
+                ],
+            )
+        )
+
+        first = result_tick(instance, env["NATS_URL"], None)
+        second = result_tick(instance, env["NATS_URL"], first.cursor)
+        unacked = asyncio.run(_unacked_results(env["NATS_URL"]))
+
+    # The executor's own (real) answer for d-latest is the only one that runs.
+    (request,) = first.run_requests or []
+    config = request.run_config["ops"]["llm_proposal"]["config"]
+    assert (request.partition_key, config["derivation_id"]) == ("STORY-REFUNDS", "d-latest")
+    assert json.loads(config["text"])["tasks"]
+    assert second.run_requests == []
+    assert unacked == 0
+
+
+async def _unacked_results(url: str) -> int:
+    connection = await nats.connect(url)
+    info = await connection.jetstream().consumer_info(
+        RESULT_CONSUMER.stream, RESULT_CONSUMER.durable
+    )
+    await connection.close()
+    return int(info.num_ack_pending) + int(info.num_pending)
