@@ -5,6 +5,8 @@ process). Tests swap in the fake twins at the bottom of td_pipeline_tests/orches
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import threading
 
@@ -119,8 +121,23 @@ class _ProcessConnections:
                 self._pullers[(url, token)] = JetStreamPuller(url, token)
             return self._pullers[(url, token)]
 
+    def close_all(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                return
+            connections: list[JetStreamPublisher | JetStreamPuller] = [
+                *self._publishers.values(),
+                *self._pullers.values(),
+            ]
+            self._publishers, self._pullers = {}, {}
+        for connection in connections:
+            with contextlib.suppress(Exception):  # closing at exit: the server may be gone
+                connection.close()
+
 
 _connections = _ProcessConnections()
+# Stop reconnect loops before the interpreter goes (they would log into its last output).
+atexit.register(_connections.close_all)
 
 
 class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
