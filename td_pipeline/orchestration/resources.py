@@ -140,6 +140,11 @@ _connections = _ProcessConnections()
 atexit.register(_connections.close_all)
 
 
+def close_shared_nats_connections() -> None:
+    """Close this process's shared NATS connections (they reopen on next use)."""
+    _connections.close_all()
+
+
 class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where derivation events come from and go to."""
 

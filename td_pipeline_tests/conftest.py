@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from td_pipeline.orchestration.resources import close_shared_nats_connections
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _close_shared_nats_connections() -> Iterator[None]:
+    """Tests stop their NATS servers; close the shared connections before pytest reports."""
+    yield
+    close_shared_nats_connections()
