@@ -13,7 +13,11 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from td_pipeline.domain.events import DerivationFailed
-from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec, PulledMessage
+from td_pipeline.infrastructure.jetstream_consumer import (
+    ConsumerSpec,
+    JetStreamPuller,
+    PulledMessage,
+)
 from td_pipeline.infrastructure.nats_mappers import (
     NotOurs,
     Refused,
@@ -52,6 +56,20 @@ def _pending(cursor: str | None) -> list[str]:
     return replies
 
 
+def _settle_then_fetch(
+    context: dg.SensorEvaluationContext,
+    nats: NatsResource,
+    settings: DerivationSettings,
+    consumer: ConsumerSpec,
+) -> tuple[JetStreamPuller, list[PulledMessage]]:
+    """Ack what the last tick turned into runs (this tick running proves they were stored),
+    then fetch a bounded batch."""
+    puller = nats.puller()
+    puller.ack(_pending(context.cursor))
+    puller.ensure_consumer(consumer)
+    return puller, puller.fetch(consumer, settings.sensor_batch, settings.sensor_fetch_seconds)
+
+
 def _run_exists(instance: dg.DagsterInstance, run_key: str) -> bool:
     return bool(instance.get_run_ids(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
 
@@ -65,10 +83,7 @@ def _run_exists(instance: dg.DagsterInstance, run_key: str) -> bool:
 def derivation_request_sensor(
     context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
 ) -> dg.SensorResult:
-    puller = nats.puller()
-    puller.ack(_pending(context.cursor))  # their runs were stored with the last tick
-    puller.ensure_consumer(REQUEST_CONSUMER)
-    messages = puller.fetch(REQUEST_CONSUMER, settings.sensor_batch, settings.sensor_fetch_seconds)
+    puller, messages = _settle_then_fetch(context, nats, settings, REQUEST_CONSUMER)
 
     known_stories = set(context.instance.get_dynamic_partitions(STORIES))
     new_stories: list[str] = []
@@ -176,10 +191,7 @@ def latest_derivation_id(instance: dg.DagsterInstance, story: str) -> str | None
 def derivation_result_sensor(
     context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
 ) -> dg.SensorResult:
-    puller = nats.puller()
-    puller.ack(_pending(context.cursor))
-    puller.ensure_consumer(RESULT_CONSUMER)
-    messages = puller.fetch(RESULT_CONSUMER, settings.sensor_batch, settings.sensor_fetch_seconds)
+    puller, messages = _settle_then_fetch(context, nats, settings, RESULT_CONSUMER)
 
     known_stories = set(context.instance.get_dynamic_partitions(STORIES))
     run_requests: list[dg.RunRequest] = []

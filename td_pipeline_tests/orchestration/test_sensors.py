@@ -68,16 +68,21 @@ async def _unacked(url: str) -> int:
     return int(info.num_ack_pending) + int(info.num_pending)
 
 
-def tick(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult:
+def tick(
+    instance: dg.DagsterInstance,
+    url: str,
+    cursor: str | None,
+    sensor: dg.SensorDefinition = derivation_request_sensor,
+) -> dg.SensorResult:
     with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         resources={
             "nats": NatsResource(url=url),
-            "settings": DerivationSettings(sensor_fetch_seconds=0.5),
+            "settings": DerivationSettings(sensor_fetch_seconds=1.0),
         },
     ) as context:
-        result = derivation_request_sensor(context)
+        result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     return result
 
@@ -136,20 +141,6 @@ async def _publish_responses(url: str, bodies: list[dict[str, Any]]) -> None:
     await connection.close()
 
 
-def result_tick(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult:
-    with dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        resources={
-            "nats": NatsResource(url=url),
-            "settings": DerivationSettings(sensor_fetch_seconds=1.0),
-        },
-    ) as context:
-        result = derivation_result_sensor(context)
-    assert isinstance(result, dg.SensorResult)
-    return result
-
-
 def response(
     story: str, plan: str, derivation: str, task_type: str = "TASK_DERIVATION"
 ) -> dict[str, Any]:
@@ -199,8 +190,8 @@ def test_answers_of_the_latest_attempt_become_persist_runs(tmp_path: Any) -> Non
             )
         )
 
-        first = result_tick(instance, env["NATS_URL"], None)
-        second = result_tick(instance, env["NATS_URL"], first.cursor)
+        first = tick(instance, env["NATS_URL"], None, derivation_result_sensor)
+        second = tick(instance, env["NATS_URL"], first.cursor, derivation_result_sensor)
         unacked = asyncio.run(_unacked_results(env["NATS_URL"]))
 
     # The executor's own (real) answer for d-latest is the only one that runs.
