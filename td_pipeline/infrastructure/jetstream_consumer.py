@@ -7,10 +7,9 @@ Sensor ticks run on varying threads; the connection belongs to one event-loop th
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -18,7 +17,7 @@ from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig
 
-T = TypeVar("T")
+from td_pipeline.infrastructure.event_loop_thread import EventLoopThread
 
 ACK, TERM = b"+ACK", b"+TERM"
 
@@ -69,21 +68,17 @@ class JetStreamPuller:
     def __init__(
         self, url: str, token: str | None = None, connect_timeout_seconds: float = 3.0
     ) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="jetstream-puller", daemon=True
-        )
-        self._thread.start()
+        self._loop = EventLoopThread("jetstream-puller")
         self._subscriptions: dict[str, Any] = {}
         try:
-            self._connection: Client = self._run(
+            self._connection: Client = self._loop.run(
                 self._connect(url, token, connect_timeout_seconds), connect_timeout_seconds + 1
             )
         except (OSError, NoServersError, TimeoutError, NatsTimeoutError) as error:
-            self._stop_loop()
+            self._loop.stop()
             raise ConnectionError(f"cannot reach NATS at {url}: {error!r}") from error
         except BaseException:
-            self._stop_loop()
+            self._loop.stop()
             raise
 
     @staticmethod
@@ -104,17 +99,14 @@ class JetStreamPuller:
             timeout,
         )
 
-    def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
     def ensure_consumer(self, spec: ConsumerSpec) -> None:
         """Create the durable consumer, or update it to `spec` (pull_subscribe alone would
         silently keep an existing consumer's old config)."""
-        self._run(self._connection.jetstream().add_consumer(spec.stream, spec.config()), 10)
+        self._loop.run(self._connection.jetstream().add_consumer(spec.stream, spec.config()), 10)
 
     def fetch(self, spec: ConsumerSpec, batch: int, timeout_seconds: float) -> list[PulledMessage]:
         """Up to `batch` messages, waiting at most `timeout_seconds` for the first."""
-        return self._run(self._fetch(spec, batch, timeout_seconds), timeout_seconds + 5)
+        return self._loop.run(self._fetch(spec, batch, timeout_seconds), timeout_seconds + 5)
 
     async def _fetch(
         self, spec: ConsumerSpec, batch: int, timeout_seconds: float
@@ -156,14 +148,10 @@ class JetStreamPuller:
             await self._connection.flush()
 
         if replies:
-            self._run(settle(), 10)
+            self._loop.run(settle(), 10)
 
     def close(self) -> None:
         try:
-            self._run(self._connection.close(), 5)
+            self._loop.run(self._connection.close(), 5)
         finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+            self._loop.stop()

@@ -1,20 +1,16 @@
 """Publishing to JetStream from plain threads (gRPC handlers, worker pools).
 
-A nats-py connection belongs to the event loop that made it, so one loop thread owns it and
-everything else hands it coroutines with `run_coroutine_threadsafe`."""
+The connection lives on its own `EventLoopThread` (a nats-py connection belongs to the loop
+that made it)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import nats
 from nats.aio.client import Client
 
-T = TypeVar("T")
+from td_pipeline.infrastructure.event_loop_thread import EventLoopThread
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 PUBLISH_TIMEOUT_SECONDS = 10.0
@@ -30,15 +26,13 @@ async def _log_error(error: Exception) -> None:
 
 class JetStreamPublisher:
     def __init__(self, url: str, token: str | None = None) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="jetstream-publisher", daemon=True
-        )
-        self._thread.start()
+        self._loop = EventLoopThread("jetstream-publisher")
         try:
-            self._connection: Client = self._run(self._connect(url, token), CONNECT_TIMEOUT_SECONDS)
+            self._connection: Client = self._loop.run(
+                self._connect(url, token), CONNECT_TIMEOUT_SECONDS
+            )
         except BaseException:
-            self._stop_loop()
+            self._loop.stop()
             raise
 
     async def _connect(self, url: str, token: str | None) -> Client:
@@ -52,12 +46,9 @@ class JetStreamPublisher:
             error_cb=_log_error,
         )
 
-    def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
     def publish(self, subject: str, payload: bytes, message_id: str) -> None:
         """Publish and wait for JetStream's ack; the message id makes a retry land once."""
-        self._run(self._publish(subject, payload, message_id), PUBLISH_TIMEOUT_SECONDS)
+        self._loop.run(self._publish(subject, payload, message_id), PUBLISH_TIMEOUT_SECONDS)
 
     async def _publish(self, subject: str, payload: bytes, message_id: str) -> None:
         await self._connection.jetstream().publish(
@@ -66,10 +57,6 @@ class JetStreamPublisher:
 
     def close(self) -> None:
         try:
-            self._run(self._connection.close(), CONNECT_TIMEOUT_SECONDS)
+            self._loop.run(self._connection.close(), CONNECT_TIMEOUT_SECONDS)
         finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+            self._loop.stop()
