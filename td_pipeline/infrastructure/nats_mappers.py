@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
@@ -146,51 +146,60 @@ def _is_ours(metadata: dict[str, str]) -> bool:
     return metadata.get(METADATA_TASK_TYPE, "").strip().upper() == TASK_TYPE
 
 
-def decode_agent_response(
-    data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES
-) -> LlmAnswer | NotOurs | Refused:
+AgentResponse = TypeVar("AgentResponse", AgentResponseCompleted, AgentResponseFailed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ours(Generic[AgentResponse]):
+    response: AgentResponse
+    plan_id: PlanId
+    story_id: StoryId
+
+
+def _our_response(
+    data: bytes, max_bytes: int, model: type[AgentResponse], kind: str
+) -> _Ours[AgentResponse] | NotOurs | Refused:
+    """The response if it is one of ours (TASK_DERIVATION) with usable plan and story ids."""
     unwrapped = _payload(data, max_bytes)
     if isinstance(unwrapped, Refused):
         return unwrapped
     raw, _ = unwrapped
     try:
-        response = AgentResponseCompleted.model_validate(raw)
+        response = model.model_validate(raw)
     except ValidationError as error:
-        return Refused(f"invalid agent response: {_first_error(error)}", *_readable_ids(raw))
+        return Refused(f"invalid {kind}: {_first_error(error)}", *_readable_ids(raw))
     metadata = response.constraints.metadata
     if not _is_ours(metadata):
         return NotOurs(metadata.get(METADATA_TASK_TYPE, ""))
     plan, story = _ids(response)
-    text = _answer_text(response)
     try:
-        plan_id, story_id = PlanId(plan or ""), StoryId(story or "")
+        return _Ours(response, PlanId(plan or ""), StoryId(story or ""))
     except ValueError as error:
-        return Refused(f"agent response without usable ids: {error}")
+        return Refused(f"{kind} without usable ids: {error}")
+
+
+def decode_agent_response(
+    data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES
+) -> LlmAnswer | NotOurs | Refused:
+    ours = _our_response(data, max_bytes, AgentResponseCompleted, "agent response")
+    if not isinstance(ours, _Ours):
+        return ours
+    text = _answer_text(ours.response)
     if text is None:
-        return Refused("agent response carries no answer text", plan_id, story_id)
-    derivation, attempt = _correlation(metadata)
-    return LlmAnswer(plan_id, story_id, text, derivation, attempt)
+        return Refused("agent response carries no answer text", ours.plan_id, ours.story_id)
+    derivation, attempt = _correlation(ours.response.constraints.metadata)
+    return LlmAnswer(ours.plan_id, ours.story_id, text, derivation, attempt)
 
 
 def decode_agent_failure(
     data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES
 ) -> LlmFailureReport | NotOurs | Refused:
-    unwrapped = _payload(data, max_bytes)
-    if isinstance(unwrapped, Refused):
-        return unwrapped
-    raw, _ = unwrapped
-    try:
-        response = AgentResponseFailed.model_validate(raw)
-    except ValidationError as error:
-        return Refused(f"invalid agent failure: {_first_error(error)}", *_readable_ids(raw))
-    metadata = response.constraints.metadata
-    if not _is_ours(metadata):
-        return NotOurs(metadata.get(METADATA_TASK_TYPE, ""))
-    plan, story = _ids(response)
-    try:
-        plan_id, story_id = PlanId(plan or ""), StoryId(story or "")
-    except ValueError as error:
-        return Refused(f"agent failure without usable ids: {error}")
-    reason = (response.error or response.message or "the LLM job failed").strip()
-    derivation, attempt = _correlation(metadata)
-    return LlmFailureReport(plan_id, story_id, f"LLM failed: {reason}", derivation, attempt)
+    ours = _our_response(data, max_bytes, AgentResponseFailed, "agent failure")
+    if not isinstance(ours, _Ours):
+        return ours
+    failure = ours.response
+    reason = (failure.error or failure.message or "the LLM job failed").strip()
+    derivation, attempt = _correlation(failure.constraints.metadata)
+    return LlmFailureReport(
+        ours.plan_id, ours.story_id, f"LLM failed: {reason}", derivation, attempt
+    )
