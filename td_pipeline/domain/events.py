@@ -20,7 +20,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _message_id(derivation: DerivationId | None, plan: PlanId, story: StoryId, outcome: str) -> str:
-    # One id per attempt and outcome: a publish we retry lands once in JetStream's dedup window.
+    # A publish we retry lands once in JetStream's dedup window.
     subject = derivation.value if derivation else f"{plan.value}/{story.value}"
     return f"td-pipeline:{subject}:{outcome}"
 
@@ -54,8 +54,11 @@ class DerivationFailed:
     requires_manual_review: bool
     occurred_at: datetime
     derivation_request_id: DerivationId | None
+    attempt: int | None = None  # None when no attempt started (an invalid request)
 
     def __post_init__(self) -> None:
+        if self.attempt is not None and self.attempt < 1:
+            raise ValueError("attempts count from 1")
         reason = self.reason.strip()
         if not reason:
             raise ValueError("a failed derivation needs a reason")
@@ -69,7 +72,9 @@ class DerivationFailed:
         return "failed"
 
     def message_id(self) -> str:
-        return _message_id(self.derivation_request_id, self.plan_id, self.story_id, self.outcome)
+        # One failed event per attempt; one completed per derivation.
+        outcome = self.outcome if self.attempt is None else f"{self.outcome}:{self.attempt}"
+        return _message_id(self.derivation_request_id, self.plan_id, self.story_id, outcome)
 
 
 DerivationOutcome = DerivationCompleted | DerivationFailed

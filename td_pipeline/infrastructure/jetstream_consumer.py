@@ -26,12 +26,14 @@ ACK, TERM = b"+ACK", b"+TERM"
 class ConsumerSpec:
     stream: str
     durable: str
-    filter_subject: str
+    filter_subjects: tuple[str, ...]
     ack_wait_seconds: float = 60.0
     max_deliver: int = 10
     backoff_seconds: tuple[float, ...] = ()  # replaces ack_wait when set (first = ack wait)
 
     def __post_init__(self) -> None:
+        if not self.filter_subjects:
+            raise ValueError("a consumer needs at least one subject")
         if self.ack_wait_seconds <= 0 or self.max_deliver < 1:
             raise ValueError("ack_wait_seconds and max_deliver must be positive")
         if len(self.backoff_seconds) > self.max_deliver:
@@ -40,7 +42,9 @@ class ConsumerSpec:
     def config(self) -> ConsumerConfig:
         return ConsumerConfig(
             durable_name=self.durable,
-            filter_subject=self.filter_subject,
+            # One subject goes in filter_subject: servers before 2.10 know only that field.
+            filter_subject=self.filter_subjects[0] if len(self.filter_subjects) == 1 else None,
+            filter_subjects=list(self.filter_subjects) if len(self.filter_subjects) > 1 else None,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait_seconds,
             max_deliver=self.max_deliver,

@@ -6,15 +6,17 @@ persist: llm_proposal -> task_graph -> planning_tasks
 
 Every value is stored, so any step can be re-run from the UI without calling the LLM again."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import dagster as dg
 from pydantic import Field
 
 from td_pipeline.application.persistence import PersistedGraph, persist_task_graph
 from td_pipeline.application.ports import ExecutorSubmission, NotFound, PortError, Rejected
+from td_pipeline.application.retries import retry_transient
 from td_pipeline.domain.assessment import DerivationRules, InvalidProposal, assess_proposal
 from td_pipeline.domain.derivation import DerivationAttempt
 from td_pipeline.domain.events import DerivationCompleted
@@ -23,6 +25,8 @@ from td_pipeline.domain.prompt import DerivationBrief, DerivationPrompt, RoleCon
 from td_pipeline.domain.task_graph import TaskCountRange, TaskGraph
 from td_pipeline.domain.values import DerivationId, PlanId, Role
 from td_pipeline.infrastructure.prompt_templates import load_prompt_template
+from td_pipeline.orchestration.attempts import RETRYABLE
+from td_pipeline.orchestration.outcomes import publish_outcome_once
 from td_pipeline.orchestration.partitions import story_of_partition, story_partitions
 from td_pipeline.orchestration.resources import (
     ContextResource,
@@ -34,6 +38,7 @@ from td_pipeline.orchestration.resources import (
 
 DERIVE = "derive"
 PERSIST = "persist"
+T = TypeVar("T")
 
 
 class DerivationRunConfig(dg.Config):
@@ -47,9 +52,11 @@ class DerivationRunConfig(dg.Config):
 
 
 class ProposalConfig(dg.Config):
-    """The LLM's answer for one attempt (the result sensor fills it from the response)."""
+    """The LLM's answer for one attempt, or why there is none (the executor failed, or the
+    watchdog gave up waiting). The result sensor and the watchdog fill it in."""
 
-    text: str
+    text: str = ""
+    executor_error: str | None = None
     derivation_id: str
     attempt: int = 1
 
@@ -75,15 +82,35 @@ class ReceivedProposal:
     attempt: int
 
 
+def _final(description: str) -> dg.Failure:
+    """A failure no retry can fix: the failed event asks for manual review at once."""
+    return dg.Failure(description=description, metadata={RETRYABLE: False})
+
+
 def _failure(error: PortError) -> dg.Failure:
-    # NotFound / Rejected cannot be fixed by a retry; the description says which.
-    final = isinstance(error, NotFound | Rejected)
-    return dg.Failure(description=str(error), allow_retries=not final)
+    # NotFound / Rejected cannot be fixed by a retry; Unavailable outlived the step's retries.
+    if isinstance(error, NotFound | Rejected):
+        return _final(str(error))
+    return dg.Failure(description=str(error), metadata={RETRYABLE: True})
+
+
+def _riding_out_outages(
+    context: dg.AssetExecutionContext, settings: DerivationSettings, call: Callable[[], T]
+) -> T:
+    """UNAVAILABLE / DEADLINE_EXCEEDED are retried with backoff inside the step."""
+    return retry_transient(
+        call,
+        settings.transient_retry_seconds,
+        on_retry=lambda error, delay: context.log.warning(f"{error}; retrying in {delay:.1f}s"),
+    )
 
 
 @dg.asset(partitions_def=story_partitions, group_name=DERIVE, kinds={"grpc"})
 def plan_context(
-    context: dg.AssetExecutionContext, config: DerivationRunConfig, planning: PlanningResource
+    context: dg.AssetExecutionContext,
+    config: DerivationRunConfig,
+    planning: PlanningResource,
+    settings: DerivationSettings,
 ) -> PlannedDerivation:
     """The plan and story Planning holds, and the attempt this run belongs to."""
     story_id = story_of_partition(context.partition_key)
@@ -96,16 +123,16 @@ def plan_context(
             attempt=config.attempt,
             correlation_id=config.correlation_id,
         )
-        plan = planning.client().get_plan(attempt.plan_id)
+        plan = _riding_out_outages(
+            context, settings, lambda: planning.client().get_plan(attempt.plan_id)
+        )
     except ValueError as error:
-        raise dg.Failure(description=f"invalid run config: {error}", allow_retries=False) from error
+        raise _final(f"invalid run config: {error}") from error
     except PortError as error:
         raise _failure(error) from error
     if plan.story_id != story_id:
-        raise dg.Failure(
-            description=f"plan {plan.plan_id.value} is for story {plan.story_id.value}, "
-            f"not {story_id.value}",
-            allow_retries=False,
+        raise _final(
+            f"plan {plan.plan_id.value} is for story {plan.story_id.value}, not {story_id.value}"
         )
     context.add_output_metadata(
         {
@@ -125,14 +152,19 @@ def story_context(
     context: dg.AssetExecutionContext,
     plan_context: PlannedDerivation,
     context_service: ContextResource,
+    settings: DerivationSettings,
 ) -> list[RoleContext]:
     """What the Context service tells each requested role about the story (phase PLAN)."""
     client = context_service.client()
+    story = plan_context.attempt.story_id
+
+    def role_context(role: Role) -> RoleContext:
+        return _riding_out_outages(
+            context, settings, lambda: client.get_context(story, role, "PLAN")
+        )
+
     try:
-        contexts = [
-            client.get_context(plan_context.attempt.story_id, role, "PLAN")
-            for role in plan_context.attempt.roles
-        ]
+        contexts = [role_context(role) for role in plan_context.attempt.roles]
     except PortError as error:
         raise _failure(error) from error
     context.add_output_metadata({f"{c.role.value} words": len(c.text.split()) for c in contexts})
@@ -157,7 +189,7 @@ def derivation_prompt(
             task_count=settings.task_count(),
         )
     except ValueError as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from error
+        raise _final(str(error)) from error
     prompt = build_prompt(brief, template)
     context.add_output_metadata(
         {
@@ -191,11 +223,17 @@ def executor_submission(
         vllm_url=settings.vllm_url,
     )
     try:
-        receipt = executor.client().submit(submission)
+        # A repeated submit can start a second job; its answer is recognised as a duplicate.
+        receipt = _riding_out_outages(
+            context, settings, lambda: executor.client().submit(submission)
+        )
     except PortError as error:
         raise _failure(error) from error
     if not receipt.accepted:
-        raise dg.Failure(description=f"the executor refused the job: {receipt.message}")
+        raise dg.Failure(
+            description=f"the executor failed the job at once: {receipt.message}",
+            metadata={RETRYABLE: True},
+        )
     record = SubmissionRecord(
         derivation_id=attempt.derivation_id,
         deliberation_id=receipt.deliberation_id,
@@ -216,6 +254,11 @@ def executor_submission(
 @dg.asset(partitions_def=story_partitions, group_name=PERSIST)
 def llm_proposal(context: dg.AssetExecutionContext, config: ProposalConfig) -> ReceivedProposal:
     """The LLM's raw answer, kept so later steps can be re-run without calling it again."""
+    if config.executor_error is not None:
+        raise dg.Failure(
+            description=config.executor_error,
+            metadata={RETRYABLE: True, "derivation_id": config.derivation_id},
+        )
     try:
         proposal = ReceivedProposal(
             text=config.text,
@@ -223,7 +266,7 @@ def llm_proposal(context: dg.AssetExecutionContext, config: ProposalConfig) -> R
             attempt=config.attempt,
         )
     except ValueError as error:
-        raise dg.Failure(description=f"invalid run config: {error}", allow_retries=False) from error
+        raise _final(f"invalid run config: {error}") from error
     context.add_output_metadata(
         {
             "derivation_id": proposal.derivation_id.value,
@@ -263,10 +306,10 @@ def task_graph(
     verdict = assess_proposal(llm_proposal.text, rules)
     if isinstance(verdict, InvalidProposal):
         problems = "; ".join(f"[{i.code.value}] {i.message}" for i in verdict.issues)
+        # Retryable: the next attempt asks the LLM again.
         raise dg.Failure(
             description=f"the LLM's answer is unusable: {problems}",
-            metadata={"error_codes": ", ".join(verdict.codes)},
-            allow_retries=False,
+            metadata={RETRYABLE: True, "error_codes": ", ".join(verdict.codes)},
         )
     graph = verdict.graph
     critical = graph.critical_path()
@@ -315,13 +358,19 @@ def planning_tasks(
     plan_context: PlannedDerivation,
     planning: PlanningResource,
     nats: NatsResource,
+    settings: DerivationSettings,
 ) -> PersistedGraph:
     """The tasks and dependencies in Planning, under Planning's ids, never twice; then the
-    completed event (its message id makes a repeated publish land once)."""
+    completed event, once per derivation however often this is re-run."""
     attempt = plan_context.attempt
     try:
-        persisted = persist_task_graph(
-            planning.client(), attempt.plan_id, attempt.story_id, task_graph
+        # Safe to repeat: it lists what Planning holds first and creates only what is missing.
+        persisted = _riding_out_outages(
+            context,
+            settings,
+            lambda: persist_task_graph(
+                planning.client(), attempt.plan_id, attempt.story_id, task_graph
+            ),
         )
     except PortError as error:
         raise _failure(error) from error
@@ -332,10 +381,13 @@ def planning_tasks(
         occurred_at=datetime.now(UTC),
         derivation_request_id=attempt.derivation_id,
     )
-    nats.publish_outcome(completed, attempt.correlation_id)
+    published = publish_outcome_once(
+        context.instance, nats, context.partition_key, completed, attempt.correlation_id
+    )
     context.add_output_metadata(
         {
-            "completed_event": completed.message_id(),
+            "completed_event": completed.message_id()
+            + ("" if published else " (published before, not repeated)"),
             "created": len(persisted.created),
             "already_in_planning": len(persisted.reused),
             "dependencies": len(persisted.edges),

@@ -13,7 +13,8 @@ from td_pipeline.orchestration.assets import (
     story_context,
     task_graph,
 )
-from td_pipeline.orchestration.jobs import derive_job, persist_job
+from td_pipeline.orchestration.backfill import failed_derivation_backfill
+from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
 from td_pipeline.orchestration.resources import (
     ContextResource,
     DerivationSettings,
@@ -21,7 +22,12 @@ from td_pipeline.orchestration.resources import (
     PlanningResource,
     RayExecutorResource,
 )
-from td_pipeline.orchestration.sensors import derivation_request_sensor, derivation_result_sensor
+from td_pipeline.orchestration.sensors import (
+    derivation_failure_sensor,
+    derivation_request_sensor,
+    derivation_result_sensor,
+    llm_watchdog_sensor,
+)
 
 defs = dg.Definitions(
     assets=[
@@ -33,8 +39,14 @@ defs = dg.Definitions(
         task_graph,
         planning_tasks,
     ],
-    jobs=[derive_job, persist_job],
-    sensors=[derivation_request_sensor, derivation_result_sensor],
+    jobs=[derive_job, persist_job, retry_job],
+    sensors=[
+        derivation_request_sensor,
+        derivation_result_sensor,
+        llm_watchdog_sensor,
+        derivation_failure_sensor,
+    ],
+    schedules=[failed_derivation_backfill],
     resources={
         "planning": PlanningResource(address=dg.EnvVar("PLANNING_SERVICE_ADDRESS")),
         "context_service": ContextResource(address=dg.EnvVar("CONTEXT_SERVICE_ADDRESS")),

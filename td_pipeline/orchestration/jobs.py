@@ -19,3 +19,11 @@ persist_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     description="Parse and validate the LLM's answer, then create tasks and dependencies.",
 )
+
+retry_job = dg.define_asset_job(
+    name="retry_derivation",
+    selection=dg.AssetSelection.groups(DERIVE, PERSIST),
+    executor_def=dg.in_process_executor,
+    description="A failed attempt again, from the step that failed (launched by the "
+    "scheduled backfill and `td-pipeline retry-failed` with a subset of the assets).",
+)

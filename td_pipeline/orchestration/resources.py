@@ -82,8 +82,9 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
     prompt_template_path: str | None = None
     vllm_url: str = ""
     vllm_model: str = ""
-    llm_timeout_seconds: int = 600
-    max_attempts: int = 3
+    llm_timeout_seconds: int = 600  # the watchdog fails an attempt unanswered for this long
+    max_attempts: int = 3  # per derivation, then a person has to look
+    transient_retry_seconds: float = 60.0  # how long a step rides out UNAVAILABLE
     sensor_batch: int = 50  # messages per sensor tick
     sensor_fetch_seconds: float = 2.0  # bounded wait per tick, well under the 60 s tick timeout
 

@@ -9,10 +9,15 @@ the same run key, and Dagster's run-key dedup keeps them from running twice."""
 import hashlib
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
+from td_pipeline.application.ports import PortError
+from td_pipeline.application.retries import Retry, after_failure, failure_reason
+from td_pipeline.domain.derivation import LlmAnswer, LlmFailureReport
 from td_pipeline.domain.events import DerivationFailed
+from td_pipeline.domain.values import DerivationId, PlanId, StoryId
 from td_pipeline.infrastructure.jetstream_consumer import (
     ConsumerSpec,
     JetStreamPuller,
@@ -21,27 +26,45 @@ from td_pipeline.infrastructure.jetstream_consumer import (
 from td_pipeline.infrastructure.nats_mappers import (
     NotOurs,
     Refused,
+    decode_agent_failure,
     decode_agent_response,
     decode_request,
 )
 from td_pipeline.infrastructure.subjects import (
     AGENT_RESPONSE_COMPLETED,
+    AGENT_RESPONSE_FAILED,
     AGENT_RESPONSES_STREAM,
     DERIVATION_REQUESTED,
     DERIVATION_STREAM,
 )
-from td_pipeline.orchestration.jobs import derive_job, persist_job
+from td_pipeline.orchestration.attempts import (
+    Phase,
+    attempt_runs,
+    attempt_tags,
+    derive_config_of,
+    failure_of,
+    latest_run,
+    latest_submission,
+    run_attempt,
+)
+from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
+from td_pipeline.orchestration.outcomes import publish_outcome_once
 from td_pipeline.orchestration.partitions import STORIES, story_partition_key, story_partitions
-from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
+from td_pipeline.orchestration.resources import (
+    DerivationSettings,
+    NatsResource,
+    RayExecutorResource,
+)
 
 REQUEST_CONSUMER = ConsumerSpec(
     stream=DERIVATION_STREAM.name,
     durable="task-derivation-request-consumer",
-    filter_subject=DERIVATION_REQUESTED,
+    filter_subjects=(DERIVATION_REQUESTED,),
     ack_wait_seconds=120.0,
     max_deliver=10,
 )
 RUN_KEY_TAG = "dagster/run_key"
+WATCHDOG_INTERVAL_SECONDS = 15
 
 
 def derivation_id_for(message: PulledMessage) -> str:
@@ -136,9 +159,8 @@ def derivation_request_sensor(
                     }
                 },
                 tags={
+                    **attempt_tags(Phase.DERIVE, derivation_id, 1),
                     "td/plan_id": request.plan_id.value,
-                    "td/derivation_id": derivation_id,
-                    "td/attempt": "1",
                     "td/requested_by": request.requested_by,
                 },
             )
@@ -161,32 +183,43 @@ def derivation_request_sensor(
 RESULT_CONSUMER = ConsumerSpec(
     stream=AGENT_RESPONSES_STREAM.name,
     durable="task-derivation-result-consumer",
-    filter_subject=AGENT_RESPONSE_COMPLETED,
+    filter_subjects=(AGENT_RESPONSE_COMPLETED, AGENT_RESPONSE_FAILED),
     ack_wait_seconds=120.0,
     max_deliver=10,
 )
 
 
-def latest_derivation_id(instance: dg.DagsterInstance, story: str) -> str | None:
-    """The derivation id of the story's latest submission: the only attempt whose answer
-    is persisted."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey("executor_submission"), asset_partitions=[story]
-        ),
-        limit=1,
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    value = records[0].asset_materialization.metadata.get("derivation_id")
-    return str(value.value) if value is not None else None
+def persist_request(
+    run_key: str, story: str, derivation_id: str, attempt: int, proposal: dict[str, Any]
+) -> dg.RunRequest:
+    """A persist run for one attempt: its answer (`text`) or why there is none
+    (`executor_error`)."""
+    return dg.RunRequest(
+        run_key=run_key,
+        partition_key=story,
+        run_config={
+            "ops": {
+                "llm_proposal": {
+                    "config": {"derivation_id": derivation_id, "attempt": attempt, **proposal}
+                }
+            }
+        },
+        tags=attempt_tags(Phase.PERSIST, derivation_id, attempt),
+    )
+
+
+def _answered_already(instance: dg.DagsterInstance, derivation_id: str, attempt: int) -> bool:
+    # A persist run that did not fail means this attempt's answer is (being) handled.
+    runs = attempt_runs(instance, derivation_id, attempt, Phase.PERSIST)
+    return any(run.run.status != dg.DagsterRunStatus.FAILURE for run in runs)
 
 
 @dg.sensor(
     job=persist_job,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Turns the executor's answers (agent.response.completed) into persist runs.",
+    description="Turns the executor's answers and failures (agent.response.completed / "
+    "failed) into persist runs for the story's current attempt.",
 )
 def derivation_result_sensor(
     context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
@@ -199,44 +232,51 @@ def derivation_result_sensor(
     settled: list[str] = []  # nothing to run: acked now
     refused: list[str] = []
     for message in messages:
-        answer = decode_agent_response(message.data)
-        if isinstance(answer, NotOurs):
+        response: LlmAnswer | LlmFailureReport | NotOurs | Refused = (
+            decode_agent_failure(message.data)
+            if message.subject == AGENT_RESPONSE_FAILED
+            else decode_agent_response(message.data)
+        )
+        if isinstance(response, NotOurs):
             settled.append(message.reply)
             continue
-        if isinstance(answer, Refused):
-            context.log.warning(f"refused agent response: {answer.reason}")
+        if isinstance(response, Refused):
+            context.log.warning(f"refused agent response: {response.reason}")
             refused.append(message.reply)
             continue
-        story = story_partition_key(answer.story_id)
-        latest = latest_derivation_id(context.instance, story) if story in known_stories else None
-        if latest is None or (answer.derivation_id and answer.derivation_id.value != latest):
+        story = story_partition_key(response.story_id)
+        current = latest_submission(context.instance, story) if story in known_stories else None
+        answered = (
+            response.derivation_id.value if response.derivation_id else "unknown",
+            response.attempt,
+        )
+        if (
+            current is None
+            or answered[0] != current.derivation_id
+            or (answered[1] is not None and answered[1] != current.attempt)
+        ):
             # A late answer for a superseded attempt, or for no attempt of ours: recorded only.
+            now_current = f"{current.derivation_id}#{current.attempt}" if current else "none"
             context.log.info(
-                f"answer for {story} ignored: attempt "
-                f"{answer.derivation_id.value if answer.derivation_id else 'unknown'} "
-                f"is not the latest ({latest or 'none'})"
+                f"answer for {story} ignored: attempt {answered[0]}#{answered[1]} is not the "
+                f"current one ({now_current})"
             )
             settled.append(message.reply)
             continue
-        if _run_exists(context.instance, message.run_key):
+        if _run_exists(context.instance, message.run_key) or _answered_already(
+            context.instance, current.derivation_id, current.attempt
+        ):
+            context.log.info(f"answer for {story} already handled: acked, nothing new to run")
             settled.append(message.reply)
             continue
+        proposal = (
+            {"executor_error": response.reason}
+            if isinstance(response, LlmFailureReport)
+            else {"text": response.text}
+        )
         run_requests.append(
-            dg.RunRequest(
-                run_key=message.run_key,
-                partition_key=story,
-                run_config={
-                    "ops": {
-                        "llm_proposal": {
-                            "config": {
-                                "text": answer.text,
-                                "derivation_id": latest,
-                                "attempt": answer.attempt or 1,
-                            }
-                        }
-                    }
-                },
-                tags={"td/derivation_id": latest, "td/attempt": str(answer.attempt or 1)},
+            persist_request(
+                message.run_key, story, current.derivation_id, current.attempt, proposal
             )
         )
         pending.append(message.reply)
@@ -245,6 +285,101 @@ def derivation_result_sensor(
     if messages:
         context.log.info(
             f"{len(messages)} answer(s): {len(run_requests)} run(s), "
-            f"{len(settled)} not ours or superseded, {len(refused)} refused"
+            f"{len(settled)} not ours, superseded or duplicate, {len(refused)} refused"
         )
     return dg.SensorResult(run_requests=run_requests, cursor=json.dumps({"pending_acks": pending}))
+
+
+LOST_STATUSES = frozenset({"not_found", "failed"})
+
+
+@dg.sensor(
+    job=persist_job,
+    minimum_interval_seconds=WATCHDOG_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Fails attempts whose LLM job was lost or did not answer within "
+    "llm_timeout_seconds, so that the backfill can try again.",
+)
+def llm_watchdog_sensor(
+    context: dg.SensorEvaluationContext,
+    executor: RayExecutorResource,
+    settings: DerivationSettings,
+) -> dg.SensorResult:
+    now = datetime.now(UTC)
+    run_requests: list[dg.RunRequest] = []
+    for story in context.instance.get_dynamic_partitions(STORIES):
+        latest = latest_run(context.instance, story)
+        if latest is None or latest.phase is not Phase.DERIVE:
+            continue  # answered (or never submitted): nothing to watch
+        if latest.run.status != dg.DagsterRunStatus.SUCCESS:
+            continue
+        submission = latest_submission(context.instance, story)
+        if submission is None or submission.run_id != latest.run.run_id:
+            continue
+        waited = (now - submission.submitted_at).total_seconds()
+        timed_out = waited >= settings.llm_timeout_seconds
+        try:
+            status = executor.client().deliberation_status(submission.deliberation_id)
+        except PortError as error:
+            context.log.warning(f"cannot ask the executor about {story}: {error}")
+            status = "unknown"
+        if status in LOST_STATUSES and waited >= WATCHDOG_INTERVAL_SECONDS:
+            reason = (
+                f"the executor lost LLM job {submission.deliberation_id} ({status}) "
+                f"after {waited:.0f}s without an answer"
+            )
+        elif timed_out:
+            reason = (
+                f"LLM timeout after {settings.llm_timeout_seconds}s "
+                f"(job {submission.deliberation_id}: {status})"
+            )
+        else:
+            continue
+        context.log.warning(f"{story}: {reason}")
+        run_requests.append(
+            persist_request(
+                f"watchdog:{submission.derivation_id}:{submission.attempt}",
+                story,
+                submission.derivation_id,
+                submission.attempt,
+                {"executor_error": reason},
+            )
+        )
+    return dg.SensorResult(run_requests=run_requests)
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[derive_job, persist_job, retry_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Publishes one task.derivation.failed per failed attempt, saying whether "
+    "td-pipeline retries by itself or a person has to look.",
+)
+def derivation_failure_sensor(
+    context: dg.RunFailureSensorContext, nats: NatsResource, settings: DerivationSettings
+) -> None:
+    attempt = run_attempt(context.dagster_run)
+    story = context.dagster_run.tags.get("dagster/partition")
+    if attempt is None or story is None:
+        context.log.info(f"run {context.dagster_run.run_id} is not a derivation attempt")
+        return
+    failure = failure_of(context.instance, attempt)
+    decision = after_failure(failure, settings.max_attempts)
+    asked = derive_config_of(context.instance, attempt.derivation_id)
+    if asked is None:
+        context.log.warning(f"no derive run known for {story}; failed event not published")
+        return
+    event = DerivationFailed(
+        plan_id=PlanId(asked["plan_id"]),
+        story_id=StoryId(story),
+        reason=failure_reason(failure, decision, settings.max_attempts),
+        requires_manual_review=not isinstance(decision, Retry),
+        occurred_at=datetime.now(UTC),
+        derivation_request_id=DerivationId(attempt.derivation_id),
+        attempt=attempt.attempt,
+    )
+    published = publish_outcome_once(
+        context.instance, nats, story, event, asked.get("correlation_id")
+    )
+    context.log.info(
+        f"{story}: {event.reason} ({'published' if published else 'published before'})"
+    )

@@ -62,5 +62,12 @@ def test_failed_reason_is_trimmed_and_required() -> None:
 def test_message_ids_name_the_attempt_and_the_outcome() -> None:
     assert completed().message_id() == "td-pipeline:d-1:completed"
     assert failed().message_id() == "td-pipeline:d-1:failed"
+    assert failed(attempt=2).message_id() == "td-pipeline:d-1:failed:2"
+    assert failed(attempt=3).message_id() != failed(attempt=2).message_id()
     assert failed(derivation_request_id=DerivationId("d-2")).message_id() != failed().message_id()
     assert failed(derivation_request_id=None).message_id() == "td-pipeline:P-1/S-1:failed"
+
+
+def test_attempts_count_from_one() -> None:
+    with pytest.raises(ValueError, match="count from 1"):
+        failed(attempt=0)

@@ -37,7 +37,7 @@ def spec(**changes: object) -> ConsumerSpec:
     fields: dict[str, object] = {
         "stream": STREAM.name,
         "durable": "pull-test",
-        "filter_subject": "pull.requested",
+        "filter_subjects": ("pull.requested",),
         "ack_wait_seconds": 1.0,
         "max_deliver": 3,
     }
@@ -120,3 +120,22 @@ def test_a_dead_server_fails_fast() -> None:
 def test_backoff_cannot_outnumber_deliveries() -> None:
     with pytest.raises(ValueError, match="backoff"):
         spec(max_deliver=1, backoff_seconds=(1.0, 2.0))
+
+
+def test_a_consumer_can_filter_several_subjects(server: NatsServer) -> None:
+    async def publish_mixed() -> None:
+        connection = await nats.connect(server.url)
+        for subject in ("pull.requested", "pull.other", "pull.failed"):
+            await connection.jetstream().publish(subject, subject.encode())
+        await connection.close()
+
+    asyncio.run(publish_mixed())
+    two = spec(durable="pull-two", filter_subjects=("pull.requested", "pull.failed"))
+    puller = JetStreamPuller(server.url)
+    try:
+        puller.ensure_consumer(two)
+        pulled = puller.fetch(two, batch=10, timeout_seconds=1)
+    finally:
+        puller.close()
+
+    assert [m.subject for m in pulled] == ["pull.requested", "pull.failed"]

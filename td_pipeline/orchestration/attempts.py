@@ -1,0 +1,168 @@
+"""What the Dagster instance knows about a story's derivation attempts.
+
+The instance is the record: a run's config names its derivation and attempt, its step
+failures say where and why it failed, the `executor_submission` materialization says what
+was handed to the LLM, and observations on `planning_tasks` say which outcome events went
+out. There is no second store to drift from what the UI shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import dagster as dg
+
+from td_pipeline.application.retries import AttemptFailure, Stage
+
+PARTITION_TAG = "dagster/partition"
+DERIVATION_TAG = "td/derivation_id"
+ATTEMPT_TAG = "td/attempt"
+PHASE_TAG = "td/phase"
+RETRYABLE = "retryable"  # dg.Failure metadata: False when no retry can fix it
+
+SUBMISSION_ASSET = dg.AssetKey("executor_submission")
+OUTCOME_ASSET = dg.AssetKey("planning_tasks")
+
+
+class Phase(StrEnum):
+    DERIVE = "derive"  # up to the executor; configured on plan_context
+    PERSIST = "persist"  # from the answer on; configured on llm_proposal
+
+
+CONFIGURED_STEP = {Phase.DERIVE: "plan_context", Phase.PERSIST: "llm_proposal"}
+STEP_STAGES = {
+    "plan_context": Stage.SUBMISSION,
+    "story_context": Stage.SUBMISSION,
+    "derivation_prompt": Stage.SUBMISSION,
+    "executor_submission": Stage.SUBMISSION,
+    "llm_proposal": Stage.ANSWER,
+    "task_graph": Stage.VALIDATION,
+    "planning_tasks": Stage.PERSISTENCE,
+}
+
+
+def attempt_tags(phase: Phase, derivation_id: str, attempt: int) -> dict[str, str]:
+    """Tags that let the UI (and people) filter runs by derivation and attempt."""
+    return {PHASE_TAG: phase.value, DERIVATION_TAG: derivation_id, ATTEMPT_TAG: str(attempt)}
+
+
+@dataclass(frozen=True, slots=True)
+class RunAttempt:
+    """A run of ours: which phase of which attempt it carried out."""
+
+    run: dg.DagsterRun
+    phase: Phase
+    derivation_id: str
+    attempt: int
+
+    @property
+    def step_config(self) -> dict[str, Any]:
+        run_config: dict[str, Any] = dict(self.run.run_config)
+        config: dict[str, Any] = run_config["ops"][CONFIGURED_STEP[self.phase]]["config"]
+        return config
+
+
+def run_attempt(run: dg.DagsterRun) -> RunAttempt | None:
+    """Read from the run config, so that runs launched by hand from the CLI count too."""
+    ops = run.run_config.get("ops", {}) if isinstance(run.run_config, dict) else {}
+    for phase, step in CONFIGURED_STEP.items():
+        config = ops.get(step, {}).get("config")
+        if isinstance(config, dict) and config.get("derivation_id"):
+            return RunAttempt(
+                run, phase, str(config["derivation_id"]), int(config.get("attempt", 1))
+            )
+    return None
+
+
+def story_runs(instance: dg.DagsterInstance, story: str, limit: int = 20) -> list[RunAttempt]:
+    """The story's derivation runs, newest first."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={PARTITION_TAG: story}), limit=limit)
+    return [attempt for attempt in map(run_attempt, runs) if attempt is not None]
+
+
+def latest_run(instance: dg.DagsterInstance, story: str) -> RunAttempt | None:
+    runs = story_runs(instance, story, limit=5)
+    return runs[0] if runs else None
+
+
+def attempt_runs(
+    instance: dg.DagsterInstance, derivation_id: str, attempt: int, phase: Phase
+) -> list[RunAttempt]:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={DERIVATION_TAG: derivation_id}))
+    found = (run_attempt(run) for run in runs)
+    return [a for a in found if a and a.attempt == attempt and a.phase is phase]
+
+
+def derive_config_of(instance: dg.DagsterInstance, derivation_id: str) -> dict[str, Any] | None:
+    """What the derivation was asked for (plan, roles, correlation id): the config of its
+    latest derive run. Persist runs do not repeat it."""
+    for run in instance.get_runs(filters=dg.RunsFilter(tags={DERIVATION_TAG: derivation_id})):
+        attempt = run_attempt(run)
+        if attempt and attempt.phase is Phase.DERIVE:
+            return attempt.step_config
+    return None
+
+
+def failure_of(instance: dg.DagsterInstance, attempt: RunAttempt) -> AttemptFailure:
+    """Where and why a failed run failed, from its step failure (or its run failure, when the
+    run died before a step could fail)."""
+    for entry in instance.all_logs(attempt.run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        if event is None or event.step_key not in STEP_STAGES:
+            continue
+        data = event.step_failure_data
+        user = data.user_failure_data if data else None
+        retryable = user.metadata.get(RETRYABLE) if user else None
+        description = (user.description if user else None) or (
+            data.error.message.strip() if data and data.error else "the step failed"
+        )
+        return AttemptFailure(
+            stage=STEP_STAGES[event.step_key],
+            attempt=attempt.attempt,
+            retryable=retryable is None or bool(retryable.value),
+            description=description,
+        )
+    # No step failed: the run itself died (a crashed worker, a lost daemon, a cancellation).
+    messages = [
+        entry.message or ""
+        for entry in instance.all_logs(attempt.run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    ]
+    return AttemptFailure(
+        stage=Stage.SUBMISSION if attempt.phase is Phase.DERIVE else Stage.PERSISTENCE,
+        attempt=attempt.attempt,
+        retryable=True,
+        description=(messages[-1] if messages else "") or "the run stopped before finishing",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What the story's latest `executor_submission` handed to the LLM."""
+
+    derivation_id: str
+    attempt: int
+    deliberation_id: str
+    submitted_at: datetime
+    run_id: str
+
+
+def latest_submission(instance: dg.DagsterInstance, story: str) -> Submission | None:
+    """Only the latest submission's answer is persisted; earlier ones are superseded."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SUBMISSION_ASSET, asset_partitions=[story]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    metadata = records[0].asset_materialization.metadata
+    try:
+        return Submission(
+            derivation_id=str(metadata["derivation_id"].value),
+            attempt=int(str(metadata["attempt"].value)),
+            deliberation_id=str(metadata["deliberation_id"].value),
+            submitted_at=datetime.fromisoformat(str(metadata["submitted_at"].value)),
+            run_id=records[0].run_id,
+        )
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,150 @@
+"""The scheduled backfill of failed derivations, and the plan `td-pipeline retry-failed` shows.
+
+A story whose latest attempt failed is run again from the step that failed: persistence
+again from the stored answer (the LLM is not called), anything earlier by asking the LLM
+again. The decision is `after_failure`, the same that set the failed event's
+`requires_manual_review`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+
+from td_pipeline.application.retries import (
+    AttemptFailure,
+    GiveUp,
+    Restart,
+    Retry,
+    after_failure,
+)
+from td_pipeline.orchestration.attempts import (
+    PARTITION_TAG,
+    Phase,
+    RunAttempt,
+    attempt_tags,
+    derive_config_of,
+    failure_of,
+    story_runs,
+)
+from td_pipeline.orchestration.jobs import retry_job
+from td_pipeline.orchestration.resources import DerivationSettings
+
+BACKFILL_CRON_VARIABLE = "TD_BACKFILL_CRON"
+DEFAULT_BACKFILL_CRON = "*/15 * * * *"
+LOOK_BACK = timedelta(days=7)  # failures older than this are left to people
+DERIVE_ASSETS = ("plan_context", "story_context", "derivation_prompt", "executor_submission")
+PERSIST_ASSETS = ("llm_proposal", "task_graph", "planning_tasks")
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FailedStory:
+    """A story whose latest attempt failed, and what happens next."""
+
+    story: str
+    latest: RunAttempt
+    failure: AttemptFailure
+    decision: Retry | GiveUp
+    in_flight: bool  # a run for the story is queued or running: leave it alone
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLaunch:
+    """A retry run: which assets, with which config and tags."""
+
+    story: str
+    assets: tuple[str, ...]
+    run_config: dict[str, Any]
+    tags: dict[str, str]
+    run_key: str
+
+
+def failed_stories(
+    instance: dg.DagsterInstance, max_attempts: int, now: datetime | None = None
+) -> list[FailedStory]:
+    since = (now or datetime.now(UTC)) - LOOK_BACK
+    failed_runs = instance.get_runs(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], updated_after=since)
+    )
+    stories = sorted({run.tags[PARTITION_TAG] for run in failed_runs if PARTITION_TAG in run.tags})
+    found: list[FailedStory] = []
+    for story in stories:
+        runs = story_runs(instance, story)
+        if not runs or runs[0].run.status != dg.DagsterRunStatus.FAILURE:
+            continue  # a later attempt ran, or is running
+        failure = failure_of(instance, runs[0])
+        in_flight = bool(
+            instance.get_run_ids(
+                filters=dg.RunsFilter(tags={PARTITION_TAG: story}, statuses=IN_FLIGHT), limit=1
+            )
+        )
+        found.append(
+            FailedStory(story, runs[0], failure, after_failure(failure, max_attempts), in_flight)
+        )
+    return found
+
+
+def retry_launch(instance: dg.DagsterInstance, failed: FailedStory) -> RetryLaunch | None:
+    if not isinstance(failed.decision, Retry) or failed.in_flight:
+        return None
+    derivation = failed.latest.derivation_id
+    attempt = failed.decision.next_attempt
+    assets: tuple[str, ...]
+    if failed.decision.restart is Restart.REPERSIST and failed.latest.phase is Phase.PERSIST:
+        phase, assets, step = Phase.PERSIST, PERSIST_ASSETS, "llm_proposal"
+        config = failed.latest.step_config  # the stored answer: the LLM is not called again
+    else:
+        asked = derive_config_of(instance, derivation)
+        if asked is None:
+            return None
+        phase, assets, step, config = Phase.DERIVE, DERIVE_ASSETS, "plan_context", asked
+    return RetryLaunch(
+        story=failed.story,
+        assets=assets,
+        run_config={"ops": {step: {"config": {**config, "attempt": attempt}}}},
+        tags=attempt_tags(phase, derivation, attempt),
+        run_key=f"retry:{derivation}:{attempt}",
+    )
+
+
+def backfill_cron() -> str:
+    return os.environ.get(BACKFILL_CRON_VARIABLE, DEFAULT_BACKFILL_CRON)
+
+
+@dg.schedule(
+    cron_schedule=backfill_cron(),
+    job=retry_job,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Re-runs story partitions whose latest attempt failed, from the step that "
+    f"failed, up to the attempt cap (cron from {BACKFILL_CRON_VARIABLE}).",
+)
+def failed_derivation_backfill(
+    context: dg.ScheduleEvaluationContext, settings: DerivationSettings
+) -> list[dg.RunRequest] | dg.SkipReason:
+    launches = [
+        launch
+        for failed in failed_stories(context.instance, settings.max_attempts)
+        if (launch := retry_launch(context.instance, failed)) is not None
+    ]
+    if not launches:
+        return dg.SkipReason("no failed derivation to retry")
+    return [
+        dg.RunRequest(
+            run_key=launch.run_key,
+            partition_key=launch.story,
+            run_config=launch.run_config,
+            tags=launch.tags,
+            asset_selection=[dg.AssetKey(name) for name in launch.assets],
+        )
+        for launch in launches
+    ]

@@ -1,0 +1,67 @@
+"""Outcome events published once, whatever is re-run and whenever.
+
+JetStream drops a repeated `Nats-Msg-Id` only inside its duplicate window (2 minutes here);
+a re-run from the UI an hour later must not tell Planning twice. Each event that went out is
+recorded as an observation on the story's `planning_tasks` partition, which also shows it in
+the UI next to the tasks."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from td_pipeline.domain.events import DerivationCompleted, DerivationOutcome
+from td_pipeline.orchestration.attempts import OUTCOME_ASSET
+from td_pipeline.orchestration.resources import NatsResource
+
+RECENT_OUTCOMES = 100  # a story sees a handful per derivation
+
+
+def published_outcomes(instance: dg.DagsterInstance, story: str) -> set[str]:
+    """Message ids of the outcome events already published for the story."""
+    records = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=OUTCOME_ASSET, asset_partitions=[story]),
+        limit=RECENT_OUTCOMES,
+    ).records
+    ids: set[str] = set()
+    for record in records:
+        observation = record.asset_observation
+        if observation is not None and "message_id" in observation.metadata:
+            ids.add(str(observation.metadata["message_id"].value))
+    return ids
+
+
+def outcome_metadata(event: DerivationOutcome) -> dict[str, dg.RawMetadataValue]:
+    common: dict[str, dg.RawMetadataValue] = {
+        "outcome": event.outcome,
+        "message_id": event.message_id(),
+        "derivation_id": event.derivation_request_id.value if event.derivation_request_id else "",
+        "occurred_at": event.occurred_at.isoformat(),
+    }
+    if isinstance(event, DerivationCompleted):
+        return {**common, "task_count": event.task_count}
+    return {
+        **common,
+        "attempt": event.attempt or 0,
+        "reason": event.reason,
+        "requires_manual_review": event.requires_manual_review,
+    }
+
+
+def publish_outcome_once(
+    instance: dg.DagsterInstance,
+    nats: NatsResource,
+    story: str,
+    event: DerivationOutcome,
+    correlation_id: str | None,
+) -> bool:
+    """Publish unless already published; True when it went out now. A crash between the
+    publish and the record repeats the publish, which the message id deduplicates."""
+    if event.message_id() in published_outcomes(instance, story):
+        return False
+    nats.publish_outcome(event, correlation_id)
+    instance.report_runless_asset_event(
+        dg.AssetObservation(
+            asset_key=OUTCOME_ASSET, partition=story, metadata=outcome_metadata(event)
+        )
+    )
+    return True
