@@ -4,25 +4,20 @@ and launching runs in a temporary DAGSTER_HOME."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import nats
 import nats.errors
 import pytest
 
+from td_pipeline.sandbox.dagster_processes import DagsterProcesses, prepare_home
 from td_pipeline.sandbox.fleet import LocalFleet
 
-REPO = Path(__file__).resolve().parents[2]
 STORIES = {
     "STORY-REFUNDS": "PLAN-PAY-1",
     "STORY-MFA": "PLAN-AUTH-1",
@@ -39,32 +34,10 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
 
 
 @pytest.fixture
-def daemon(fleet: LocalFleet, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    environment = {**os.environ, **fleet.environment(), "DAGSTER_HOME": str(home)}
-    log = (tmp_path / "daemon.log").open("wb")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
-        cwd=REPO,
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # so that stopping it stops the code server it starts too
-    )
-    try:
-        yield process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # any run worker left in the group
-        log.close()
+def dagster(fleet: LocalFleet, tmp_path: Path) -> Iterator[DagsterProcesses]:
+    home = prepare_home(tmp_path / "dagster_home")
+    with DagsterProcesses(home, fleet.environment(), tmp_path / "logs") as processes:
+        yield processes
 
 
 async def request_and_collect(
@@ -100,7 +73,7 @@ async def request_and_collect(
 
 
 def test_requests_become_tasks_in_planning_and_one_event_each(
-    fleet: LocalFleet, daemon: subprocess.Popen[bytes]
+    fleet: LocalFleet, dagster: DagsterProcesses
 ) -> None:
     requests: list[dict[str, Any]] = [
         {"plan_id": plan, "story_id": story, "roles": ["DEVELOPER", "QA"]}
@@ -114,7 +87,7 @@ def test_requests_become_tasks_in_planning_and_one_event_each(
         )
     )
 
-    assert daemon.poll() is None, "the daemon died"
+    assert dagster.daemon is not None and dagster.daemon.poll() is None, "the daemon died"
     completed = {e["story_id"]: e for s, e in events if s == "task.derivation.completed"}
     failed = [e for s, e in events if s == "task.derivation.failed"]
     assert sorted(completed) == sorted(STORIES), events
@@ -128,3 +101,101 @@ def test_requests_become_tasks_in_planning_and_one_event_each(
         ids = {task.task_id for task in tasks}
         edges = store.dependencies(story)
         assert edges and all({e.from_task_id, e.to_task_id} <= ids for e in edges)
+
+
+async def republish_answer(url: str, story: str, task_type: str | None = None) -> None:
+    """Publish the executor's answer for `story` again, as a redelivering peer would (or,
+    with `task_type`, as another agent's response)."""
+    connection = await nats.connect(url)
+    try:
+        jetstream = connection.jetstream()
+        subscription = await jetstream.subscribe("agent.response.completed", ordered_consumer=True)
+        while True:
+            message = await subscription.next_msg(timeout=5)
+            if story.encode() in message.data:
+                break
+        body = json.loads(message.data)
+        if task_type is not None:
+            body["constraints"]["metadata"]["task_type"] = task_type
+        await jetstream.publish("agent.response.completed", json.dumps(body).encode())
+    finally:
+        await connection.close()
+
+
+async def consumer_backlog(url: str, stream: str, durable: str) -> tuple[int, int]:
+    connection = await nats.connect(url)
+    try:
+        info = await connection.jetstream().consumer_info(stream, durable)
+        return info.num_pending or 0, info.num_ack_pending or 0
+    finally:
+        await connection.close()
+
+
+def test_a_repeated_answer_and_another_agents_answer_change_nothing(
+    fleet: LocalFleet, dagster: DagsterProcesses
+) -> None:
+    url = fleet.environment()["NATS_URL"]
+    first = asyncio.run(
+        request_and_collect(
+            url, [{"plan_id": "PLAN-PAY-1", "story_id": "STORY-REFUNDS"}], want=1, timeout=120
+        )
+    )
+    assert [subject for subject, _ in first] == ["task.derivation.completed"]
+    store = fleet.store
+    assert store is not None
+    tasks_before = store.tasks("STORY-REFUNDS")
+    edges_before = store.dependencies("STORY-REFUNDS")
+
+    asyncio.run(republish_answer(url, "STORY-REFUNDS"))
+    asyncio.run(republish_answer(url, "STORY-REFUNDS", task_type="CODE_REVIEW"))
+    time.sleep(12)  # two ticks of the result sensor
+    every_event = asyncio.run(request_and_collect(url, [], want=2, timeout=5))
+
+    assert every_event == first  # no second completed event, no failed one
+    assert store.tasks("STORY-REFUNDS") == tasks_before
+    assert store.dependencies("STORY-REFUNDS") == edges_before
+    # Both were taken and settled: nothing waits for redelivery.
+    backlog = asyncio.run(
+        consumer_backlog(url, "AGENT_RESPONSES", "task-derivation-result-consumer")
+    )
+    assert backlog == (0, 0)
+
+
+def test_the_daemon_killed_between_request_and_run_loses_and_duplicates_nothing(
+    fleet: LocalFleet, dagster: DagsterProcesses, tmp_path: Path
+) -> None:
+    url = fleet.environment()["NATS_URL"]
+    requests: list[dict[str, Any]] = [
+        {"plan_id": plan, "story_id": story} for story, plan in STORIES.items()
+    ]
+
+    async def publish_all() -> None:
+        connection = await nats.connect(url)
+        for body in requests:
+            await connection.jetstream().publish(
+                "task.derivation.requested", json.dumps(body).encode()
+            )
+        await connection.close()
+
+    asyncio.run(publish_all())
+    instance = dg.DagsterInstance.from_config(str(dagster.home))
+    deadline = time.monotonic() + 60
+    while not instance.get_run_ids(limit=1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # The sensor has asked for runs; their requests are not acked yet. Crash now.
+    dagster.kill_daemon()
+    time.sleep(2)
+    dagster.start_daemon()
+
+    events = asyncio.run(request_and_collect(url, [], want=len(STORIES), timeout=180))
+
+    completed = [e["story_id"] for s, e in events if s == "task.derivation.completed"]
+    assert sorted(completed) == sorted(STORIES), events
+    assert not [e for s, e in events if s == "task.derivation.failed"]
+    store = fleet.store
+    assert store is not None
+    for story in STORIES:
+        titles = [task.title for task in store.tasks(story)]
+        assert titles and len(titles) == len(set(titles))
+    derive_runs = instance.get_runs(filters=dg.RunsFilter(job_name="derive_tasks"))
+    assert len(derive_runs) == len(STORIES)
