@@ -30,9 +30,10 @@ test: lint typecheck unit
 protos: install
 	$(PY) scripts/generate_protos.py
 
-# Until the Dagster pipeline lands (issue 4), the demo is the local fleet, up until Ctrl-C.
+# The whole pipeline on this machine: fleet, Dagster daemon and UI (127.0.0.1:3000), every
+# sample story derived; the UI stays up until Ctrl-C.
 demo: install
-	$(VENV)/bin/td-pipeline sandbox up
+	$(VENV)/bin/td-pipeline demo
 
 bench: install
 	$(PY) -m td_pipeline_tests.benchmarks.bench_proposal

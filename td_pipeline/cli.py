@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from td_pipeline.commands import check_proposal
 from td_pipeline.sandbox import commands as sandbox_commands
+from td_pipeline.sandbox import demo
 
 EXIT_USAGE = 2
 
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check_proposal.register(subcommands)
     sandbox_commands.register(subcommands)
+    demo.register(subcommands)
     return parser
 
 
