@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from td_pipeline.commands import check_proposal
+from td_pipeline.sandbox import bench, demo
 from td_pipeline.sandbox import commands as sandbox_commands
-from td_pipeline.sandbox import demo
 
 EXIT_USAGE = 2
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_proposal.register(subcommands)
     sandbox_commands.register(subcommands)
     demo.register(subcommands)
+    bench.register(subcommands)
     return parser
 
 

@@ -156,8 +156,10 @@ class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def puller(self) -> JetStreamPuller:
         return _connections.puller(self.url, self.token)
 
+    def publish(self, subject: str, body: bytes, message_id: str) -> None:
+        """Publish to JetStream and wait for its ack; the message id makes a repeat land once."""
+        _connections.publisher(self.url, self.token).publish(subject, body, message_id)
+
     def publish_outcome(self, event: DerivationOutcome, correlation_id: str | None) -> None:
         message = outbound_message(event, envelope=self.envelope, correlation_id=correlation_id)
-        _connections.publisher(self.url, self.token).publish(
-            message.subject, message.body, message.message_id
-        )
+        self.publish(message.subject, message.body, message.message_id)

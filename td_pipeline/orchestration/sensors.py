@@ -79,7 +79,7 @@ def _pending(cursor: str | None) -> list[str]:
     return replies
 
 
-def _settle_then_fetch(
+def settle_then_fetch(
     context: dg.SensorEvaluationContext,
     nats: NatsResource,
     settings: DerivationSettings,
@@ -106,7 +106,7 @@ def _run_exists(instance: dg.DagsterInstance, run_key: str) -> bool:
 def derivation_request_sensor(
     context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
 ) -> dg.SensorResult:
-    puller, messages = _settle_then_fetch(context, nats, settings, REQUEST_CONSUMER)
+    puller, messages = settle_then_fetch(context, nats, settings, REQUEST_CONSUMER)
 
     known_stories = set(context.instance.get_dynamic_partitions(STORIES))
     new_stories: list[str] = []
@@ -224,7 +224,7 @@ def _answered_already(instance: dg.DagsterInstance, derivation_id: str, attempt:
 def derivation_result_sensor(
     context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
 ) -> dg.SensorResult:
-    puller, messages = _settle_then_fetch(context, nats, settings, RESULT_CONSUMER)
+    puller, messages = settle_then_fetch(context, nats, settings, RESULT_CONSUMER)
 
     known_stories = set(context.instance.get_dynamic_partitions(STORIES))
     run_requests: list[dg.RunRequest] = []

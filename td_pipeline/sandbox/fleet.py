@@ -16,6 +16,7 @@ from td_pipeline.sandbox.nats_server import NatsServer
 from td_pipeline.sandbox.planning import (
     PlanningFaults,
     PlanningStore,
+    SampleStory,
     load_sample_stories,
     serve_planning,
 )
@@ -29,6 +30,7 @@ class LocalFleet:
     state_dir: Path
     backend: LlmBackend = field(default_factory=OfflinePlanner)
     faults: PlanningFaults = field(default_factory=PlanningFaults)
+    stories: tuple[SampleStory, ...] = field(default_factory=load_sample_stories)
     nats: NatsServer | None = None
     store: PlanningStore | None = None
     planning: RunningServer | None = None
@@ -40,7 +42,7 @@ class LocalFleet:
         try:
             self.nats = NatsServer(self.state_dir / "nats").start()
             self.store = PlanningStore(self.state_dir / STORE_FILE_NAME)
-            self.store.seed(load_sample_stories())
+            self.store.seed(self.stories)
             self.planning = serve_planning(self.store, self.faults)
             self.context = serve_context(self.store)
             self.executor = serve_executor(self.nats.url, self.backend)

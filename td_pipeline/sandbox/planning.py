@@ -7,6 +7,7 @@ simulate outages, slowness and partial failures.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -71,6 +72,21 @@ def load_sample_stories(path: Path | None = None) -> tuple[SampleStory, ...]:
             context=item["context"],
         )
         for item in json.loads(text)["stories"]
+    )
+
+
+def story_copies(stories: tuple[SampleStory, ...], count: int) -> tuple[SampleStory, ...]:
+    """`count` stories cycling through `stories`, each under its own plan and story id
+    (for load: the benchmark derives more stories than there are samples)."""
+    if count < 1 or not stories:
+        raise ValueError("need at least one story to copy and a positive count")
+    return tuple(
+        dataclasses.replace(
+            stories[index % len(stories)],
+            plan_id=f"{stories[index % len(stories)].plan_id}-C{index + 1}",
+            story_id=f"{stories[index % len(stories)].story_id}-C{index + 1}",
+        )
+        for index in range(count)
     )
 
 

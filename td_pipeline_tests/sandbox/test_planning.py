@@ -13,6 +13,7 @@ from td_pipeline.sandbox.planning import (
     PlanningFaults,
     PlanningStore,
     load_sample_stories,
+    story_copies,
     serve_planning,
 )
 
@@ -203,3 +204,14 @@ def test_health_service_reports_serving(channel: grpc.Channel) -> None:
         timeout=5,
     )
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_story_copies_get_their_own_ids() -> None:
+    samples = load_sample_stories()
+    copies = story_copies(samples, len(samples) + 3)
+
+    assert len({c.story_id for c in copies}) == len({c.plan_id for c in copies}) == len(copies)
+    assert copies[len(samples)].title == samples[0].title
+    assert copies[0].story_id == f"{samples[0].story_id}-C1"
+    with pytest.raises(ValueError, match="positive count"):
+        story_copies(samples, 0)
