@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from td_pipeline.commands import check_proposal
+from td_pipeline.commands import check_proposal, retry_failed
 from td_pipeline.sandbox import bench, demo
 from td_pipeline.sandbox import commands as sandbox_commands
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check_proposal.register(subcommands)
+    retry_failed.register(subcommands)
     sandbox_commands.register(subcommands)
     demo.register(subcommands)
     bench.register(subcommands)

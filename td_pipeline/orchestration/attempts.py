@@ -88,19 +88,22 @@ def latest_run(instance: dg.DagsterInstance, story: str) -> RunAttempt | None:
 
 
 def attempt_runs(
-    instance: dg.DagsterInstance, derivation_id: str, attempt: int, phase: Phase
+    instance: dg.DagsterInstance, story: str, derivation_id: str, attempt: int, phase: Phase
 ) -> list[RunAttempt]:
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={DERIVATION_TAG: derivation_id}))
-    found = (run_attempt(run) for run in runs)
-    return [a for a in found if a and a.attempt == attempt and a.phase is phase]
+    return [
+        run
+        for run in story_runs(instance, story, limit=50)
+        if (run.derivation_id, run.attempt, run.phase) == (derivation_id, attempt, phase)
+    ]
 
 
-def derive_config_of(instance: dg.DagsterInstance, derivation_id: str) -> dict[str, Any] | None:
+def derive_config_of(
+    instance: dg.DagsterInstance, story: str, derivation_id: str
+) -> dict[str, Any] | None:
     """What the derivation was asked for (plan, roles, correlation id): the config of its
     latest derive run. Persist runs do not repeat it."""
-    for run in instance.get_runs(filters=dg.RunsFilter(tags={DERIVATION_TAG: derivation_id})):
-        attempt = run_attempt(run)
-        if attempt and attempt.phase is Phase.DERIVE:
+    for attempt in story_runs(instance, story, limit=50):
+        if attempt.phase is Phase.DERIVE and attempt.derivation_id == derivation_id:
             return attempt.step_config
     return None
 

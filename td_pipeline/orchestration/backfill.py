@@ -104,7 +104,7 @@ def retry_launch(instance: dg.DagsterInstance, failed: FailedStory) -> RetryLaun
         phase, assets, step = Phase.PERSIST, PERSIST_ASSETS, "llm_proposal"
         config = failed.latest.step_config  # the stored answer: the LLM is not called again
     else:
-        asked = derive_config_of(instance, derivation)
+        asked = derive_config_of(instance, failed.story, derivation)
         if asked is None:
             return None
         phase, assets, step, config = Phase.DERIVE, DERIVE_ASSETS, "plan_context", asked

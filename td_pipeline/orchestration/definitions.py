@@ -51,7 +51,7 @@ defs = dg.Definitions(
         "planning": PlanningResource(address=dg.EnvVar("PLANNING_SERVICE_ADDRESS")),
         "context_service": ContextResource(address=dg.EnvVar("CONTEXT_SERVICE_ADDRESS")),
         "executor": RayExecutorResource(address=dg.EnvVar("RAY_EXECUTOR_ADDRESS")),
-        "settings": DerivationSettings(),
+        "settings": DerivationSettings.from_environment(),
         "nats": NatsResource(url=dg.EnvVar("NATS_URL")),
     },
 )

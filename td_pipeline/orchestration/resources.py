@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import os
 import threading
+from typing import Any
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -90,6 +91,28 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def task_count(self) -> TaskCountRange:
         return TaskCountRange(minimum=self.min_tasks, maximum=self.max_tasks)
+
+    @classmethod
+    def from_environment(cls) -> DerivationSettings:
+        """The defaults, overridden by the TD_* variables that are set (not secrets)."""
+        overrides: dict[str, Any] = {
+            name: kind(os.environ[variable])
+            for name, (variable, kind) in SETTINGS_VARIABLES.items()
+            if os.environ.get(variable)
+        }
+        return cls(**overrides)
+
+
+SETTINGS_VARIABLES: dict[str, tuple[str, type[int] | type[float] | type[str]]] = {
+    "min_tasks": ("TD_MIN_TASKS", int),
+    "max_tasks": ("TD_MAX_TASKS", int),
+    "prompt_template_path": ("TD_PROMPT_TEMPLATE", str),
+    "vllm_url": ("TD_VLLM_URL", str),
+    "vllm_model": ("TD_VLLM_MODEL", str),
+    "llm_timeout_seconds": ("TD_LLM_TIMEOUT_SECONDS", int),
+    "max_attempts": ("TD_MAX_ATTEMPTS", int),
+    "transient_retry_seconds": ("TD_TRANSIENT_RETRY_SECONDS", float),
+}
 
 
 class _ProcessConnections:

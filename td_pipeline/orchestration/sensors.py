@@ -64,6 +64,7 @@ REQUEST_CONSUMER = ConsumerSpec(
     max_deliver=10,
 )
 RUN_KEY_TAG = "dagster/run_key"
+PRIORITY_TAG = "dagster/priority"
 WATCHDOG_INTERVAL_SECONDS = 15
 
 
@@ -204,13 +205,16 @@ def persist_request(
                 }
             }
         },
-        tags=attempt_tags(Phase.PERSIST, derivation_id, attempt),
+        # Ahead of queued derive runs: finish the stories already started first.
+        tags={**attempt_tags(Phase.PERSIST, derivation_id, attempt), PRIORITY_TAG: "1"},
     )
 
 
-def _answered_already(instance: dg.DagsterInstance, derivation_id: str, attempt: int) -> bool:
+def _answered_already(
+    instance: dg.DagsterInstance, story: str, derivation_id: str, attempt: int
+) -> bool:
     # A persist run that did not fail means this attempt's answer is (being) handled.
-    runs = attempt_runs(instance, derivation_id, attempt, Phase.PERSIST)
+    runs = attempt_runs(instance, story, derivation_id, attempt, Phase.PERSIST)
     return any(run.run.status != dg.DagsterRunStatus.FAILURE for run in runs)
 
 
@@ -264,7 +268,7 @@ def derivation_result_sensor(
             settled.append(message.reply)
             continue
         if _run_exists(context.instance, message.run_key) or _answered_already(
-            context.instance, current.derivation_id, current.attempt
+            context.instance, story, current.derivation_id, current.attempt
         ):
             context.log.info(f"answer for {story} already handled: acked, nothing new to run")
             settled.append(message.reply)
@@ -364,7 +368,7 @@ def derivation_failure_sensor(
         return
     failure = failure_of(context.instance, attempt)
     decision = after_failure(failure, settings.max_attempts)
-    asked = derive_config_of(context.instance, attempt.derivation_id)
+    asked = derive_config_of(context.instance, story, attempt.derivation_id)
     if asked is None:
         context.log.warning(f"no derive run known for {story}; failed event not published")
         return

@@ -12,7 +12,7 @@ import dagster as dg
 from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec
 from td_pipeline.infrastructure.subjects import StreamSpec
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
-from td_pipeline.orchestration.sensors import settle_then_fetch
+from td_pipeline.orchestration.sensors import PRIORITY_TAG, settle_then_fetch
 
 FLOOR_STREAM = StreamSpec("BENCH_FLOOR", ("bench.floor.>",))
 REQUESTED = "bench.floor.requested"
@@ -67,6 +67,7 @@ def _floor_sensor(subject: str, job: dg.JobDefinition, op: str) -> dg.SensorDefi
             dg.RunRequest(
                 run_key=message.run_key,
                 run_config={"ops": {op: {"config": {"item": json.loads(message.data)["item"]}}}},
+                tags={PRIORITY_TAG: "1"} if job is floor_second else {},  # as persist runs
             )
             for message in messages
         ]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +202,69 @@ def test_the_daemon_killed_between_request_and_run_loses_and_duplicates_nothing(
         assert titles and len(titles) == len(set(titles))
     derive_runs = instance.get_runs(filters=dg.RunsFilter(job_name="derive_tasks"))
     assert len(derive_runs) == len(STORIES)
+
+
+def dagster_cli(dagster: DagsterProcesses, fleet: LocalFleet, *arguments: str) -> str:
+    """The `dagster` command as the README shows it, against the test's instance."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), *arguments],
+        cwd=dagster.workspace.parent,
+        env={**os.environ, **fleet.environment(), "DAGSTER_HOME": str(dagster.home)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout + result.stderr
+
+
+def test_cli_launches_rerun_a_story_and_start_a_derivation(
+    fleet: LocalFleet, dagster: DagsterProcesses
+) -> None:
+    url = fleet.environment()["NATS_URL"]
+    story, plan = "STORY-MFA", STORIES["STORY-MFA"]
+    first = asyncio.run(
+        request_and_collect(url, [{"plan_id": plan, "story_id": story}], want=1, timeout=120)
+    )
+    assert [subject for subject, _ in first] == ["task.derivation.completed"]
+    store = fleet.store
+    assert store is not None
+    tasks = store.tasks(story)
+
+    # Re-run persistence from the stored answer, in the CLI's own process.
+    dagster_cli(
+        dagster,
+        fleet,
+        "asset",
+        "materialize",
+        "-m",
+        "td_pipeline.orchestration.definitions",
+        "--select",
+        "planning_tasks",
+        "--partition",
+        story,
+    )
+    # A new derivation of the story, queued for the daemon like a sensor's run.
+    config = {"ops": {"plan_context": {"config": {"plan_id": plan, "derivation_id": "cli-1"}}}}
+    dagster_cli(
+        dagster,
+        fleet,
+        "job",
+        "launch",
+        "-w",
+        "workspace.yaml",
+        "-j",
+        "derive_tasks",
+        "--tags",
+        json.dumps({"dagster/partition": story}),
+        "--config-json",
+        json.dumps(config),
+    )
+    events = asyncio.run(request_and_collect(url, [], want=2, timeout=120))
+
+    # The re-run announced nothing again; the launched derivation got its own completed event.
+    assert [(s, e["derivation_request_id"]) for s, e in events][1:] == [
+        ("task.derivation.completed", "cli-1")
+    ]
+    assert events[0] == first[0]
+    assert store.tasks(story) == tasks  # neither created a task twice

@@ -1,0 +1,90 @@
+"""`td-pipeline retry-failed [--dry-run]`: what the scheduled backfill would do, now.
+
+Reads the Dagster instance in $DAGSTER_HOME, lists the stories whose latest attempt failed
+with the decision the backfill takes (the same function), and launches the retries through
+`dagster job launch`, so that they queue like any other run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from td_pipeline.application.retries import Retry
+from td_pipeline.orchestration.attempts import PARTITION_TAG
+from td_pipeline.orchestration.backfill import FailedStory, failed_stories, retry_launch
+from td_pipeline.orchestration.jobs import retry_job
+from td_pipeline.orchestration.resources import DerivationSettings
+from td_pipeline.sandbox.dagster_processes import WORKSPACE
+
+EXIT_OK, EXIT_LAUNCH_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subcommands.add_parser(
+        "retry-failed",
+        help="retry the stories whose latest attempt failed, as the scheduled backfill does",
+        description="Lists the stories whose latest derivation attempt failed and what the "
+        "backfill decides for each; launches the retries unless --dry-run. Reads the Dagster "
+        "instance in $DAGSTER_HOME.",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list, launch nothing")
+    parser.add_argument(
+        "--max-attempts", type=int, default=DerivationSettings().max_attempts, help="per derivation"
+    )
+    parser.add_argument("--workspace", type=Path, default=WORKSPACE)
+    parser.set_defaults(handler=run)
+
+
+def describe(failed: FailedStory) -> str:
+    head = (
+        f"{failed.story}: attempt {failed.latest.attempt} of {failed.latest.derivation_id} "
+        f"failed while {failed.failure.stage.doing}"
+    )
+    if failed.in_flight:
+        return f"{head} -> skipped: a run is in flight"
+    if isinstance(failed.decision, Retry):
+        return (
+            f"{head} -> {failed.decision.restart.value} as attempt {failed.decision.next_attempt}"
+        )
+    return f"{head} -> left for manual review: {failed.decision.why}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if not os.environ.get("DAGSTER_HOME"):
+        print(
+            "td-pipeline retry-failed: set DAGSTER_HOME to the daemon's instance "
+            "(the demo's is .dagster_home)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    instance = dg.DagsterInstance.get()
+    failed = failed_stories(instance, args.max_attempts)
+    if not failed:
+        print("no story's latest attempt failed")
+        return EXIT_OK
+    status = EXIT_OK
+    for story in failed:
+        print(describe(story))
+        launch = retry_launch(instance, story)
+        if launch is None or args.dry_run:
+            continue
+        command = [
+            str(Path(sys.executable).with_name("dagster")),
+            *("job", "launch", "-w", str(args.workspace), "-j", retry_job.name),
+            *("--op-selection", ",".join(launch.assets)),
+            *("--config-json", json.dumps(launch.run_config)),
+            *("--tags", json.dumps({**launch.tags, PARTITION_TAG: launch.story})),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            print(f"  launch failed: {result.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            status = EXIT_LAUNCH_FAILED
+        else:
+            print("  launched")
+    return status

@@ -1,0 +1,226 @@
+"""Failure handling one layer at a time, in process, against the sandbox fleet: the failure
+sensor, the outcome record, the watchdog, executor failures and the backfill's decisions.
+(The e2e tests run the same pieces through a real daemon.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import nats
+import pytest
+
+from td_pipeline.application.retries import GiveUp, Restart, Retry, Stage
+from td_pipeline.domain.events import DerivationCompleted
+from td_pipeline.domain.values import DerivationId, PlanId, StoryId
+from td_pipeline.orchestration.attempts import latest_submission
+from td_pipeline.orchestration.backfill import failed_stories, retry_launch
+from td_pipeline.orchestration.definitions import defs
+from td_pipeline.orchestration.outcomes import publish_outcome_once, published_outcomes
+from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
+from td_pipeline.orchestration.sensors import derivation_failure_sensor, llm_watchdog_sensor
+from td_pipeline.sandbox.fleet import LocalFleet
+from td_pipeline.sandbox.llm import ReplayLlm
+from td_pipeline_tests.orchestration.test_jobs import (
+    PLAN,
+    STORY,
+    answer_of,
+    derive_config,
+    resources,
+)
+
+ANSWER_LOST = "STORY-MFA"  # the replayed LLM never answers this one
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    answers = tmp_path_factory.mktemp("answers")
+    (answers / f"{ANSWER_LOST}.txt").write_text("@never\n")
+    with LocalFleet(tmp_path_factory.mktemp("fleet"), backend=ReplayLlm(answers)) as fleet:
+        yield fleet
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("stories", [STORY, ANSWER_LOST])
+        yield instance
+
+
+def run(
+    fleet: LocalFleet,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    ops: dict[str, Any],
+    story: str = STORY,
+    settings: DerivationSettings | None = None,
+    assets: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def(job_name)
+    if assets is not None:
+        job = job.get_subset(asset_selection={dg.AssetKey(name) for name in assets})
+    return job.execute_in_process(
+        run_config={"ops": ops},
+        instance=instance,
+        partition_key=story,
+        resources={**resources(fleet), **({"settings": settings} if settings else {})},
+        raise_on_error=False,
+        tags=tags,
+    )
+
+
+def events(fleet: LocalFleet, subject: str) -> list[dict[str, Any]]:
+    async def read() -> list[dict[str, Any]]:
+        connection = await nats.connect(fleet.environment()["NATS_URL"])
+        try:
+            subscription = await connection.jetstream().subscribe(subject, ordered_consumer=True)
+            found = []
+            while True:
+                try:
+                    found.append(json.loads((await subscription.next_msg(timeout=0.5)).data))
+                except nats.errors.TimeoutError:
+                    return found
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
+def fail_sensor(
+    fleet: LocalFleet,
+    instance: dg.DagsterInstance,
+    result: dg.ExecuteInProcessResult,
+    settings: DerivationSettings,
+) -> None:
+    run_record = instance.get_run_by_id(result.run_id)
+    assert run_record is not None
+    failure_event = next(
+        entry.dagster_event
+        for entry in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        if entry.dagster_event is not None
+    )
+    context = dg.build_run_status_sensor_context(
+        sensor_name=derivation_failure_sensor.name,
+        dagster_event=failure_event,
+        dagster_instance=instance,
+        dagster_run=run_record,
+    ).for_run_failure()
+    derivation_failure_sensor(
+        context, nats=NatsResource(url=fleet.environment()["NATS_URL"]), settings=settings
+    )
+
+
+def test_a_planning_outage_is_retried_from_the_stored_answer_and_announced_once(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    settings = DerivationSettings(min_tasks=2, max_tasks=12, transient_retry_seconds=0)
+    assert run(fleet, instance, "derive_tasks", derive_config("d-outage")).success
+    submission = latest_submission(instance, STORY)
+    assert submission is not None
+    answer = answer_of(fleet, submission.deliberation_id)
+    proposal = {"llm_proposal": {"config": {"text": answer, "derivation_id": "d-outage"}}}
+    fleet.faults.unavailable_for(30)
+    try:
+        failed = run(fleet, instance, "persist_tasks", proposal, settings=settings)
+    finally:
+        fleet.faults.unavailable_until = 0.0
+    assert not failed.success
+
+    fail_sensor(fleet, instance, failed, settings)
+    fail_sensor(fleet, instance, failed, settings)  # a second look publishes nothing new
+    (found,) = failed_stories(instance, max_attempts=3)
+    launch = retry_launch(instance, found)
+
+    mine = [
+        e
+        for e in events(fleet, "task.derivation.failed")
+        if e["derivation_request_id"] == "d-outage"
+    ]
+    assert len(mine) == 1 and mine[0]["requires_manual_review"] is False
+    assert (
+        "creating the tasks in Planning" in mine[0]["reason"] and "UNAVAILABLE" in mine[0]["reason"]
+    )
+    assert (found.failure.stage, found.decision) == (Stage.PERSISTENCE, Retry(Restart.REPERSIST, 2))
+    assert launch is not None and launch.assets == ("llm_proposal", "task_graph", "planning_tasks")
+    assert launch.run_config["ops"]["llm_proposal"]["config"]["text"] == answer  # no new LLM call
+
+    retried = run(
+        fleet,
+        instance,
+        "retry_derivation",
+        launch.run_config["ops"],
+        assets=list(launch.assets),
+        tags=launch.tags,
+        settings=settings,
+    )
+    assert retried.success
+    assert failed_stories(instance, max_attempts=3) == []
+    titles = [t.title for t in fleet.store.tasks(STORY)]  # type: ignore[union-attr]
+    assert len(titles) == len(set(titles))
+
+
+def test_an_outcome_is_published_once_however_late_the_repeat(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    nats_resource = NatsResource(url=fleet.environment()["NATS_URL"])
+    event = DerivationCompleted(
+        PlanId(PLAN), StoryId(STORY), 3, datetime.now(UTC), DerivationId("d-once")
+    )
+
+    first = publish_outcome_once(instance, nats_resource, STORY, event, None)
+    second = publish_outcome_once(instance, nats_resource, STORY, event, None)
+
+    assert (first, second) == (True, False)
+    assert event.message_id() in published_outcomes(instance, STORY)
+
+
+def test_an_unknown_plan_is_left_for_review_at_once(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    config = derive_config("d-unknown")
+    config["plan_context"]["config"]["plan_id"] = "PLAN-NOPE"
+    failed = run(fleet, instance, "derive_tasks", config)
+    settings = DerivationSettings()
+
+    fail_sensor(fleet, instance, failed, settings)
+    (found,) = failed_stories(instance, max_attempts=3)
+
+    assert isinstance(found.decision, GiveUp) and retry_launch(instance, found) is None
+    mine = [
+        e
+        for e in events(fleet, "task.derivation.failed")
+        if e["derivation_request_id"] == "d-unknown"
+    ]
+    assert len(mine) == 1 and mine[0]["requires_manual_review"] is True
+    assert "NOT_FOUND" in mine[0]["reason"] and "needs manual review" in mine[0]["reason"]
+
+
+def test_the_watchdog_fails_an_unanswered_attempt_once(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    config = derive_config("d-lost")
+    config["plan_context"]["config"]["plan_id"] = "PLAN-AUTH-1"
+    assert run(fleet, instance, "derive_tasks", config, story=ANSWER_LOST).success
+    settings = DerivationSettings(llm_timeout_seconds=1)
+    time.sleep(1.2)
+    resources_for_tick = {
+        "executor": resources(fleet)["executor"],
+        "settings": settings,
+    }
+    with dg.build_sensor_context(instance=instance, resources=resources_for_tick) as context:
+        result = llm_watchdog_sensor(context)
+
+    (request,) = result.run_requests or []
+    config_sent = request.run_config["ops"]["llm_proposal"]["config"]
+    assert request.partition_key == ANSWER_LOST and request.run_key == "watchdog:d-lost:1"
+    assert config_sent["executor_error"].startswith("LLM timeout after 1s")
+    failed = run(fleet, instance, "persist_tasks", request.run_config["ops"], story=ANSWER_LOST)
+    assert not failed.success
+    (found,) = [f for f in failed_stories(instance, 3) if f.story == ANSWER_LOST]
+    assert found.failure.stage is Stage.ANSWER and found.decision == Retry(Restart.RESUBMIT, 2)
