@@ -13,8 +13,8 @@ from td_pipeline.sandbox.planning import (
     PlanningFaults,
     PlanningStore,
     load_sample_stories,
-    story_copies,
     serve_planning,
+    story_copies,
 )
 
 STORIES = load_sample_stories()
