@@ -103,6 +103,11 @@ class JetStreamPuller:
             timeout,
         )
 
+    @property
+    def is_closed(self) -> bool:
+        """True once the connection gave up reconnecting (the server was away too long)."""
+        return bool(self._connection.is_closed)
+
     def ensure_consumer(self, spec: ConsumerSpec) -> None:
         """Create the durable consumer, or update it to `spec` (pull_subscribe alone would
         silently keep an existing consumer's old config)."""

@@ -46,6 +46,11 @@ class JetStreamPublisher:
             error_cb=_log_error,
         )
 
+    @property
+    def is_closed(self) -> bool:
+        """True once the connection gave up reconnecting (the server was away too long)."""
+        return bool(self._connection.is_closed)
+
     def publish(self, subject: str, payload: bytes, message_id: str) -> None:
         """Publish and wait for JetStream's ack; the message id makes a retry land once."""
         self._loop.run(self._publish(subject, payload, message_id), PUBLISH_TIMEOUT_SECONDS)

@@ -9,7 +9,7 @@ import atexit
 import contextlib
 import os
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -115,6 +115,19 @@ SETTINGS_VARIABLES: dict[str, tuple[str, type[int] | type[float] | type[str]]] =
 }
 
 
+Connection = TypeVar("Connection", JetStreamPublisher, JetStreamPuller)
+
+
+def _alive(connection: Connection | None) -> Connection | None:
+    """The connection, unless it gave up reconnecting during a long outage (then closed, so
+    that its loop thread stops, and replaced by the caller)."""
+    if connection is not None and connection.is_closed:
+        with contextlib.suppress(Exception):
+            connection.close()
+        return None
+    return connection
+
+
 class _ProcessConnections:
     """NATS connections shared by everything in one process, one per server and kind.
 
@@ -134,16 +147,18 @@ class _ProcessConnections:
     def publisher(self, url: str, token: str | None) -> JetStreamPublisher:
         with self._lock:
             self._forget_after_fork()
-            if (url, token) not in self._publishers:
-                self._publishers[(url, token)] = JetStreamPublisher(url, token)
-            return self._publishers[(url, token)]
+            current = _alive(self._publishers.get((url, token)))
+            if current is None:
+                current = self._publishers[(url, token)] = JetStreamPublisher(url, token)
+            return current
 
     def puller(self, url: str, token: str | None) -> JetStreamPuller:
         with self._lock:
             self._forget_after_fork()
-            if (url, token) not in self._pullers:
-                self._pullers[(url, token)] = JetStreamPuller(url, token)
-            return self._pullers[(url, token)]
+            current = _alive(self._pullers.get((url, token)))
+            if current is None:
+                current = self._pullers[(url, token)] = JetStreamPuller(url, token)
+            return current
 
     def close_all(self) -> None:
         with self._lock:

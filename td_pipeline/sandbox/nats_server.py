@@ -57,14 +57,17 @@ class NatsServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def start(self, streams: Sequence[StreamSpec] = FLEET_STREAMS) -> NatsServer:
+    def start(
+        self, streams: Sequence[StreamSpec] = FLEET_STREAMS, port: int | None = None
+    ) -> NatsServer:
+        """Start on `port`, or on a free one when None."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         ports_dir = self.store_dir / "ports"
         ports_dir.mkdir(exist_ok=True)
         self._process = subprocess.Popen(
             [
                 str(nats_server_binary()),
-                *("-a", "127.0.0.1", "-p", "-1", "-js"),
+                *("-a", "127.0.0.1", "-p", str(port or -1), "-js"),
                 *("-sd", str(self.store_dir / "jetstream")),
                 *("--ports_file_dir", str(ports_dir)),
                 *("-l", str(self.store_dir / "nats-server.log")),
@@ -96,7 +99,15 @@ class NatsServer:
             time.sleep(0.01)
         raise TimeoutError(f"nats-server did not report its port in {START_TIMEOUT_SECONDS}s")
 
-    def stop(self) -> None:
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop and start again on the same port with the same store, as an operator's
+        restart would: clients reconnect, JetStream keeps its messages and consumers."""
+        port = int(self.url.rsplit(":", 1)[1])
+        self._terminate()
+        time.sleep(down_seconds)
+        self.start(streams=(), port=port)
+
+    def _terminate(self) -> None:
         if self._process is not None:
             self._process.terminate()
             try:
@@ -106,6 +117,9 @@ class NatsServer:
                 self._process.wait(timeout=5)
             self._process = None
         self._url = None
+
+    def stop(self) -> None:
+        self._terminate()
         if self._temporary is not None:
             self._temporary.cleanup()
 
