@@ -25,7 +25,7 @@ from td_pipeline.domain.prompt import DerivationBrief, DerivationPrompt, RoleCon
 from td_pipeline.domain.task_graph import TaskCountRange, TaskGraph
 from td_pipeline.domain.values import DerivationId, PlanId, Role
 from td_pipeline.infrastructure.prompt_templates import load_prompt_template
-from td_pipeline.orchestration.attempts import RETRYABLE
+from td_pipeline.orchestration.attempts import RETRYABLE, latest_submission
 from td_pipeline.orchestration.outcomes import publish_outcome_once
 from td_pipeline.orchestration.partitions import story_of_partition, story_partitions
 from td_pipeline.orchestration.resources import (
@@ -34,6 +34,10 @@ from td_pipeline.orchestration.resources import (
     NatsResource,
     PlanningResource,
     RayExecutorResource,
+)
+from td_pipeline.orchestration.task_graph_views import (
+    graph_picture_markdown,
+    task_table_markdown,
 )
 
 DERIVE = "derive"
@@ -320,8 +324,15 @@ def task_graph(
             "dependencies": len(graph.edges),
             "critical_path_hours": critical.hours,
             "critical_path": " -> ".join(k.value for k in critical.keys),
-            "waves": len(graph.waves()),
+            "waves": " | ".join(
+                f"{n}: {', '.join(k.value for k in wave)}"
+                for n, wave in enumerate(graph.waves(), start=1)
+            ),
             "warnings": "\n".join(verdict.warnings) or "none",
+            # One entry, so that one click in the UI shows the table and the picture together.
+            "tasks_and_graph": dg.MetadataValue.md(
+                f"{task_table_markdown(graph)}\n\n{graph_picture_markdown(graph)}"
+            ),
         },
     )
     yield from graph_checks(graph, criteria, task_count)
@@ -384,8 +395,15 @@ def planning_tasks(
     published = publish_outcome_once(
         context.instance, nats, context.partition_key, completed, attempt.correlation_id
     )
+    submission = latest_submission(context.instance, context.partition_key)
     context.add_output_metadata(
         {
+            "derivation_id": attempt.derivation_id.value,
+            "seconds_since_submission": round(
+                (completed.occurred_at - submission.submitted_at).total_seconds(), 1
+            )
+            if submission
+            else "unknown",
             "completed_event": completed.message_id()
             + ("" if published else " (published before, not repeated)"),
             "created": len(persisted.created),
