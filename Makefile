@@ -21,8 +21,10 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy td_pipeline
 
+# Two workers, a test file each: the end-to-end tests spend most of their time waiting on
+# daemons and sensors, so they overlap well even on 2 cores.
 unit: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test: lint typecheck unit
 

@@ -7,6 +7,7 @@ Sensor ticks run on varying threads; the connection belongs to one event-loop th
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -149,6 +150,11 @@ class JetStreamPuller:
     def terminate(self, replies: Sequence[str]) -> None:
         """No redelivery: for messages no retry can fix."""
         self._settle(replies, TERM)
+
+    def redeliver_later(self, replies: Sequence[str], delay_seconds: float) -> None:
+        """Back in `delay_seconds` (a NAK with a delay): for messages that arrived early."""
+        delay = json.dumps({"delay": int(delay_seconds * 1_000_000_000)})
+        self._settle(replies, b"-NAK " + delay.encode())
 
     def _settle(self, replies: Sequence[str], verdict: bytes) -> None:
         async def settle() -> None:

@@ -46,6 +46,7 @@ from td_pipeline.orchestration.attempts import (
     latest_run,
     latest_submission,
     run_attempt,
+    story_runs,
 )
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
 from td_pipeline.orchestration.outcomes import publish_outcome_once
@@ -66,6 +67,7 @@ REQUEST_CONSUMER = ConsumerSpec(
 RUN_KEY_TAG = "dagster/run_key"
 PRIORITY_TAG = "dagster/priority"
 WATCHDOG_INTERVAL_SECONDS = 15
+EARLY_ANSWER_DELAY_SECONDS = 3.0
 
 
 def derivation_id_for(message: PulledMessage) -> str:
@@ -210,6 +212,21 @@ def persist_request(
     )
 
 
+def _still_submitting(
+    instance: dg.DagsterInstance, story: str, derivation_id: str, attempt: int | None
+) -> bool:
+    """True while a derive run of this attempt has not finished (so its submission may not
+    be recorded yet)."""
+    runs = [
+        run
+        for run in story_runs(instance, story, limit=10)
+        if run.phase is Phase.DERIVE
+        and run.derivation_id == derivation_id
+        and (attempt is None or run.attempt == attempt)
+    ]
+    return any(not run.run.is_finished for run in runs)
+
+
 def _answered_already(
     instance: dg.DagsterInstance, story: str, derivation_id: str, attempt: int
 ) -> bool:
@@ -235,6 +252,7 @@ def derivation_result_sensor(
     pending: list[str] = []
     settled: list[str] = []  # nothing to run: acked now
     refused: list[str] = []
+    early: list[str] = []  # answers whose submission is not recorded yet
     for message in messages:
         response: LlmAnswer | LlmFailureReport | NotOurs | Refused = (
             decode_agent_failure(message.data)
@@ -259,6 +277,10 @@ def derivation_result_sensor(
             or answered[0] != current.derivation_id
             or (answered[1] is not None and answered[1] != current.attempt)
         ):
+            if _still_submitting(context.instance, story, answered[0], answered[1]):
+                # A fast answer can overtake the record of its own submission: look again soon.
+                early.append(message.reply)
+                continue
             # A late answer for a superseded attempt, or for no attempt of ours: recorded only.
             now_current = f"{current.derivation_id}#{current.attempt}" if current else "none"
             context.log.info(
@@ -286,15 +308,34 @@ def derivation_result_sensor(
         pending.append(message.reply)
     puller.ack(settled)
     puller.terminate(refused)
+    puller.redeliver_later(early, EARLY_ANSWER_DELAY_SECONDS)
     if messages:
         context.log.info(
             f"{len(messages)} answer(s): {len(run_requests)} run(s), "
-            f"{len(settled)} not ours, superseded or duplicate, {len(refused)} refused"
+            f"{len(settled)} not ours, superseded or duplicate, {len(refused)} refused, "
+            f"{len(early)} ahead of their submission's record"
         )
     return dg.SensorResult(run_requests=run_requests, cursor=json.dumps({"pending_acks": pending}))
 
 
 LOST_STATUSES = frozenset({"not_found", "failed"})
+
+
+def why_lost(status: str, waited: float, timeout: int, deliberation_id: str) -> str | None:
+    """Why an unanswered attempt counts as failed, or None while it may still be answered.
+
+    A job the executor does not know (or failed without telling us) is lost at once; one
+    still running, after the timeout; one completed has its answer on NATS, so the result
+    sensor gets twice the timeout to pick it up before the answer counts as lost too."""
+    if status in LOST_STATUSES and waited >= WATCHDOG_INTERVAL_SECONDS:
+        return f"the executor lost LLM job {deliberation_id} ({status}) after {waited:.0f}s"
+    if status == "completed":
+        if waited < 2 * timeout:
+            return None
+        return f"the answer of LLM job {deliberation_id} never arrived ({waited:.0f}s)"
+    if waited >= timeout:
+        return f"LLM timeout after {timeout}s (job {deliberation_id}: {status})"
+    return None
 
 
 @dg.sensor(
@@ -321,23 +362,15 @@ def llm_watchdog_sensor(
         if submission is None or submission.run_id != latest.run.run_id:
             continue
         waited = (now - submission.submitted_at).total_seconds()
-        timed_out = waited >= settings.llm_timeout_seconds
+        if waited < min(WATCHDOG_INTERVAL_SECONDS, settings.llm_timeout_seconds):
+            continue  # too early to tell: do not ask the executor
         try:
             status = executor.client().deliberation_status(submission.deliberation_id)
         except PortError as error:
             context.log.warning(f"cannot ask the executor about {story}: {error}")
             status = "unknown"
-        if status in LOST_STATUSES and waited >= WATCHDOG_INTERVAL_SECONDS:
-            reason = (
-                f"the executor lost LLM job {submission.deliberation_id} ({status}) "
-                f"after {waited:.0f}s without an answer"
-            )
-        elif timed_out:
-            reason = (
-                f"LLM timeout after {settings.llm_timeout_seconds}s "
-                f"(job {submission.deliberation_id}: {status})"
-            )
-        else:
+        reason = why_lost(status, waited, settings.llm_timeout_seconds, submission.deliberation_id)
+        if reason is None:
             continue
         context.log.warning(f"{story}: {reason}")
         run_requests.append(

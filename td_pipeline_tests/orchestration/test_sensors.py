@@ -210,3 +210,29 @@ async def _unacked_results(url: str) -> int:
     )
     await connection.close()
     return int(info.num_ack_pending) + int(info.num_pending)
+
+
+def test_an_answer_that_overtakes_its_submission_record_comes_back_later(
+    server: NatsServer,
+) -> None:
+    url = server.url
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("stories", ["STORY-FAST"])
+        # The derive run is still finishing executor_submission: no materialization yet.
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="derive_tasks",
+                status=dg.DagsterRunStatus.STARTED,
+                run_config={
+                    "ops": {"plan_context": {"config": {"plan_id": "P", "derivation_id": "d-fast"}}}
+                },
+                tags={"dagster/partition": "STORY-FAST"},
+            )
+        )
+        asyncio.run(_publish_responses(url, [response("STORY-FAST", "P", "d-fast")]))
+
+        result = tick(instance, url, None, derivation_result_sensor)
+        waiting = asyncio.run(_unacked_results(url))
+
+    assert result.run_requests == []
+    assert waiting == 1  # not acked, not dropped: redelivered in a few seconds
