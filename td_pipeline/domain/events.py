@@ -55,6 +55,7 @@ class DerivationFailed:
     occurred_at: datetime
     derivation_request_id: DerivationId | None
     attempt: int | None = None  # None when no attempt started (an invalid request)
+    request_key: str | None = None  # which message, when no derivation started
 
     def __post_init__(self) -> None:
         if self.attempt is not None and self.attempt < 1:
@@ -72,8 +73,10 @@ class DerivationFailed:
         return "failed"
 
     def message_id(self) -> str:
-        # One failed event per attempt; one completed per derivation.
+        # One failed event per attempt; one per refused message when none started.
         outcome = self.outcome if self.attempt is None else f"{self.outcome}:{self.attempt}"
+        if self.derivation_request_id is None and self.request_key:
+            outcome = f"{outcome}:{self.request_key}"
         return _message_id(self.derivation_request_id, self.plan_id, self.story_id, outcome)
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 
 def _has_control_character(text: str) -> bool:
-    return any(unicodedata.category(char) == "Cc" for char in text)
+    # Cc: control characters; Cs: lone surrogates (JSON lets them in, UTF-8 cannot carry them).
+    return any(unicodedata.category(char) in ("Cc", "Cs") for char in text)
 
 
 def _identifier(kind: str, value: str, max_length: int) -> str:

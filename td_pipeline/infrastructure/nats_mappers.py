@@ -52,8 +52,10 @@ def _json_object(data: bytes, max_bytes: int) -> dict[str, Any] | Refused:
         return Refused(f"payload of {len(data)} bytes is over the {max_bytes}-byte limit")
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, ValueError) as error:  # ValueError: also over-long integers
         return Refused(f"payload is not JSON: {error}")
+    except RecursionError:
+        return Refused("payload is not JSON we can read: nested too deeply")
     if not isinstance(value, dict):
         return Refused(f"payload is a JSON {type(value).__name__}, not an object")
     return value
@@ -117,8 +119,12 @@ def _ids(
 ) -> tuple[str | None, str | None]:
     """Plan and story ids: top level, then constraints, then constraints.metadata (§1.3)."""
     metadata = top.constraints.metadata
-    plan = top.plan_id or top.constraints.plan_id or metadata.get("plan_id")
-    story = top.story_id or top.constraints.story_id or metadata.get("story_id")
+
+    def first(*candidates: str | None) -> str | None:
+        return next((c for c in candidates if c and c.strip()), None)
+
+    plan = first(top.plan_id, top.constraints.plan_id, metadata.get("plan_id"))
+    story = first(top.story_id, top.constraints.story_id, metadata.get("story_id"))
     return plan, story
 
 
@@ -138,12 +144,16 @@ def _correlation(metadata: dict[str, str]) -> tuple[DerivationId | None, int | N
         derivation = DerivationId(derivation_text) if derivation_text.strip() else None
     except ValueError:
         derivation = None
-    attempt = int(attempt_text) if attempt_text.strip().isdigit() else None
+    digits = attempt_text.strip()
+    attempt = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 6 else None
     return derivation, attempt
 
 
-def _is_ours(metadata: dict[str, str]) -> bool:
-    return metadata.get(METADATA_TASK_TYPE, "").strip().upper() == TASK_TYPE
+def _raw_task_type(raw: dict[str, Any]) -> str:
+    constraints = raw.get("constraints")
+    metadata = constraints.get("metadata") if isinstance(constraints, dict) else None
+    value = metadata.get(METADATA_TASK_TYPE) if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 AgentResponse = TypeVar("AgentResponse", AgentResponseCompleted, AgentResponseFailed)
@@ -164,13 +174,14 @@ def _our_response(
     if isinstance(unwrapped, Refused):
         return unwrapped
     raw, _ = unwrapped
+    # Other agents share the subject and may use a looser shape: look at the task type first.
+    task_type = _raw_task_type(raw)
+    if task_type.strip().upper() != TASK_TYPE:
+        return NotOurs(task_type)
     try:
         response = model.model_validate(raw)
     except ValidationError as error:
         return Refused(f"invalid {kind}: {_first_error(error)}", *_readable_ids(raw))
-    metadata = response.constraints.metadata
-    if not _is_ours(metadata):
-        return NotOurs(metadata.get(METADATA_TASK_TYPE, ""))
     plan, story = _ids(response)
     try:
         return _Ours(response, PlanId(plan or ""), StoryId(story or ""))
@@ -198,7 +209,10 @@ def decode_agent_failure(
     if not isinstance(ours, _Ours):
         return ours
     failure = ours.response
-    reason = (failure.error or failure.message or "the LLM job failed").strip()
+    reason = next(
+        (text.strip() for text in (failure.error, failure.message) if text and text.strip()),
+        "the LLM job failed",
+    )
     derivation, attempt = _correlation(failure.constraints.metadata)
     return LlmFailureReport(
         ours.plan_id, ours.story_id, f"LLM failed: {reason}", derivation, attempt

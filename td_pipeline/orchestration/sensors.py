@@ -131,6 +131,7 @@ def derivation_request_sensor(
                         requires_manual_review=True,
                         occurred_at=datetime.now(UTC),
                         derivation_request_id=None,
+                        request_key=message.run_key,
                     ),
                     correlation_id=None,
                 )
@@ -387,6 +388,7 @@ def llm_watchdog_sensor(
 
 @dg.run_failure_sensor(
     monitored_jobs=[derive_job, persist_job, retry_job],
+    minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Publishes one task.derivation.failed per failed attempt, saying whether "
     "td-pipeline retries by itself or a person has to look.",

@@ -20,8 +20,9 @@ MAX_DRAWN_TASKS = 200  # beyond this a picture is unreadable and heavy in the UI
 
 
 def _cell(text: str) -> str:
-    # Neither a pipe nor a line break may end a markdown table cell early.
-    return " ".join(text.split()).replace("|", "\\|")
+    # Neither a pipe nor a line break may end a cell early, nor a `<` start raw HTML.
+    flat = " ".join(text.split())
+    return flat.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
 
 
 def _hours(node: TaskNode) -> str:

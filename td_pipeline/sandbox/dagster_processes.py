@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+import dagster as dg
+
 REPO = Path(__file__).resolve().parents[2]
 WORKSPACE = REPO / "workspace.yaml"
 INSTANCE_CONFIG = REPO / "dagster.yaml"
@@ -29,9 +31,13 @@ STOP_GRACE_SECONDS = 20.0
 
 
 def prepare_home(home: Path, instance_config: Path = INSTANCE_CONFIG) -> Path:
-    """A DAGSTER_HOME with our instance config (kept up to date with the repository's)."""
+    """A DAGSTER_HOME with our instance config (kept up to date with the repository's) and
+    its storage created: a daemon and a webserver starting together would both try to create
+    the SQLite tables, and one of them would fail."""
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(instance_config, home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     return home
 
 

@@ -66,6 +66,9 @@ def test_message_ids_name_the_attempt_and_the_outcome() -> None:
     assert failed(attempt=3).message_id() != failed(attempt=2).message_id()
     assert failed(derivation_request_id=DerivationId("d-2")).message_id() != failed().message_id()
     assert failed(derivation_request_id=None).message_id() == "td-pipeline:P-1/S-1:failed"
+    # Two refused requests for the same story are two events, not one deduplicated.
+    refused = failed(derivation_request_id=None, request_key="task_derivation:7:123")
+    assert refused.message_id() == "td-pipeline:P-1/S-1:failed:task_derivation:7:123"
 
 
 def test_attempts_count_from_one() -> None:

@@ -39,7 +39,7 @@ def test_the_table_lists_tasks_in_order_with_what_they_wait_for() -> None:
 
     assert all(len(row) == len(cells(lines[0])) == 7 for row in rows)  # no cell broke out
     assert [row[1] for row in rows] == ["A", "B", "C", "D"]
-    assert rows[0][2] == "Design \\| <schema> & v2"
+    assert rows[0][2] == "Design \\| &lt;schema> & v2"
     assert [row[6] for row in rows] == ["—", "A", "A", "B, C"]
     assert [row[0] for row in rows] == ["★", "★", "", "★"]
     assert lines[-1] == "Critical path: A → B → D (8 h) · 3 waves"
