@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from td_pipeline.domain.derivation import DerivationRequest, LlmAnswer, LlmFailureReport
-from td_pipeline.domain.values import DerivationId, PlanId, Role, StoryId
+from td_pipeline.domain.values import FLEET_ROLES, DerivationId, PlanId, Role, StoryId
 from td_pipeline.infrastructure.executor_client import (
     METADATA_ATTEMPT,
     METADATA_DERIVATION,
@@ -93,7 +93,11 @@ def _readable_ids(raw: dict[str, Any]) -> tuple[PlanId | None, StoryId | None]:
     return read(PlanId, raw.get("plan_id")), read(StoryId, raw.get("story_id"))
 
 
-def decode_request(data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> DerivationRequest | Refused:
+def decode_request(
+    data: bytes,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+    known_roles: frozenset[Role] = FLEET_ROLES,
+) -> DerivationRequest | Refused:
     unwrapped = _payload(data, max_bytes)
     if isinstance(unwrapped, Refused):
         return unwrapped
@@ -101,7 +105,7 @@ def decode_request(data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> Derivatio
     plan_id, story_id = _readable_ids(raw)
     try:
         payload = DerivationRequestedPayload.model_validate(raw)
-        return DerivationRequest(
+        request = DerivationRequest(
             plan_id=PlanId(payload.plan_id),
             story_id=StoryId(payload.story_id),
             roles=tuple(Role(role) for role in payload.roles),
@@ -112,6 +116,15 @@ def decode_request(data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> Derivatio
         return Refused(f"invalid request: {_first_error(error)}", plan_id, story_id)
     except ValueError as error:
         return Refused(f"invalid request: {error}", plan_id, story_id)
+    unknown = [role.value for role in request.roles if role not in known_roles]
+    if unknown:
+        known = ", ".join(sorted(role.value for role in known_roles))
+        return Refused(
+            f"invalid request: unknown role(s) {', '.join(unknown)} (known: {known})",
+            plan_id,
+            story_id,
+        )
+    return request
 
 
 def _ids(

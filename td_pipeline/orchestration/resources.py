@@ -12,11 +12,12 @@ import threading
 from typing import Any, TypeVar
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from td_pipeline.application.ports import ContextPort, ExecutorPort, PlanningPort
 from td_pipeline.domain.events import DerivationOutcome
 from td_pipeline.domain.task_graph import TaskCountRange
+from td_pipeline.domain.values import FLEET_ROLES, Role
 from td_pipeline.infrastructure.context_client import GrpcContextClient
 from td_pipeline.infrastructure.event_mappers import outbound_message
 from td_pipeline.infrastructure.executor_client import GrpcExecutorClient
@@ -86,11 +87,17 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
     llm_timeout_seconds: int = 600  # the watchdog fails an attempt unanswered for this long
     max_attempts: int = 3  # per derivation, then a person has to look
     transient_retry_seconds: float = 60.0  # how long a step rides out UNAVAILABLE
+    known_roles: list[str] = Field(  # a request naming another role is refused
+        default_factory=lambda: sorted(role.value for role in FLEET_ROLES)
+    )
     sensor_batch: int = 50  # messages per sensor tick
     sensor_fetch_seconds: float = 2.0  # bounded wait per tick, well under the 60 s tick timeout
 
     def task_count(self) -> TaskCountRange:
         return TaskCountRange(minimum=self.min_tasks, maximum=self.max_tasks)
+
+    def known_role_set(self) -> frozenset[Role]:
+        return frozenset(Role(name) for name in self.known_roles)
 
     @classmethod
     def from_environment(cls) -> DerivationSettings:
@@ -100,9 +107,14 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
             for name, (variable, kind) in SETTINGS_VARIABLES.items()
             if os.environ.get(variable)
         }
+        if os.environ.get(KNOWN_ROLES_VARIABLE):
+            overrides["known_roles"] = [
+                name.strip() for name in os.environ[KNOWN_ROLES_VARIABLE].split(",") if name.strip()
+            ]
         return cls(**overrides)
 
 
+KNOWN_ROLES_VARIABLE = "TD_KNOWN_ROLES"  # comma-separated
 SETTINGS_VARIABLES: dict[str, tuple[str, type[int] | type[float] | type[str]]] = {
     "min_tasks": ("TD_MIN_TASKS", int),
     "max_tasks": ("TD_MAX_TASKS", int),

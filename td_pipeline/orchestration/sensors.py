@@ -117,7 +117,7 @@ def derivation_request_sensor(
     pending: list[str] = []
     refused: list[str] = []
     for message in messages:
-        request = decode_request(message.data)
+        request = decode_request(message.data, known_roles=settings.known_role_set())
         if isinstance(request, Refused):
             context.log.warning(
                 f"refused request (stream seq {message.stream_sequence}): {request.reason}"

@@ -21,10 +21,25 @@ def encoded(value: Any) -> bytes:
 
 
 def test_bare_request() -> None:
-    request = decode_request(encoded({"plan_id": "P", "story_id": "S", "roles": ["dev", "qa"]}))
-    assert request == DerivationRequest(
-        PlanId("P"), StoryId("S"), (Role("DEV"), Role("QA")), "unknown", None
+    request = decode_request(
+        encoded({"plan_id": "P", "story_id": "S", "roles": ["developer", "qa"]})
     )
+    assert request == DerivationRequest(
+        PlanId("P"), StoryId("S"), (Role("DEVELOPER"), Role("QA")), "unknown", None
+    )
+
+
+def test_a_role_no_agent_takes_is_refused_with_the_ids_to_answer() -> None:
+    refused = decode_request(encoded({"plan_id": "P", "story_id": "S", "roles": ["QA", "bard"]}))
+    widened = decode_request(
+        encoded({"plan_id": "P", "story_id": "S", "roles": ["bard"]}),
+        known_roles=frozenset({Role("BARD")}),
+    )
+
+    assert isinstance(refused, Refused)
+    assert refused.reason.startswith("invalid request: unknown role(s) BARD (known: ARCHITECT")
+    assert (refused.plan_id, refused.story_id) == (PlanId("P"), StoryId("S"))
+    assert isinstance(widened, DerivationRequest)
 
 
 def test_enveloped_request_keeps_the_correlation_id() -> None:
