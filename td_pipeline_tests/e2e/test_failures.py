@@ -8,7 +8,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,4 +107,20 @@ def test_outages_lost_jobs_and_llm_failures_end_in_one_outcome_each(
         line = next(row for row in listed.stdout.splitlines() if row.startswith(story))
         assert "attempt 2" in line and "left for manual review: 2 of 2 attempts failed" in line
     assert "STORY-REFUNDS" not in listed.stdout
-    time.sleep(0)  # (the daemon keeps running; the fixture stops it)
+
+    # An operator allows one more attempt: the CLI launches it through the daemon's queue.
+    launched = subprocess.run(
+        [str(Path(sys.executable).with_name("td-pipeline")), "retry-failed", "--max-attempts", "3"],
+        env={**os.environ, **fleet.environment(), "DAGSTER_HOME": str(dagster.home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    assert launched.stdout.count("resubmit as attempt 3") == 2, launched.stdout
+    events = asyncio.run(
+        request_and_collect(fleet.environment()["NATS_URL"], [], want=7, timeout=180)
+    )
+    third = [body for _, body in events[5:]]
+    assert sorted(body["story_id"] for body in third) == ["STORY-DARK-MODE", "STORY-MFA"]
+    assert all(body["requires_manual_review"] for body in third)  # over the daemon's cap

@@ -15,6 +15,7 @@ import dagster as dg
 import nats
 import pytest
 
+from td_pipeline.application.ports import ExecutorPort, ExecutorSubmission, SubmissionReceipt
 from td_pipeline.application.retries import GiveUp, Restart, Retry, Stage
 from td_pipeline.domain.events import DerivationCompleted
 from td_pipeline.domain.values import DerivationId, PlanId, StoryId
@@ -22,7 +23,11 @@ from td_pipeline.orchestration.attempts import latest_submission
 from td_pipeline.orchestration.backfill import failed_stories, retry_launch
 from td_pipeline.orchestration.definitions import defs
 from td_pipeline.orchestration.outcomes import publish_outcome_once, published_outcomes
-from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
+from td_pipeline.orchestration.resources import (
+    DerivationSettings,
+    NatsResource,
+    RayExecutorResource,
+)
 from td_pipeline.orchestration.sensors import (
     derivation_failure_sensor,
     llm_watchdog_sensor,
@@ -245,3 +250,43 @@ def test_the_watchdog_fails_an_unanswered_attempt_once(
 )
 def test_the_watchdog_tells_waiting_from_lost(status: str, waited: float, lost: str | None) -> None:
     assert why_lost(status, waited, 600, "j-1") == lost
+
+
+class FailingAtOnce:
+    """An executor that answers ExecuteDeliberation with status `failed`."""
+
+    def submit(self, submission: ExecutorSubmission) -> SubmissionReceipt:
+        return SubmissionReceipt("delib-0", accepted=False, message="GPU pool exhausted")
+
+    def deliberation_status(self, deliberation_id: str) -> str:
+        return "failed"
+
+
+class FailingExecutorResource(RayExecutorResource):
+    def client(self) -> ExecutorPort:
+        return FailingAtOnce()
+
+
+def test_an_executor_that_fails_the_job_at_once_fails_the_attempt_for_a_retry(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    job = defs.resolve_job_def("derive_tasks")
+    result = job.execute_in_process(
+        run_config={"ops": derive_config("d-gpu")},
+        instance=instance,
+        partition_key=STORY,
+        resources={**resources(fleet), "executor": FailingExecutorResource(address="unused")},
+        raise_on_error=False,
+    )
+    settings = DerivationSettings()
+
+    fail_sensor(fleet, instance, result, settings)
+    (found,) = failed_stories(instance, max_attempts=3)
+
+    assert not result.success
+    assert (found.failure.stage, found.decision) == (Stage.SUBMISSION, Retry(Restart.RESUBMIT, 2))
+    mine = [
+        e for e in events(fleet, "task.derivation.failed") if e["derivation_request_id"] == "d-gpu"
+    ]
+    assert len(mine) == 1 and mine[0]["requires_manual_review"] is False
+    assert "GPU pool exhausted" in mine[0]["reason"]
