@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import nats
 import pytest
 
-from td_pipeline.sandbox.dagster_processes import DagsterProcesses, prepare_home
+from td_pipeline.sandbox.dagster_processes import DagsterProcesses
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline_tests.corpus.bad_messages import REQUESTED, load_bad_messages
 from td_pipeline_tests.e2e.test_daemon import consumer_backlog, request_and_collect
@@ -19,19 +17,6 @@ from td_pipeline_tests.e2e.test_daemon import consumer_backlog, request_and_coll
 pytestmark = pytest.mark.e2e
 
 NATS_MAX_PAYLOAD = 1024 * 1024  # the server's default: bigger messages never reach us
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
-    with LocalFleet(tmp_path / "fleet") as fleet:
-        yield fleet
-
-
-@pytest.fixture
-def dagster(fleet: LocalFleet, tmp_path: Path) -> Iterator[DagsterProcesses]:
-    home = prepare_home(tmp_path / "dagster_home")
-    with DagsterProcesses(home, fleet.environment(), tmp_path / "logs") as processes:
-        yield processes
 
 
 def test_every_bad_message_gets_its_outcome_and_a_valid_request_still_completes(

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import nats
 import nats.errors
 import pytest
 
-from td_pipeline.sandbox.dagster_processes import DagsterProcesses, prepare_home
+from td_pipeline.sandbox.dagster_processes import DagsterProcesses
 from td_pipeline.sandbox.fleet import LocalFleet
 
 STORIES = {
@@ -28,19 +27,6 @@ STORIES = {
 }
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
-    with LocalFleet(tmp_path / "fleet") as fleet:
-        yield fleet
-
-
-@pytest.fixture
-def dagster(fleet: LocalFleet, tmp_path: Path) -> Iterator[DagsterProcesses]:
-    home = prepare_home(tmp_path / "dagster_home")
-    with DagsterProcesses(home, fleet.environment(), tmp_path / "logs") as processes:
-        yield processes
 
 
 async def request_and_collect(

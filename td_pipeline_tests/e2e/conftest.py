@@ -1,0 +1,25 @@
+"""The default pieces of an end-to-end test: the local fleet and a real dagster-daemon in a
+temporary DAGSTER_HOME. Modules that need fault knobs or settings override these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from td_pipeline.sandbox.dagster_processes import DagsterProcesses, prepare_home
+from td_pipeline.sandbox.fleet import LocalFleet
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
+    with LocalFleet(tmp_path / "fleet") as fleet:
+        yield fleet
+
+
+@pytest.fixture
+def dagster(fleet: LocalFleet, tmp_path: Path) -> Iterator[DagsterProcesses]:
+    home = prepare_home(tmp_path / "dagster_home")
+    with DagsterProcesses(home, fleet.environment(), tmp_path / "logs") as processes:
+        yield processes
