@@ -111,11 +111,20 @@ async def republish_answer(url: str, story: str, task_type: str | None = None) -
         await connection.close()
 
 
-async def consumer_backlog(url: str, stream: str, durable: str) -> tuple[int, int]:
+async def consumer_backlog(
+    url: str, stream: str, durable: str, settle_seconds: float = 30.0
+) -> tuple[int, int]:
+    """(pending, ack pending) once settled: a run's message is acked on the sensor's next
+    tick, so give the sensor a few ticks before calling what is left a backlog."""
     connection = await nats.connect(url)
     try:
-        info = await connection.jetstream().consumer_info(stream, durable)
-        return info.num_pending or 0, info.num_ack_pending or 0
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            info = await connection.jetstream().consumer_info(stream, durable)
+            backlog = (info.num_pending or 0, info.num_ack_pending or 0)
+            if backlog == (0, 0) or time.monotonic() > deadline:
+                return backlog
+            await asyncio.sleep(1)
     finally:
         await connection.close()
 
