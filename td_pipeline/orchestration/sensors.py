@@ -112,12 +112,13 @@ def derivation_request_sensor(
     puller, messages = settle_then_fetch(context, nats, settings, REQUEST_CONSUMER)
 
     known_stories = set(context.instance.get_dynamic_partitions(STORIES))
+    known_roles = settings.known_role_set()
     new_stories: list[str] = []
     run_requests: list[dg.RunRequest] = []
     pending: list[str] = []
     refused: list[str] = []
     for message in messages:
-        request = decode_request(message.data, known_roles=settings.known_role_set())
+        request = decode_request(message.data, known_roles=known_roles)
         if isinstance(request, Refused):
             context.log.warning(
                 f"refused request (stream seq {message.stream_sequence}): {request.reason}"
