@@ -18,6 +18,7 @@ from td_pipeline.domain.proposal import (
     UnparseableProposal,
     parse_proposal,
 )
+from td_pipeline.domain.roles import canonical_role
 from td_pipeline.domain.task_graph import (
     DependencyEdge,
     InvalidTaskGraph,
@@ -28,22 +29,6 @@ from td_pipeline.domain.task_graph import (
     TaskNode,
 )
 from td_pipeline.domain.values import Description, EstimatedHours, Priority, Role, TaskKey, Title
-
-# Short forms models use for the fleet's roles; matched after exact and prefix matches fail.
-ROLE_SHORT_FORMS: dict[str, str] = {
-    "DEV": "DEVELOPER",
-    "ENGINEER": "DEVELOPER",
-    "SWE": "DEVELOPER",
-    "TEST": "QA",
-    "TESTER": "QA",
-    "QE": "QA",
-    "OPS": "DEVOPS",
-    "SRE": "DEVOPS",
-    "ARCH": "ARCHITECT",
-    "SEC": "SECURITY",
-    "PO": "PRODUCT_OWNER",
-    "PM": "PRODUCT_MANAGER",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,27 +70,21 @@ class InvalidProposal:
 ProposalAssessment = ValidProposal | InvalidProposal
 
 
-def normalize_role_text(text: str) -> str:
-    return "_".join(text.replace("-", " ").upper().split())
-
-
 def match_role(answer_role: str, allowed: Sequence[Role]) -> Role | None:
-    """The requested role an answer's role means: same name in any case, an unambiguous
-    prefix (either way round, e.g. `DEV` or `QA_ENGINEER`), or a common short form."""
-    wanted = normalize_role_text(answer_role)
+    """The requested role an answer's role means: any spelling of it (`DEV`, `tester`, `QA
+    engineer`, see `roles`), or an unambiguous prefix either way round (`DEVOPS_ENG`)."""
+    canonical = canonical_role(answer_role)
+    if canonical is not None:
+        return canonical if canonical in allowed else None
+    wanted = "_".join(answer_role.replace("-", " ").upper().split())
     if not wanted:
         return None
-    by_name = {role.value: role for role in allowed}
-    if wanted in by_name:
-        return by_name[wanted]
     prefixed = [
         role
         for role in allowed
         if role.value.startswith(wanted) or wanted.startswith(f"{role.value}_")
     ]
-    if len(prefixed) == 1:
-        return prefixed[0]
-    return by_name.get(ROLE_SHORT_FORMS.get(wanted, ""))
+    return prefixed[0] if len(prefixed) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,21 +138,3 @@ class Role:
         if not _ROLE_PATTERN.fullmatch(canonical):
             raise ValueError(f"role {self.value!r} is not a role name (letters, digits, _)")
         object.__setattr__(self, "value", canonical)
-
-
-# The roles the fleet's agents take. A request naming another is refused (no agent would
-# take its tasks); deployments with more roles set TD_KNOWN_ROLES.
-FLEET_ROLES = frozenset(
-    Role(name)
-    for name in (
-        "DEVELOPER",
-        "QA",
-        "ARCHITECT",
-        "DEVOPS",
-        "SECURITY",
-        "DATA_ENGINEER",
-        "DESIGNER",
-        "PRODUCT_OWNER",
-        "PRODUCT_MANAGER",
-    )
-)

@@ -12,7 +12,8 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from td_pipeline.domain.derivation import DerivationRequest, LlmAnswer, LlmFailureReport
-from td_pipeline.domain.values import FLEET_ROLES, DerivationId, PlanId, Role, StoryId
+from td_pipeline.domain.roles import CANONICAL_ROLES
+from td_pipeline.domain.values import DerivationId, PlanId, Role, StoryId
 from td_pipeline.infrastructure.executor_client import (
     METADATA_ATTEMPT,
     METADATA_DERIVATION,
@@ -96,7 +97,7 @@ def _readable_ids(raw: dict[str, Any]) -> tuple[PlanId | None, StoryId | None]:
 def decode_request(
     data: bytes,
     max_bytes: int = MAX_PAYLOAD_BYTES,
-    known_roles: frozenset[Role] = FLEET_ROLES,
+    known_roles: frozenset[Role] = CANONICAL_ROLES,
 ) -> DerivationRequest | Refused:
     unwrapped = _payload(data, max_bytes)
     if isinstance(unwrapped, Refused):

@@ -16,8 +16,9 @@ from pydantic import Field, PrivateAttr
 
 from td_pipeline.application.ports import ContextPort, ExecutorPort, PlanningPort
 from td_pipeline.domain.events import DerivationOutcome
+from td_pipeline.domain.roles import CANONICAL_ROLES
 from td_pipeline.domain.task_graph import TaskCountRange
-from td_pipeline.domain.values import FLEET_ROLES, Role
+from td_pipeline.domain.values import Role
 from td_pipeline.infrastructure.context_client import GrpcContextClient
 from td_pipeline.infrastructure.event_mappers import outbound_message
 from td_pipeline.infrastructure.executor_client import GrpcExecutorClient
@@ -88,7 +89,7 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
     max_attempts: int = 3  # per derivation, then a person has to look
     transient_retry_seconds: float = 60.0  # how long a step rides out UNAVAILABLE
     known_roles: list[str] = Field(  # a request naming another role is refused
-        default_factory=lambda: sorted(role.value for role in FLEET_ROLES)
+        default_factory=lambda: sorted(role.value for role in CANONICAL_ROLES)
     )
     sensor_batch: int = 50  # messages per sensor tick
     sensor_fetch_seconds: float = 2.0  # bounded wait per tick, well under the 60 s tick timeout
