@@ -3,13 +3,15 @@
 Planning creates tasks one by one and a failure can stop it part-way; a result can also be
 delivered twice, or an operator can re-run the step. So every run starts from what Planning
 already holds: tasks are matched by title (case and white space ignored), only the missing
-ones are created, and dependencies are saved under Planning's real ids."""
+ones are created, and dependencies are saved under Planning's real ids. Tasks are shortened
+to Planning's limits first (`planning_limits`), so the titles compared are the ones stored."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from td_pipeline.application.ports import PersistedEdge, PlanningPort
+from td_pipeline.domain.planning_limits import fit_for_planning
 from td_pipeline.domain.task_graph import TaskGraph
 from td_pipeline.domain.values import PlanId, StoryId, TaskKey
 
@@ -25,14 +27,14 @@ class PersistedGraph:
 def persist_task_graph(
     planning: PlanningPort, plan_id: PlanId, story_id: StoryId, graph: TaskGraph
 ) -> PersistedGraph:
+    # Compared and created as Planning stores them (shortened to its limits).
+    nodes = fit_for_planning(graph.nodes).nodes
     existing = {task.title.normalized: task.task_id for task in planning.list_story_tasks(story_id)}
-    reused = tuple(node.key for node in graph.nodes if node.title.normalized in existing)
-    missing = [node for node in graph.nodes if node.title.normalized not in existing]
+    reused = tuple(node.key for node in nodes if node.title.normalized in existing)
+    missing = [node for node in nodes if node.title.normalized not in existing]
     new_ids = planning.create_tasks(plan_id, story_id, missing) if missing else ()
 
-    task_ids = {
-        node.key: existing[node.title.normalized] for node in graph.nodes if node.key in reused
-    }
+    task_ids = {node.key: existing[node.title.normalized] for node in nodes if node.key in reused}
     task_ids.update({node.key: task_id for node, task_id in zip(missing, new_ids, strict=True)})
     edges = tuple(
         PersistedEdge(

@@ -91,9 +91,21 @@ class SubmissionReceipt:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class DeliberationStatus:
+    """What the executor says of a job: running, completed, failed or not_found. The fleet's
+    executor answers `completed` for a job whose LLM call failed, with an empty proposal."""
+
+    status: str
+    has_proposal: bool = False
+    error: str = ""
+
+    @property
+    def failed_silently(self) -> bool:
+        return self.status == "completed" and not self.has_proposal
+
+
 class ExecutorPort(Protocol):
     def submit(self, submission: ExecutorSubmission) -> SubmissionReceipt: ...
 
-    def deliberation_status(self, deliberation_id: str) -> str:
-        """running, completed, failed or not_found."""
-        ...
+    def deliberation_status(self, deliberation_id: str) -> DeliberationStatus: ...

@@ -16,8 +16,7 @@ class DerivationRequest:
     correlation_id: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.roles:
-            raise ValueError("a derivation request needs at least one role")
+        # No roles: the plan's roles are used (then the developer role).
         if len(set(self.roles)) != len(self.roles):
             object.__setattr__(self, "roles", tuple(dict.fromkeys(self.roles)))
 
@@ -35,10 +34,13 @@ class LlmAnswer:
 
 @dataclass(frozen=True, slots=True)
 class LlmFailureReport:
-    plan_id: PlanId
-    story_id: StoryId
+    """A failed LLM job of ours. The executor's failure names only our task id, so plan and
+    story are known only from older shapes; the attempt tells the rest."""
+
+    plan_id: PlanId | None
+    story_id: StoryId | None
     reason: str
-    derivation_id: DerivationId | None
+    derivation_id: DerivationId
     attempt: int | None
 
 

@@ -54,8 +54,7 @@ class DerivationFailed:
     requires_manual_review: bool
     occurred_at: datetime
     derivation_request_id: DerivationId | None
-    attempt: int | None = None  # None when no attempt started (an invalid request)
-    request_key: str | None = None  # which message, when no derivation started
+    attempt: int | None = None
 
     def __post_init__(self) -> None:
         if self.attempt is not None and self.attempt < 1:
@@ -73,11 +72,45 @@ class DerivationFailed:
         return "failed"
 
     def message_id(self) -> str:
-        # One failed event per attempt; one per refused message when none started.
+        # One failed event per attempt.
         outcome = self.outcome if self.attempt is None else f"{self.outcome}:{self.attempt}"
-        if self.derivation_request_id is None and self.request_key:
-            outcome = f"{outcome}:{self.request_key}"
         return _message_id(self.derivation_request_id, self.plan_id, self.story_id, outcome)
 
 
-DerivationOutcome = DerivationCompleted | DerivationFailed
+@dataclass(frozen=True, slots=True)
+class RequestRefused:
+    """`task.derivation.failed` for a request no derivation could start from. Its ids are
+    the request's exactly as sent: they may be unfit to name a story partition (a comma, a
+    control character), which may be why the request was refused."""
+
+    plan_id: str
+    story_id: str
+    reason: str
+    occurred_at: datetime
+    request_key: str  # which message: each refused one gets its own event
+
+    def __post_init__(self) -> None:
+        if not self.plan_id.strip() or not self.story_id.strip():
+            raise ValueError("a refused request is answered only when its ids can be read")
+        reason = self.reason.strip()
+        if not reason:
+            raise ValueError("a refused request needs a reason")
+        if len(reason) > MAX_REASON_LENGTH:
+            reason = reason[: MAX_REASON_LENGTH - 1] + "…"
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "occurred_at", _utc(self.occurred_at))
+
+    @property
+    def outcome(self) -> str:
+        return "failed"
+
+    @property
+    def requires_manual_review(self) -> bool:
+        return True  # no retry can fix the request
+
+    def message_id(self) -> str:
+        return f"td-pipeline:refused:{self.request_key}"
+
+
+AttemptOutcome = DerivationCompleted | DerivationFailed  # recorded per story, published once
+DerivationOutcome = AttemptOutcome | RequestRefused

@@ -7,6 +7,8 @@ agents are DEV, QA, ARCHITECT, DEVOPS and DATA: the mappers below translate at t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from td_pipeline.domain.values import Role
 
 DEVELOPER = Role("DEVELOPER")
@@ -116,3 +118,8 @@ def planning_role_name(role: Role) -> str:
 def agent_role_name(role: Role) -> str:
     """The executor agent role that takes a derivation asked for this role."""
     return _AGENT_NAMES.get(role, "DEV")
+
+
+def derivation_roles(requested: Sequence[Role], plan_roles: Sequence[Role]) -> tuple[Role, ...]:
+    """The roles a derivation is for: the request's, else the plan's, else the developer."""
+    return tuple(dict.fromkeys(requested or plan_roles or (DEFAULT_ROLE,)))

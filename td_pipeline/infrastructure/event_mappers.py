@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from td_pipeline.domain.events import DerivationCompleted, DerivationOutcome
+from td_pipeline.domain.events import DerivationCompleted, DerivationOutcome, RequestRefused
 from td_pipeline.infrastructure.payloads import (
     DerivationCompletedPayload,
     DerivationFailedPayload,
@@ -14,7 +15,7 @@ from td_pipeline.infrastructure.payloads import (
 )
 from td_pipeline.infrastructure.subjects import DERIVATION_COMPLETED, DERIVATION_FAILED
 
-PRODUCER = "td-pipeline"
+PRODUCER = "task-derivation-service"  # the name the fleet knows the service by
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,15 @@ def _utc_text(moment: datetime) -> str:
 def outcome_payload(
     event: DerivationOutcome,
 ) -> DerivationCompletedPayload | DerivationFailedPayload:
+    if isinstance(event, RequestRefused):
+        return DerivationFailedPayload(
+            plan_id=event.plan_id,
+            story_id=event.story_id,
+            reason=event.reason,
+            requires_manual_review=event.requires_manual_review,
+            occurred_at=_utc_text(event.occurred_at),
+            derivation_request_id=None,
+        )
     derivation = event.derivation_request_id.value if event.derivation_request_id else None
     if isinstance(event, DerivationCompleted):
         return DerivationCompletedPayload(
@@ -54,7 +64,7 @@ def outbound_message(
     event: DerivationOutcome, *, envelope: bool = False, correlation_id: str | None = None
 ) -> OutboundMessage:
     """Bare JSON by default; the fleet's envelope when configured, carrying the request's
-    correlation id."""
+    correlation id (a new one when the request had none) and the event's idempotency key."""
     subject = DERIVATION_COMPLETED if isinstance(event, DerivationCompleted) else DERIVATION_FAILED
     payload = outcome_payload(event).model_dump(mode="json")
     if envelope:
@@ -62,7 +72,7 @@ def outbound_message(
             event_type=subject,
             payload=payload,
             idempotency_key=event.message_id(),
-            correlation_id=correlation_id,
+            correlation_id=correlation_id or str(uuid.uuid4()),
             timestamp=payload["occurred_at"],
             producer=PRODUCER,
         )

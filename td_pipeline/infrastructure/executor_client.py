@@ -1,11 +1,23 @@
 """The Ray Executor adapter: `ExecutorPort` over `RayExecutorService`.
 
-The submission looks like the fleet's own (task id `derive-<plan>`, one agent, the whole
-prompt as the task description); its metadata carries what the answer is correlated by."""
+The submission looks like the fleet's own (one agent, the whole prompt as the task
+description), except for its task id, which names the attempt: `td:<derivation id>:<attempt>`.
+Not `derive-<plan>` as the fleet's service sent: the real Planning service consumes every
+answer whose task id starts with `derive-` itself (contracts §1.3). Ending in the attempt
+number, it can never end in `:task-extraction` (which the executor routes to another subject),
+and it is all an `agent.response.failed` carries to tie it to its attempt."""
 
 from __future__ import annotations
 
-from td_pipeline.application.ports import ExecutorSubmission, SubmissionReceipt
+import re
+
+from td_pipeline.application.ports import (
+    DeliberationStatus,
+    ExecutorSubmission,
+    SubmissionReceipt,
+)
+from td_pipeline.domain.roles import agent_role_name
+from td_pipeline.domain.values import DerivationId
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as pb
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as pb_grpc
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings, LazyChannel, call
@@ -18,13 +30,34 @@ METADATA_STORY = "story_id"
 METADATA_PLAN = "plan_id"
 METADATA_DERIVATION = "derivation_id"
 METADATA_ATTEMPT = "attempt"
+METADATA_TASK_ID = "task_id"
+TASK_ID_PREFIX = "td:"
+_TASK_ID = re.compile(r"td:(?P<derivation>.+):(?P<attempt>[1-9][0-9]{0,5})")
+AGENT_ID = "task-deriver-001"  # the fleet's derivation agent
+
+
+def derivation_task_id(derivation_id: DerivationId, attempt: int) -> str:
+    return f"{TASK_ID_PREFIX}{derivation_id.value}:{attempt}"
+
+
+def parse_derivation_task_id(task_id: str) -> tuple[DerivationId, int] | None:
+    """The attempt a task id of ours names, or None for any other task id."""
+    match = _TASK_ID.fullmatch(task_id.strip())
+    if match is None:
+        return None
+    try:
+        return DerivationId(match["derivation"]), int(match["attempt"])
+    except ValueError:
+        return None
 
 
 def submission_request(submission: ExecutorSubmission) -> pb.ExecuteDeliberationRequest:
+    task_id = derivation_task_id(submission.derivation_id, submission.attempt)
+    role = agent_role_name(submission.role)
     return pb.ExecuteDeliberationRequest(
-        task_id=f"derive-{submission.plan_id.value}",
+        task_id=task_id,
         task_description=submission.prompt,
-        role=submission.role.value,
+        role=role,
         constraints=pb.TaskConstraints(
             story_id=submission.story_id.value,
             plan_id=submission.plan_id.value,
@@ -36,15 +69,10 @@ def submission_request(submission: ExecutorSubmission) -> pb.ExecuteDeliberation
                 METADATA_PLAN: submission.plan_id.value,
                 METADATA_DERIVATION: submission.derivation_id.value,
                 METADATA_ATTEMPT: str(submission.attempt),
+                METADATA_TASK_ID: task_id,
             },
         ),
-        agents=[
-            pb.Agent(
-                id=f"td-pipeline-{submission.role.value.lower()}",
-                role=submission.role.value,
-                model=submission.model,
-            )
-        ],
+        agents=[pb.Agent(id=AGENT_ID, role=role, model=submission.model)],
         vllm_url=submission.vllm_url,
         vllm_model=submission.model,
     )
@@ -71,14 +99,18 @@ class GrpcExecutorClient:
             deliberation_id=answer.deliberation_id, accepted=accepted, message=answer.message
         )
 
-    def deliberation_status(self, deliberation_id: str) -> str:
+    def deliberation_status(self, deliberation_id: str) -> DeliberationStatus:
         request = pb.GetDeliberationStatusRequest(deliberation_id=deliberation_id)
         answer = call(
             "GetDeliberationStatus",
             self._settings,
             lambda timeout: self._stub().GetDeliberationStatus(request, timeout=timeout),
         )
-        return answer.status.strip().lower() or "not_found"
+        return DeliberationStatus(
+            status=answer.status.strip().lower() or "not_found",
+            has_proposal=bool(answer.result.proposal.strip()),
+            error=answer.error_message.strip(),
+        )
 
     def close(self) -> None:
         self._channel.close()

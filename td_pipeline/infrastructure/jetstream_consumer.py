@@ -19,6 +19,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from td_pipeline.infrastructure.event_loop_thread import EventLoopThread
+from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
 
 ACK, TERM = b"+ACK", b"+TERM"
 
@@ -71,15 +72,16 @@ class PulledMessage:
 
 class JetStreamPuller:
     def __init__(
-        self, url: str, token: str | None = None, connect_timeout_seconds: float = 3.0
+        self, url: str, auth: NatsAuth = NO_AUTH, connect_timeout_seconds: float = 3.0
     ) -> None:
         self._loop = EventLoopThread("jetstream-puller")
         self._subscriptions: dict[str, Any] = {}
         try:
             self._connection: Client = self._loop.run(
-                self._connect(url, token, connect_timeout_seconds), connect_timeout_seconds + 1
+                self._connect(url, auth, connect_timeout_seconds), connect_timeout_seconds + 1
             )
         except (OSError, NoServersError, TimeoutError, NatsTimeoutError) as error:
+            # ssl.SSLError is an OSError: a wrong CA or a plaintext server ends here too.
             self._loop.stop()
             raise ConnectionError(f"cannot reach NATS at {url}: {error!r}") from error
         except BaseException:
@@ -87,7 +89,7 @@ class JetStreamPuller:
             raise
 
     @staticmethod
-    async def _connect(url: str, token: str | None, timeout: float) -> Client:
+    async def _connect(url: str, auth: NatsAuth, timeout: float) -> Client:
         async def quiet(error: Exception) -> None:
             """Failures surface as exceptions from our calls; no traceback logging."""
 
@@ -95,7 +97,7 @@ class JetStreamPuller:
         return await asyncio.wait_for(
             nats.connect(
                 url,
-                token=token,
+                **auth.connect_options(),
                 connect_timeout=timeout,
                 max_reconnect_attempts=5,
                 reconnect_time_wait=0.5,

@@ -11,6 +11,7 @@ import nats
 from nats.aio.client import Client
 
 from td_pipeline.infrastructure.event_loop_thread import EventLoopThread
+from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 PUBLISH_TIMEOUT_SECONDS = 10.0
@@ -25,21 +26,21 @@ async def _log_error(error: Exception) -> None:
 
 
 class JetStreamPublisher:
-    def __init__(self, url: str, token: str | None = None) -> None:
+    def __init__(self, url: str, auth: NatsAuth = NO_AUTH) -> None:
         self._loop = EventLoopThread("jetstream-publisher")
         try:
             self._connection: Client = self._loop.run(
-                self._connect(url, token), CONNECT_TIMEOUT_SECONDS
+                self._connect(url, auth), CONNECT_TIMEOUT_SECONDS
             )
         except BaseException:
             self._loop.stop()
             raise
 
-    async def _connect(self, url: str, token: str | None) -> Client:
+    async def _connect(self, url: str, auth: NatsAuth) -> Client:
         # Keep reconnecting for a while: a restarted NATS server must not lose our publishes.
         return await nats.connect(
             url,
-            token=token,
+            **auth.connect_options(),
             connect_timeout=2,
             max_reconnect_attempts=120,
             reconnect_time_wait=0.5,

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
 from td_pipeline.domain.derivation import DerivationRequest, LlmAnswer, LlmFailureReport
-from td_pipeline.domain.roles import CANONICAL_ROLES
+from td_pipeline.domain.roles import CANONICAL_ROLES, role_from_text
 from td_pipeline.domain.values import DerivationId, PlanId, Role, StoryId
 from td_pipeline.infrastructure.executor_client import (
     METADATA_ATTEMPT,
     METADATA_DERIVATION,
+    METADATA_TASK_ID,
     METADATA_TASK_TYPE,
     TASK_TYPE,
+    parse_derivation_task_id,
 )
 from td_pipeline.infrastructure.payloads import (
     AgentResponseCompleted,
@@ -26,6 +28,7 @@ from td_pipeline.infrastructure.payloads import (
     DerivationRequestedPayload,
     EventEnvelope,
     ProposalBody,
+    ResponseConstraints,
 )
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -33,12 +36,14 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """A message no retry can fix. Ids are set when they could be read, so that a failed
-    event can still answer the requester."""
+    """A message no retry can fix. Plan and story ids are set, exactly as sent, when they
+    could be read (even when they cannot name a partition), so that a failed event can still
+    answer the requester."""
 
     reason: str
-    plan_id: PlanId | None = None
-    story_id: StoryId | None = None
+    plan_id: str | None = None
+    story_id: str | None = None
+    correlation_id: str | None = None  # the request envelope's, carried into the failed event
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +89,20 @@ def _first_error(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def _readable_ids(raw: dict[str, Any]) -> tuple[PlanId | None, StoryId | None]:
-    def read(kind: type[PlanId] | type[StoryId], value: Any) -> Any:
-        try:
-            return kind(value) if isinstance(value, str) else None
-        except ValueError:
-            return None
+def _readable_ids(raw: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Plan and story ids as sent, when they are non-blank strings without lone surrogates
+    (which no UTF-8 event could carry back)."""
 
-    return read(PlanId, raw.get("plan_id")), read(StoryId, raw.get("story_id"))
+    def read(value: Any) -> str | None:
+        if not isinstance(value, str) or not value.strip() or len(value) > 1_000:
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return value
+
+    return read(raw.get("plan_id")), read(raw.get("story_id"))
 
 
 def decode_request(
@@ -109,14 +120,14 @@ def decode_request(
         request = DerivationRequest(
             plan_id=PlanId(payload.plan_id),
             story_id=StoryId(payload.story_id),
-            roles=tuple(Role(role) for role in payload.roles),
+            roles=tuple(role_from_text(role) for role in payload.roles),
             requested_by=payload.requested_by,
             correlation_id=correlation_id,
         )
     except ValidationError as error:
-        return Refused(f"invalid request: {_first_error(error)}", plan_id, story_id)
+        return Refused(f"invalid request: {_first_error(error)}", plan_id, story_id, correlation_id)
     except ValueError as error:
-        return Refused(f"invalid request: {error}", plan_id, story_id)
+        return Refused(f"invalid request: {error}", plan_id, story_id, correlation_id)
     unknown = [role.value for role in request.roles if role not in known_roles]
     if unknown:
         known = ", ".join(sorted(role.value for role in known_roles))
@@ -124,21 +135,20 @@ def decode_request(
             f"invalid request: unknown role(s) {', '.join(unknown)} (known: {known})",
             plan_id,
             story_id,
+            correlation_id,
         )
     return request
 
 
-def _ids(
-    top: AgentResponseCompleted | AgentResponseFailed,
-) -> tuple[str | None, str | None]:
+def _ids(response: AgentResponseCompleted) -> tuple[str | None, str | None]:
     """Plan and story ids: top level, then constraints, then constraints.metadata (§1.3)."""
-    metadata = top.constraints.metadata
+    constraints = response.constraints
 
     def first(*candidates: str | None) -> str | None:
         return next((c for c in candidates if c and c.strip()), None)
 
-    plan = first(top.plan_id, top.constraints.plan_id, metadata.get("plan_id"))
-    story = first(top.story_id, top.constraints.story_id, metadata.get("story_id"))
+    plan = first(response.plan_id, constraints.plan_id, constraints.metadata_text("plan_id"))
+    story = first(response.story_id, constraints.story_id, constraints.metadata_text("story_id"))
     return plan, story
 
 
@@ -151,83 +161,132 @@ def _answer_text(response: AgentResponseCompleted) -> str | None:
     return response.proposal
 
 
-def _correlation(metadata: dict[str, str]) -> tuple[DerivationId | None, int | None]:
-    derivation_text = metadata.get(METADATA_DERIVATION, "")
-    attempt_text = metadata.get(METADATA_ATTEMPT, "")
+def _attempt_number(text: str | None) -> int | None:
+    digits = (text or "").strip()
+    if digits.isascii() and digits.isdigit() and len(digits) <= 6 and int(digits) >= 1:
+        return int(digits)
+    return None
+
+
+def _correlation(
+    constraints: ResponseConstraints, task_id: str | None
+) -> tuple[DerivationId | None, int | None]:
+    """The attempt an answer belongs to: our metadata keys, else the task id we submitted."""
+    derivation_text = constraints.metadata_text(METADATA_DERIVATION) or ""
     try:
         derivation = DerivationId(derivation_text) if derivation_text.strip() else None
     except ValueError:
         derivation = None
-    digits = attempt_text.strip()
-    attempt = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 6 else None
+    attempt = _attempt_number(constraints.metadata_text(METADATA_ATTEMPT))
+    if derivation is None or attempt is None:
+        from_task_id = parse_derivation_task_id(task_id or "")
+        if from_task_id is not None:
+            derivation = derivation or from_task_id[0]
+            attempt = attempt or from_task_id[1]
     return derivation, attempt
 
 
-def _raw_task_type(raw: dict[str, Any]) -> str:
+def _task_type(raw: dict[str, Any]) -> str:
     constraints = raw.get("constraints")
     metadata = constraints.get("metadata") if isinstance(constraints, dict) else None
     value = metadata.get(METADATA_TASK_TYPE) if isinstance(metadata, dict) else None
     return value if isinstance(value, str) else ""
 
 
-AgentResponse = TypeVar("AgentResponse", AgentResponseCompleted, AgentResponseFailed)
+def _is_derivation(task_type: str) -> bool:
+    return task_type.strip().upper() == TASK_TYPE
 
 
-@dataclass(frozen=True, slots=True)
-class _Ours(Generic[AgentResponse]):
-    response: AgentResponse
-    plan_id: PlanId
-    story_id: StoryId
+def _raw_task_ids(raw: dict[str, Any]) -> list[str]:
+    """Task ids a failure may carry ours in: `metadata.task_id` (the original), `task_id`."""
+    metadata = raw.get("metadata")
+    candidates = [metadata.get(METADATA_TASK_ID) if isinstance(metadata, dict) else None]
+    candidates.append(raw.get("task_id"))
+    return [c for c in candidates if isinstance(c, str)]
 
 
-def _our_response(
-    data: bytes, max_bytes: int, model: type[AgentResponse], kind: str
-) -> _Ours[AgentResponse] | NotOurs | Refused:
-    """The response if it is one of ours (TASK_DERIVATION) with usable plan and story ids."""
-    unwrapped = _payload(data, max_bytes)
-    if isinstance(unwrapped, Refused):
-        return unwrapped
-    raw, _ = unwrapped
-    # Other agents share the subject and may use a looser shape: look at the task type first.
-    task_type = _raw_task_type(raw)
-    if task_type.strip().upper() != TASK_TYPE:
-        return NotOurs(task_type)
-    try:
-        response = model.model_validate(raw)
-    except ValidationError as error:
-        return Refused(f"invalid {kind}: {_first_error(error)}", *_readable_ids(raw))
-    plan, story = _ids(response)
-    try:
-        return _Ours(response, PlanId(plan or ""), StoryId(story or ""))
-    except ValueError as error:
-        return Refused(f"{kind} without usable ids: {error}")
+def _our_task_id(raw: dict[str, Any]) -> tuple[DerivationId, int] | None:
+    return next((ours for c in _raw_task_ids(raw) if (ours := parse_derivation_task_id(c))), None)
 
 
 def decode_agent_response(
     data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES
 ) -> LlmAnswer | NotOurs | Refused:
-    ours = _our_response(data, max_bytes, AgentResponseCompleted, "agent response")
-    if not isinstance(ours, _Ours):
-        return ours
-    text = _answer_text(ours.response)
+    """An answer of ours, in any of §1.3's shapes; other agents' answers are not ours."""
+    unwrapped = _payload(data, max_bytes)
+    if isinstance(unwrapped, Refused):
+        return unwrapped
+    raw, _ = unwrapped
+    # Other agents share the subject and may use a looser shape: look at the task type first
+    # (or, for shapes that carry none, at our task id).
+    task_type = _task_type(raw)
+    if not _is_derivation(task_type) and (task_type.strip() or _our_task_id(raw) is None):
+        return NotOurs(task_type)
+    try:
+        response = AgentResponseCompleted.model_validate(raw)
+    except ValidationError as error:
+        return Refused(f"invalid agent response: {_first_error(error)}", *_readable_ids(raw))
+    plan, story = _ids(response)
+    try:
+        plan_id, story_id = PlanId(plan or ""), StoryId(story or "")
+    except ValueError as error:
+        return Refused(f"agent response without usable ids: {error}")
+    text = _answer_text(response)
     if text is None:
-        return Refused("agent response carries no answer text", ours.plan_id, ours.story_id)
-    derivation, attempt = _correlation(ours.response.constraints.metadata)
-    return LlmAnswer(ours.plan_id, ours.story_id, text, derivation, attempt)
+        return Refused("agent response carries no answer text", plan, story)
+    derivation, attempt = _correlation(response.constraints, response.task_id)
+    return LlmAnswer(plan_id, story_id, text, derivation, attempt)
+
+
+def _failure_reason(failure: AgentResponseFailed) -> str:
+    reason = next(
+        (text.strip() for text in (failure.error, failure.message) if text and text.strip()),
+        "the LLM job failed",
+    )
+    kind = (failure.error_type or "").strip()
+    if kind and kind not in reason:
+        reason = f"{kind}: {reason}"
+    return f"LLM failed: {reason}"
 
 
 def decode_agent_failure(
     data: bytes, max_bytes: int = MAX_PAYLOAD_BYTES
 ) -> LlmFailureReport | NotOurs | Refused:
-    ours = _our_response(data, max_bytes, AgentResponseFailed, "agent failure")
-    if not isinstance(ours, _Ours):
-        return ours
-    failure = ours.response
-    reason = next(
-        (text.strip() for text in (failure.error, failure.message) if text and text.strip()),
-        "the LLM job failed",
-    )
-    derivation, attempt = _correlation(failure.constraints.metadata)
-    return LlmFailureReport(
-        ours.plan_id, ours.story_id, f"LLM failed: {reason}", derivation, attempt
+    """A failed LLM job of ours. The executor's real failure names only the task id; older
+    shapes carry our constraints like an answer does."""
+    unwrapped = _payload(data, max_bytes)
+    if isinstance(unwrapped, Refused):
+        return unwrapped
+    raw, _ = unwrapped
+    ours_by_task_id = _our_task_id(raw)
+    task_type = _task_type(raw)
+    if ours_by_task_id is None and not _is_derivation(task_type):
+        return NotOurs(task_type)
+    try:
+        failure = AgentResponseFailed.model_validate(raw)
+    except ValidationError as error:
+        return Refused(f"invalid agent failure: {_first_error(error)}", *_readable_ids(raw))
+    derivation, attempt = _correlation(failure.constraints, None)
+    if ours_by_task_id is not None:
+        derivation, attempt = ours_by_task_id
+    if derivation is None:
+        return Refused("agent failure that names no attempt of ours (no td: task id)")
+    plan, story = _failure_ids(failure)
+    return LlmFailureReport(plan, story, _failure_reason(failure), derivation, attempt)
+
+
+def _failure_ids(failure: AgentResponseFailed) -> tuple[PlanId | None, StoryId | None]:
+    constraints = failure.constraints
+
+    def read(kind: type[PlanId] | type[StoryId], *candidates: str | None) -> Any:
+        for candidate in candidates:
+            try:
+                return kind(candidate) if candidate and candidate.strip() else None
+            except ValueError:
+                return None
+        return None
+
+    return (
+        read(PlanId, constraints.plan_id, constraints.metadata_text("plan_id")),
+        read(StoryId, constraints.story_id, constraints.metadata_text("story_id")),
     )

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 
 from td_pipeline.application.ports import PersistedEdge
 from td_pipeline.domain.plan import PlannedTask, StoryPlan
+from td_pipeline.domain.planning_limits import PRIORITY_WHEN_UNSET
+from td_pipeline.domain.roles import planning_role_name, role_from_text
 from td_pipeline.domain.task_graph import TaskNode
-from td_pipeline.domain.values import PlanId, Role, StoryId, Title
+from td_pipeline.domain.values import PlanId, StoryId, Title
 from td_pipeline.gen.fleet.task_derivation.v1 import task_derivation_pb2 as pb
 
 
@@ -19,7 +21,7 @@ def story_plan_from_proto(context: pb.PlanContext) -> StoryPlan:
         description=context.description,
         acceptance_criteria=tuple(c for c in context.acceptance_criteria if c.strip()),
         technical_notes=context.technical_notes,
-        roles=tuple(dict.fromkeys(Role(r) for r in context.roles if r.strip())),
+        roles=tuple(dict.fromkeys(role_from_text(r) for r in context.roles if r.strip())),
     )
 
 
@@ -35,7 +37,8 @@ def planned_task_from_proto(task: pb.TaskSummary) -> PlannedTask:
 def creation_commands(
     plan_id: PlanId, story_id: StoryId, tasks: Sequence[TaskNode]
 ) -> list[pb.TaskCreationCommand]:
-    # Planning's fields are plain int32: an unknown estimate or priority is sent as 0.
+    # Planning's fields are plain int32: an unknown estimate is sent as 0 ("unset"); an
+    # unknown priority as medium, since Planning reads 0 as the highest.
     return [
         pb.TaskCreationCommand(
             plan_id=plan_id.value,
@@ -43,8 +46,8 @@ def creation_commands(
             title=task.title.value,
             description=task.description.value,
             estimated_hours=task.estimated_hours.value if task.estimated_hours else 0,
-            priority=task.priority.value if task.priority else 0,
-            assigned_role=task.role.value,
+            priority=(task.priority or PRIORITY_WHEN_UNSET).value,
+            assigned_role=planning_role_name(task.role),
         )
         for task in tasks
     ]

@@ -21,7 +21,9 @@ from td_pipeline.domain.assessment import DerivationRules, InvalidProposal, asse
 from td_pipeline.domain.derivation import DerivationAttempt
 from td_pipeline.domain.events import DerivationCompleted
 from td_pipeline.domain.plan import StoryPlan
+from td_pipeline.domain.planning_limits import fit_for_planning
 from td_pipeline.domain.prompt import DerivationBrief, DerivationPrompt, RoleContext, build_prompt
+from td_pipeline.domain.roles import derivation_roles, role_from_text
 from td_pipeline.domain.task_graph import TaskCountRange, TaskGraph
 from td_pipeline.domain.values import DerivationId, PlanId, Role
 from td_pipeline.infrastructure.prompt_templates import load_prompt_template
@@ -49,7 +51,7 @@ class DerivationRunConfig(dg.Config):
     """What a derive run is asked to do (the sensor fills it from the request)."""
 
     plan_id: str
-    roles: list[str] = Field(default_factory=lambda: ["DEVELOPER"])
+    roles: list[str] = Field(default_factory=list)  # empty: the plan's roles, else DEVELOPER
     derivation_id: str
     attempt: int = 1
     correlation_id: str | None = None
@@ -119,16 +121,16 @@ def plan_context(
     """The plan and story Planning holds, and the attempt this run belongs to."""
     story_id = story_of_partition(context.partition_key)
     try:
+        plan_id = PlanId(config.plan_id)
+        requested = tuple(role_from_text(role) for role in config.roles)
+        plan = _riding_out_outages(context, settings, lambda: planning.client().get_plan(plan_id))
         attempt = DerivationAttempt(
-            plan_id=PlanId(config.plan_id),
+            plan_id=plan_id,
             story_id=story_id,
-            roles=tuple(dict.fromkeys(Role(role) for role in config.roles)),
+            roles=derivation_roles(requested, plan.roles),
             derivation_id=DerivationId(config.derivation_id),
             attempt=config.attempt,
             correlation_id=config.correlation_id,
-        )
-        plan = _riding_out_outages(
-            context, settings, lambda: planning.client().get_plan(attempt.plan_id)
         )
     except ValueError as error:
         raise _final(f"invalid run config: {error}") from error
@@ -144,6 +146,7 @@ def plan_context(
             "derivation_id": attempt.derivation_id.value,
             "attempt": attempt.attempt,
             "roles": ", ".join(role.value for role in attempt.roles),
+            "roles_from": "request" if requested else ("plan" if plan.roles else "default"),
             "acceptance_criteria": len(plan.acceptance_criteria),
             "title": plan.title,
         }
@@ -158,20 +161,35 @@ def story_context(
     context_service: ContextResource,
     settings: DerivationSettings,
 ) -> list[RoleContext]:
-    """What the Context service tells each requested role about the story (phase PLAN)."""
+    """What the Context service tells each requested role about the story (phase PLAN).
+
+    Best effort, like the fleet's service: a role whose context cannot be had (after the
+    step's retries of transient errors) is left out of the prompt, and the metadata says so.
+    `TD_CONTEXT_REQUIRED=true` fails the attempt instead."""
     client = context_service.client()
     story = plan_context.attempt.story_id
+    contexts: list[RoleContext] = []
+    missing: dict[str, str] = {}
 
     def role_context(role: Role) -> RoleContext:
         return _riding_out_outages(
             context, settings, lambda: client.get_context(story, role, "PLAN")
         )
 
-    try:
-        contexts = [role_context(role) for role in plan_context.attempt.roles]
-    except PortError as error:
-        raise _failure(error) from error
-    context.add_output_metadata({f"{c.role.value} words": len(c.text.split()) for c in contexts})
+    for role in plan_context.attempt.roles:
+        try:
+            contexts.append(role_context(role))
+        except PortError as error:
+            if settings.context_required:
+                raise _failure(error) from error
+            context.log.warning(f"no context for {role.value}, prompt built without it: {error}")
+            missing[role.value] = str(error)
+    context.add_output_metadata(
+        {
+            **{f"{c.role.value} words": len(c.text.split()) for c in contexts},
+            "missing_context": "\n".join(f"{r}: {why}" for r, why in missing.items()) or "none",
+        }
+    )
     return contexts
 
 
@@ -316,6 +334,7 @@ def task_graph(
             metadata={RETRYABLE: True, "error_codes": ", ".join(verdict.codes)},
         )
     graph = verdict.graph
+    fitted = fit_for_planning(graph.nodes)  # what persistence will send, shortened
     critical = graph.critical_path()
     yield dg.Output(
         graph,
@@ -328,7 +347,7 @@ def task_graph(
                 f"{n}: {', '.join(k.value for k in wave)}"
                 for n, wave in enumerate(graph.waves(), start=1)
             ),
-            "warnings": "\n".join(verdict.warnings) or "none",
+            "warnings": "\n".join((*verdict.warnings, *fitted.warnings)) or "none",
             # One entry, so that one click in the UI shows the table and the picture together.
             "tasks_and_graph": dg.MetadataValue.md(
                 f"{task_table_markdown(graph)}\n\n{graph_picture_markdown(graph)}"

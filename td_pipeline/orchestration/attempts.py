@@ -97,6 +97,12 @@ def attempt_runs(
     ]
 
 
+def story_of_derivation(instance: dg.DagsterInstance, derivation_id: str) -> str | None:
+    """The story a derivation is for: the partition of any run of it (one indexed lookup)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={DERIVATION_TAG: derivation_id}), limit=1)
+    return runs[0].tags.get(PARTITION_TAG) if runs else None
+
+
 def derive_config_of(
     instance: dg.DagsterInstance, story: str, derivation_id: str
 ) -> dict[str, Any] | None:

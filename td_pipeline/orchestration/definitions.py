@@ -18,9 +18,10 @@ from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
 from td_pipeline.orchestration.resources import (
     ContextResource,
     DerivationSettings,
-    NatsResource,
     PlanningResource,
     RayExecutorResource,
+    grpc_tls_from_environment,
+    nats_from_environment,
 )
 from td_pipeline.orchestration.sensors import (
     derivation_failure_sensor,
@@ -48,10 +49,16 @@ defs = dg.Definitions(
     ],
     schedules=[failed_derivation_backfill],
     resources={
-        "planning": PlanningResource(address=dg.EnvVar("PLANNING_SERVICE_ADDRESS")),
-        "context_service": ContextResource(address=dg.EnvVar("CONTEXT_SERVICE_ADDRESS")),
-        "executor": RayExecutorResource(address=dg.EnvVar("RAY_EXECUTOR_ADDRESS")),
+        "planning": PlanningResource(
+            address=dg.EnvVar("PLANNING_SERVICE_ADDRESS"), **grpc_tls_from_environment()
+        ),
+        "context_service": ContextResource(
+            address=dg.EnvVar("CONTEXT_SERVICE_ADDRESS"), **grpc_tls_from_environment()
+        ),
+        "executor": RayExecutorResource(
+            address=dg.EnvVar("RAY_EXECUTOR_ADDRESS"), **grpc_tls_from_environment()
+        ),
         "settings": DerivationSettings.from_environment(),
-        "nats": NatsResource(url=dg.EnvVar("NATS_URL")),
+        "nats": nats_from_environment(),
     },
 )

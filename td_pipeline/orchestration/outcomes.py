@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from td_pipeline.domain.events import DerivationCompleted, DerivationOutcome
+from td_pipeline.domain.events import AttemptOutcome, DerivationCompleted
 from td_pipeline.orchestration.attempts import OUTCOME_ASSET
 from td_pipeline.orchestration.resources import NatsResource
 
@@ -30,7 +30,7 @@ def published_outcomes(instance: dg.DagsterInstance, story: str) -> set[str]:
     return ids
 
 
-def outcome_metadata(event: DerivationOutcome) -> dict[str, dg.RawMetadataValue]:
+def outcome_metadata(event: AttemptOutcome) -> dict[str, dg.RawMetadataValue]:
     common: dict[str, dg.RawMetadataValue] = {
         "outcome": event.outcome,
         "message_id": event.message_id(),
@@ -51,7 +51,7 @@ def publish_outcome_once(
     instance: dg.DagsterInstance,
     nats: NatsResource,
     story: str,
-    event: DerivationOutcome,
+    event: AttemptOutcome,
     correlation_id: str | None,
 ) -> bool:
     """Publish unless already published; True when it went out now. A crash between the

@@ -16,16 +16,24 @@ from pydantic import Field, PrivateAttr
 
 from td_pipeline.application.ports import ContextPort, ExecutorPort, PlanningPort
 from td_pipeline.domain.events import DerivationOutcome
-from td_pipeline.domain.roles import CANONICAL_ROLES
+from td_pipeline.domain.roles import CANONICAL_ROLES, role_from_text
 from td_pipeline.domain.task_graph import TaskCountRange
 from td_pipeline.domain.values import Role
 from td_pipeline.infrastructure.context_client import GrpcContextClient
 from td_pipeline.infrastructure.event_mappers import outbound_message
 from td_pipeline.infrastructure.executor_client import GrpcExecutorClient
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings
-from td_pipeline.infrastructure.jetstream_consumer import JetStreamPuller
+from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec, JetStreamPuller
 from td_pipeline.infrastructure.jetstream_publisher import JetStreamPublisher
+from td_pipeline.infrastructure.nats_auth import NatsAuth
 from td_pipeline.infrastructure.planning_client import GrpcPlanningClient
+from td_pipeline.infrastructure.subjects import (
+    AGENT_RESPONSE_COMPLETED,
+    AGENT_RESPONSE_FAILED,
+    AGENT_RESPONSES_STREAM,
+    DERIVATION_REQUESTED,
+    DERIVATION_STREAM,
+)
 
 
 class GrpcServiceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -83,8 +91,9 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
     min_tasks: int = 1
     max_tasks: int = 30
     prompt_template_path: str | None = None
-    vllm_url: str = ""
-    vllm_model: str = ""
+    vllm_url: str = ""  # VLLM_URL: the executor refuses a submission without it
+    vllm_model: str = ""  # VLLM_MODEL
+    context_required: bool = False  # fail the attempt when a role's context cannot be had
     llm_timeout_seconds: int = 600  # the watchdog fails an attempt unanswered for this long
     max_attempts: int = 3  # per derivation, then a person has to look
     transient_retry_seconds: float = 60.0  # how long a step rides out UNAVAILABLE
@@ -98,16 +107,30 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
         return TaskCountRange(minimum=self.min_tasks, maximum=self.max_tasks)
 
     def known_role_set(self) -> frozenset[Role]:
-        return frozenset(Role(name) for name in self.known_roles)
+        return frozenset(role_from_text(name) for name in self.known_roles)
+
+    def missing_llm_settings(self) -> str | None:
+        """Why no submission could be accepted by the executor, or None."""
+        missing = [
+            name
+            for name, value in (("VLLM_URL", self.vllm_url), ("VLLM_MODEL", self.vllm_model))
+            if not value.strip()
+        ]
+        if not missing:
+            return None
+        return (
+            f"{' and '.join(missing)} not set: the executor refuses submissions without them; "
+            "requests wait in the stream until they are set"
+        )
 
     @classmethod
     def from_environment(cls) -> DerivationSettings:
         """The defaults, overridden by the TD_* variables that are set (not secrets)."""
-        overrides: dict[str, Any] = {
-            name: kind(os.environ[variable])
-            for name, (variable, kind) in SETTINGS_VARIABLES.items()
-            if os.environ.get(variable)
-        }
+        overrides: dict[str, Any] = {}
+        for name, (variables, kind) in SETTINGS_VARIABLES.items():
+            value = next((os.environ[v] for v in variables if os.environ.get(v)), None)
+            if value is not None:
+                overrides[name] = _true(value) if kind is bool else kind(value)
         if os.environ.get(KNOWN_ROLES_VARIABLE):
             overrides["known_roles"] = [
                 name.strip() for name in os.environ[KNOWN_ROLES_VARIABLE].split(",") if name.strip()
@@ -115,16 +138,22 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
         return cls(**overrides)
 
 
+def _true(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
 KNOWN_ROLES_VARIABLE = "TD_KNOWN_ROLES"  # comma-separated
-SETTINGS_VARIABLES: dict[str, tuple[str, type[int] | type[float] | type[str]]] = {
-    "min_tasks": ("TD_MIN_TASKS", int),
-    "max_tasks": ("TD_MAX_TASKS", int),
-    "prompt_template_path": ("TD_PROMPT_TEMPLATE", str),
-    "vllm_url": ("TD_VLLM_URL", str),
-    "vllm_model": ("TD_VLLM_MODEL", str),
-    "llm_timeout_seconds": ("TD_LLM_TIMEOUT_SECONDS", int),
-    "max_attempts": ("TD_MAX_ATTEMPTS", int),
-    "transient_retry_seconds": ("TD_TRANSIENT_RETRY_SECONDS", float),
+# Each setting's variables, the first set one wins (the fleet's names before our aliases).
+SETTINGS_VARIABLES: dict[str, tuple[tuple[str, ...], type[int | float | str | bool]]] = {
+    "min_tasks": (("TD_MIN_TASKS",), int),
+    "max_tasks": (("TD_MAX_TASKS",), int),
+    "prompt_template_path": (("TD_PROMPT_TEMPLATE",), str),
+    "vllm_url": (("VLLM_URL", "TD_VLLM_URL"), str),
+    "vllm_model": (("VLLM_MODEL", "TD_VLLM_MODEL"), str),
+    "context_required": (("TD_CONTEXT_REQUIRED",), bool),
+    "llm_timeout_seconds": (("TD_LLM_TIMEOUT_SECONDS",), int),
+    "max_attempts": (("TD_MAX_ATTEMPTS",), int),
+    "transient_retry_seconds": (("TD_TRANSIENT_RETRY_SECONDS",), float),
 }
 
 
@@ -150,27 +179,27 @@ class _ProcessConnections:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._publishers: dict[tuple[str, str | None], JetStreamPublisher] = {}
-        self._pullers: dict[tuple[str, str | None], JetStreamPuller] = {}
+        self._publishers: dict[tuple[str, NatsAuth], JetStreamPublisher] = {}
+        self._pullers: dict[tuple[str, NatsAuth], JetStreamPuller] = {}
 
     def _forget_after_fork(self) -> None:
         if self._pid != os.getpid():  # connections do not survive fork(): start afresh
             self._publishers, self._pullers, self._pid = {}, {}, os.getpid()
 
-    def publisher(self, url: str, token: str | None) -> JetStreamPublisher:
+    def publisher(self, url: str, auth: NatsAuth) -> JetStreamPublisher:
         with self._lock:
             self._forget_after_fork()
-            current = _alive(self._publishers.get((url, token)))
+            current = _alive(self._publishers.get((url, auth)))
             if current is None:
-                current = self._publishers[(url, token)] = JetStreamPublisher(url, token)
+                current = self._publishers[(url, auth)] = JetStreamPublisher(url, auth)
             return current
 
-    def puller(self, url: str, token: str | None) -> JetStreamPuller:
+    def puller(self, url: str, auth: NatsAuth) -> JetStreamPuller:
         with self._lock:
             self._forget_after_fork()
-            current = _alive(self._pullers.get((url, token)))
+            current = _alive(self._pullers.get((url, auth)))
             if current is None:
-                current = self._pullers[(url, token)] = JetStreamPuller(url, token)
+                current = self._pullers[(url, auth)] = JetStreamPuller(url, auth)
             return current
 
     def close_all(self) -> None:
@@ -198,19 +227,116 @@ def close_shared_nats_connections() -> None:
 
 
 class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Where derivation events come from and go to."""
+    """Where derivation events come from and go to. Secrets arrive as `dg.EnvVar`s (the UI
+    and run configs show the variable's name, never its value)."""
 
     url: str
-    token: str | None = None  # from dg.EnvVar; never logged
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    credentials_path: str | None = None
+    tls_ca_path: str | None = None
+    tls_cert_path: str | None = None
+    tls_key_path: str | None = None
     envelope: bool = False  # wrap outcome events in the fleet's envelope
+    request_stream: str = DERIVATION_STREAM.name
+    responses_stream: str = AGENT_RESPONSES_STREAM.name
+    request_durable: str = "task-derivation-request-consumer"
+    result_durable: str = "task-derivation-result-consumer"
+
+    def auth(self) -> NatsAuth:
+        return NatsAuth(
+            user=self.user,
+            password=self.password,
+            token=self.token,
+            credentials_path=self.credentials_path,
+            tls_ca_path=self.tls_ca_path,
+            tls_cert_path=self.tls_cert_path,
+            tls_key_path=self.tls_key_path,
+        )
+
+    def request_consumer(self) -> ConsumerSpec:
+        return ConsumerSpec(
+            stream=self.request_stream,
+            durable=self.request_durable,
+            filter_subjects=(DERIVATION_REQUESTED,),
+            ack_wait_seconds=CONSUMER_ACK_WAIT_SECONDS,
+            max_deliver=CONSUMER_MAX_DELIVER,
+        )
+
+    def result_consumer(self) -> ConsumerSpec:
+        # One durable for answers and failures: both are handled by the same sensor.
+        return ConsumerSpec(
+            stream=self.responses_stream,
+            durable=self.result_durable,
+            filter_subjects=(AGENT_RESPONSE_COMPLETED, AGENT_RESPONSE_FAILED),
+            ack_wait_seconds=CONSUMER_ACK_WAIT_SECONDS,
+            max_deliver=CONSUMER_MAX_DELIVER,
+        )
 
     def puller(self) -> JetStreamPuller:
-        return _connections.puller(self.url, self.token)
+        return _connections.puller(self.url, self.auth())
 
     def publish(self, subject: str, body: bytes, message_id: str) -> None:
         """Publish to JetStream and wait for its ack; the message id makes a repeat land once."""
-        _connections.publisher(self.url, self.token).publish(subject, body, message_id)
+        _connections.publisher(self.url, self.auth()).publish(subject, body, message_id)
 
     def publish_outcome(self, event: DerivationOutcome, correlation_id: str | None) -> None:
         message = outbound_message(event, envelope=self.envelope, correlation_id=correlation_id)
         self.publish(message.subject, message.body, message.message_id)
+
+
+CONSUMER_ACK_WAIT_SECONDS = 120.0
+CONSUMER_MAX_DELIVER = 10
+
+# Variables read by `nats_from_environment`: NatsResource field -> variable. Secrets are
+# passed as dg.EnvVar, so their values are resolved only inside runs and sensor ticks.
+NATS_SECRET_VARIABLES = {
+    "user": "NATS_USER",
+    "password": "NATS_PASSWORD",
+    "token": "NATS_TOKEN",
+}
+NATS_PLAIN_VARIABLES = {
+    "credentials_path": "NATS_CREDS",
+    "tls_ca_path": "NATS_TLS_CA",
+    "tls_cert_path": "NATS_TLS_CERT",
+    "tls_key_path": "NATS_TLS_KEY",
+    "request_stream": "TD_REQUEST_STREAM",
+    "responses_stream": "TD_RESPONSES_STREAM",
+    "request_durable": "TD_REQUEST_DURABLE",
+    "result_durable": "TD_RESULT_DURABLE",
+}
+ENVELOPE_VARIABLE = "TD_EVENT_ENVELOPE"
+GRPC_TLS_VARIABLES = {
+    "tls_ca_path": "TD_GRPC_TLS_CA",
+    "tls_cert_path": "TD_GRPC_TLS_CERT",
+    "tls_key_path": "TD_GRPC_TLS_KEY",
+}
+
+
+def nats_from_environment() -> NatsResource:
+    """The NATS resource with the variables that are set; secrets stay `dg.EnvVar`s."""
+    fields: dict[str, Any] = {
+        name: dg.EnvVar(variable)
+        for name, variable in NATS_SECRET_VARIABLES.items()
+        if os.environ.get(variable)
+    }
+    fields.update(
+        {
+            name: os.environ[variable]
+            for name, variable in NATS_PLAIN_VARIABLES.items()
+            if os.environ.get(variable)
+        }
+    )
+    return NatsResource(
+        url=dg.EnvVar("NATS_URL"), envelope=_true(os.environ.get(ENVELOPE_VARIABLE, "")), **fields
+    )
+
+
+def grpc_tls_from_environment() -> dict[str, Any]:
+    """TLS (CA) or mTLS (CA, client certificate and key) for the fleet's gRPC services."""
+    return {
+        name: os.environ[variable]
+        for name, variable in GRPC_TLS_VARIABLES.items()
+        if os.environ.get(variable)
+    }

@@ -13,10 +13,10 @@ from typing import Any
 
 import dagster as dg
 
-from td_pipeline.application.ports import PortError
+from td_pipeline.application.ports import DeliberationStatus, PortError
 from td_pipeline.application.retries import Retry, after_failure, failure_reason
 from td_pipeline.domain.derivation import LlmAnswer, LlmFailureReport
-from td_pipeline.domain.events import DerivationFailed
+from td_pipeline.domain.events import DerivationFailed, RequestRefused
 from td_pipeline.domain.values import DerivationId, PlanId, StoryId
 from td_pipeline.infrastructure.jetstream_consumer import (
     ConsumerSpec,
@@ -31,11 +31,7 @@ from td_pipeline.infrastructure.nats_mappers import (
     decode_request,
 )
 from td_pipeline.infrastructure.subjects import (
-    AGENT_RESPONSE_COMPLETED,
     AGENT_RESPONSE_FAILED,
-    AGENT_RESPONSES_STREAM,
-    DERIVATION_REQUESTED,
-    DERIVATION_STREAM,
 )
 from td_pipeline.orchestration.attempts import (
     Phase,
@@ -46,6 +42,7 @@ from td_pipeline.orchestration.attempts import (
     latest_run,
     latest_submission,
     run_attempt,
+    story_of_derivation,
     story_runs,
 )
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
@@ -57,13 +54,6 @@ from td_pipeline.orchestration.resources import (
     RayExecutorResource,
 )
 
-REQUEST_CONSUMER = ConsumerSpec(
-    stream=DERIVATION_STREAM.name,
-    durable="task-derivation-request-consumer",
-    filter_subjects=(DERIVATION_REQUESTED,),
-    ack_wait_seconds=120.0,
-    max_deliver=10,
-)
 RUN_KEY_TAG = "dagster/run_key"
 PRIORITY_TAG = "dagster/priority"
 WATCHDOG_INTERVAL_SECONDS = 15
@@ -109,7 +99,11 @@ def _run_exists(instance: dg.DagsterInstance, run_key: str) -> bool:
 def derivation_request_sensor(
     context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
 ) -> dg.SensorResult:
-    puller, messages = settle_then_fetch(context, nats, settings, REQUEST_CONSUMER)
+    missing = settings.missing_llm_settings()
+    if missing is not None:
+        # Nothing fetched, nothing lost: the requests wait in the stream (ticks show why).
+        return dg.SensorResult(skip_reason=missing, cursor=context.cursor)
+    puller, messages = settle_then_fetch(context, nats, settings, nats.request_consumer())
 
     known_stories = set(context.instance.get_dynamic_partitions(STORIES))
     known_roles = settings.known_role_set()
@@ -125,16 +119,14 @@ def derivation_request_sensor(
             )
             if request.plan_id and request.story_id:
                 nats.publish_outcome(
-                    DerivationFailed(
+                    RequestRefused(
                         plan_id=request.plan_id,
                         story_id=request.story_id,
                         reason=f"invalid derivation request: {request.reason}",
-                        requires_manual_review=True,
                         occurred_at=datetime.now(UTC),
-                        derivation_request_id=None,
                         request_key=message.run_key,
                     ),
-                    correlation_id=None,
+                    correlation_id=request.correlation_id,
                 )
             refused.append(message.reply)
             continue
@@ -185,15 +177,6 @@ def derivation_request_sensor(
     )
 
 
-RESULT_CONSUMER = ConsumerSpec(
-    stream=AGENT_RESPONSES_STREAM.name,
-    durable="task-derivation-result-consumer",
-    filter_subjects=(AGENT_RESPONSE_COMPLETED, AGENT_RESPONSE_FAILED),
-    ack_wait_seconds=120.0,
-    max_deliver=10,
-)
-
-
 def persist_request(
     run_key: str, story: str, derivation_id: str, attempt: int, proposal: dict[str, Any]
 ) -> dg.RunRequest:
@@ -237,6 +220,18 @@ def _answered_already(
     return any(run.run.status != dg.DagsterRunStatus.FAILURE for run in runs)
 
 
+def _story_answered(
+    instance: dg.DagsterInstance, response: LlmAnswer | LlmFailureReport
+) -> str | None:
+    """The story partition an answer is for: named in it, else found by its derivation (the
+    executor's failures name only our task id)."""
+    if response.story_id is not None:
+        return story_partition_key(response.story_id)
+    if response.derivation_id is None:
+        return None
+    return story_of_derivation(instance, response.derivation_id.value)
+
+
 @dg.sensor(
     job=persist_job,
     minimum_interval_seconds=5,
@@ -247,7 +242,7 @@ def _answered_already(
 def derivation_result_sensor(
     context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
 ) -> dg.SensorResult:
-    puller, messages = settle_then_fetch(context, nats, settings, RESULT_CONSUMER)
+    puller, messages = settle_then_fetch(context, nats, settings, nats.result_consumer())
 
     known_stories = set(context.instance.get_dynamic_partitions(STORIES))
     run_requests: list[dg.RunRequest] = []
@@ -268,7 +263,11 @@ def derivation_result_sensor(
             context.log.warning(f"refused agent response: {response.reason}")
             refused.append(message.reply)
             continue
-        story = story_partition_key(response.story_id)
+        story = _story_answered(context.instance, response)
+        if story is None:
+            context.log.info(f"{response} names no derivation of ours: acked, nothing to run")
+            settled.append(message.reply)
+            continue
         current = latest_submission(context.instance, story) if story in known_stories else None
         answered = (
             response.derivation_id.value if response.derivation_id else "unknown",
@@ -323,12 +322,19 @@ def derivation_result_sensor(
 LOST_STATUSES = frozenset({"not_found", "failed"})
 
 
-def why_lost(status: str, waited: float, timeout: int, deliberation_id: str) -> str | None:
+def why_lost(
+    job: DeliberationStatus, waited: float, timeout: int, deliberation_id: str
+) -> str | None:
     """Why an unanswered attempt counts as failed, or None while it may still be answered.
 
-    A job the executor does not know (or failed without telling us) is lost at once; one
-    still running, after the timeout; one completed has its answer on NATS, so the result
-    sensor gets twice the timeout to pick it up before the answer counts as lost too."""
+    A job the executor does not know (or failed without telling us) is lost at once; so is
+    one it reports `completed` with an empty proposal (the fleet's executor reports a failed
+    LLM call that way). One still running fails after the timeout; one completed has its
+    answer on NATS, so the result sensor gets twice the timeout to pick it up."""
+    status = job.status
+    if job.failed_silently:
+        detail = f": {job.error}" if job.error else ""
+        return f"LLM job {deliberation_id} completed without an answer (the LLM failed){detail}"
     if status in LOST_STATUSES and waited >= WATCHDOG_INTERVAL_SECONDS:
         return f"the executor lost LLM job {deliberation_id} ({status}) after {waited:.0f}s"
     if status == "completed":
@@ -367,11 +373,11 @@ def llm_watchdog_sensor(
         if waited < min(WATCHDOG_INTERVAL_SECONDS, settings.llm_timeout_seconds):
             continue  # too early to tell: do not ask the executor
         try:
-            status = executor.client().deliberation_status(submission.deliberation_id)
+            job = executor.client().deliberation_status(submission.deliberation_id)
         except PortError as error:
             context.log.warning(f"cannot ask the executor about {story}: {error}")
-            status = "unknown"
-        reason = why_lost(status, waited, settings.llm_timeout_seconds, submission.deliberation_id)
+            job = DeliberationStatus("unknown")
+        reason = why_lost(job, waited, settings.llm_timeout_seconds, submission.deliberation_id)
         if reason is None:
             continue
         context.log.warning(f"{story}: {reason}")

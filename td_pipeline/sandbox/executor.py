@@ -1,15 +1,21 @@
-"""Ray Executor stand-in: `RayExecutorService`, answering on NATS exactly as the fleet's does.
+"""Ray Executor stand-in: `RayExecutorService`, answering on NATS exactly as the fleet's does
+(contracts.md §1.3, read from the fleet's executor and agent-job code).
 
-ExecuteDeliberation answers at once; the LLM runs in a worker pool and its answer is published
-on `agent.response.completed` (or `agent.response.failed`) with the request's constraints and
-metadata echoed back, which is how td-pipeline correlates the answer with its attempt.
+- ExecuteDeliberation refuses empty `vllm_url`, `vllm_model` or agent `model` with
+  INVALID_ARGUMENT, else answers `submitted` at once with `deliberation-<task id>-<unix time>`.
+- The answer goes out bare on `agent.response.completed`: `AgentResult.to_dict()` plus
+  `num_agents` and the submission's constraints, whose `metadata` gains an integer
+  `num_agents` (so it is not a string map on the wire).
+- A failed LLM call goes out on `agent.response.failed` with no constraints and no plan or
+  story id, only the task id (also in `metadata.task_id`); GetDeliberationStatus then answers
+  `completed` with an empty proposal, as the fleet's does.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,12 +26,6 @@ import grpc
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as pb
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as pb_grpc
 from td_pipeline.infrastructure.jetstream_publisher import JetStreamPublisher
-from td_pipeline.infrastructure.payloads import (
-    AgentResponseCompleted,
-    AgentResponseFailed,
-    ProposalBody,
-    ResponseConstraints,
-)
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_COMPLETED, AGENT_RESPONSE_FAILED
 from td_pipeline.sandbox.grpc_server import RunningServer, start_grpc_server
 from td_pipeline.sandbox.llm import (
@@ -34,22 +34,105 @@ from td_pipeline.sandbox.llm import (
     LlmFailure,
     LlmRequest,
     OpenAICompatibleLlm,
+    UnpublishedLlmFailure,
 )
 
 
 @dataclass(frozen=True, slots=True)
 class DeliberationState:
-    status: str  # running | completed | failed
+    status: str  # running | completed (a failed LLM call too, with no proposal)
     agent_id: str
     proposal: str = ""
-    error: str = ""
-    metadata: tuple[tuple[str, str], ...] = ()
 
 
 class Publisher(Protocol):
     """What the executor needs of NATS: a `JetStreamPublisher`, or a fake in unit tests."""
 
     def publish(self, subject: str, payload: bytes, message_id: str) -> None: ...
+
+
+def _constraints(request: pb.ExecuteDeliberationRequest) -> dict[str, Any]:
+    """The submission's constraints as the executor hands them to the agent job."""
+    submitted = request.constraints
+    metadata: dict[str, Any] = dict(submitted.metadata)
+    metadata["num_agents"] = len(request.agents)
+    if "story_id" not in metadata and submitted.story_id:
+        metadata["story_id"] = submitted.story_id
+    return {
+        "story_id": submitted.story_id,
+        "plan_id": submitted.plan_id,
+        "timeout_seconds": submitted.timeout_seconds,
+        "max_retries": submitted.max_retries,
+        "metadata": metadata,
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def completed_message(
+    request: pb.ExecuteDeliberationRequest, agent: pb.Agent, answer: LlmAnswer, duration_ms: int
+) -> dict[str, Any]:
+    """`agent.response.completed` as the fleet's agent job publishes it."""
+    return {
+        "task_id": request.task_id,
+        "agent_id": agent.id,
+        "role": agent.role,
+        "status": "completed",
+        "duration_ms": duration_ms,
+        "timestamp": _now(),
+        "proposal": {
+            "content": answer.content,
+            "author_id": agent.id,
+            "author_role": agent.role,
+            "model": answer.model,
+            "temperature": 0.7,
+            "tokens": answer.tokens,
+        },
+        "operations": [],
+        "artifacts": {},
+        "audit_trail": [],
+        "success": True,
+        "model": answer.model,
+        "enable_tools": False,
+        "diversity": False,
+        "num_agents": len(request.agents),
+        "constraints": _constraints(request),
+    }
+
+
+def failed_message(
+    request: pb.ExecuteDeliberationRequest, agent: pb.Agent, error: LlmFailure, duration_ms: int
+) -> dict[str, Any]:
+    """`agent.response.failed` as the fleet's agent job publishes it: no constraints, no ids
+    but the task id."""
+    return {
+        "task_id": request.task_id,
+        "agent_id": agent.id,
+        "role": agent.role,
+        "status": "failed",
+        "duration_ms": duration_ms,
+        "timestamp": _now(),
+        "error": str(error),
+        "error_type": type(error).__name__,
+        "success": False,
+        "model": agent.model,
+        "num_agents": len(request.agents),
+        "metadata": {"task_id": request.task_id},
+    }
+
+
+def _refusal(request: pb.ExecuteDeliberationRequest) -> str | None:
+    if not request.vllm_url.strip():
+        return "vllm_url is required"
+    if not request.vllm_model.strip():
+        return "vllm_model is required"
+    if not request.agents:
+        return "at least one agent is required"
+    if any(not agent.model.strip() for agent in request.agents):
+        return "every agent needs a model"
+    return None
 
 
 class RayExecutorServicer(pb_grpc.RayExecutorServiceServicer):
@@ -63,6 +146,9 @@ class RayExecutorServicer(pb_grpc.RayExecutorServiceServicer):
     def ExecuteDeliberation(
         self, request: pb.ExecuteDeliberationRequest, context: grpc.ServicerContext
     ) -> pb.ExecuteDeliberationResponse:
+        refusal = _refusal(request)
+        if refusal is not None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, refusal)
         # Like the fleet's executor, a submission it cannot take is answered "failed", RPC OK.
         if not request.task_id.strip() or not request.task_description.strip():
             return pb.ExecuteDeliberationResponse(
@@ -70,10 +156,10 @@ class RayExecutorServicer(pb_grpc.RayExecutorServiceServicer):
                 status="failed",
                 message="task_id and task_description are required",
             )
-        deliberation_id = f"delib-{uuid.uuid4()}"
-        agent_id = request.agents[0].id if request.agents else "agent-sandbox-1"
-        self._set(deliberation_id, DeliberationState("running", agent_id))
-        self._pool.submit(self._deliberate, deliberation_id, agent_id, request)
+        deliberation_id = f"deliberation-{request.task_id}-{int(time.time())}"
+        agent = request.agents[0]
+        self._set(deliberation_id, DeliberationState("running", agent.id))
+        self._pool.submit(self._deliberate, deliberation_id, agent, request)
         return pb.ExecuteDeliberationResponse(
             task_id=request.task_id,
             deliberation_id=deliberation_id,
@@ -87,14 +173,16 @@ class RayExecutorServicer(pb_grpc.RayExecutorServiceServicer):
         with self._lock:
             state = self._states.get(request.deliberation_id)
         if state is None:
-            return pb.GetDeliberationStatusResponse(status="not_found")
-        return pb.GetDeliberationStatusResponse(
-            status=state.status,
-            result=pb.DeliberationResult(
-                agent_id=state.agent_id, proposal=state.proposal, metadata=dict(state.metadata)
-            ),
-            error_message=state.error,
+            return pb.GetDeliberationStatusResponse(
+                status="not_found",
+                error_message=f"Deliberation {request.deliberation_id} not found",
+            )
+        result = (
+            pb.DeliberationResult(agent_id=state.agent_id, proposal=state.proposal)
+            if state.status == "completed"
+            else None
         )
+        return pb.GetDeliberationStatusResponse(status=state.status, result=result)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -104,22 +192,19 @@ class RayExecutorServicer(pb_grpc.RayExecutorServiceServicer):
             self._states[deliberation_id] = state
 
     def _backend_for(self, request: pb.ExecuteDeliberationRequest) -> LlmBackend:
-        if request.vllm_url:
+        # A real endpoint in the submission is called; `sandbox://…` means the stand-in's own.
+        if request.vllm_url.startswith(("http://", "https://")):
             return OpenAICompatibleLlm(request.vllm_url, request.vllm_model)
         return self._backend
 
     def _deliberate(
-        self, deliberation_id: str, agent_id: str, request: pb.ExecuteDeliberationRequest
+        self, deliberation_id: str, agent: pb.Agent, request: pb.ExecuteDeliberationRequest
     ) -> None:
         started = time.monotonic()
-        constraints = ResponseConstraints(
-            story_id=request.constraints.story_id,
-            plan_id=request.constraints.plan_id,
-            timeout=request.constraints.timeout_seconds,
-            max_retries=request.constraints.max_retries,
-            metadata=dict(request.constraints.metadata),
-        )
-        metadata = tuple(sorted(constraints.metadata.items()))
+
+        def elapsed_ms() -> int:
+            return int((time.monotonic() - started) * 1000)
+
         llm_request = LlmRequest(
             prompt=request.task_description,
             role=request.role,
@@ -128,85 +213,29 @@ class RayExecutorServicer(pb_grpc.RayExecutorServiceServicer):
         )
         try:
             answer = self._backend_for(request).answer(llm_request)
-        except LlmFailure as failure:
-            self._publish_failure(deliberation_id, agent_id, request, constraints, str(failure))
-            self._set(
-                deliberation_id,
-                DeliberationState("failed", agent_id, error=str(failure), metadata=metadata),
-            )
-            return
-        except Exception as error:  # the pool would swallow it; a lost job helps nobody
-            message = f"executor error: {type(error).__name__}: {error}"
-            self._publish_failure(deliberation_id, agent_id, request, constraints, message)
-            self._set(
-                deliberation_id,
-                DeliberationState("failed", agent_id, error=message, metadata=metadata),
-            )
+        except Exception as error:  # the agent job returns a failure dict; it never raises
+            failure = error if isinstance(error, LlmFailure) else LlmFailure(str(error))
+            if not isinstance(failure, UnpublishedLlmFailure):
+                self._publish(
+                    AGENT_RESPONSE_FAILED,
+                    failed_message(request, agent, failure, elapsed_ms()),
+                    f"{deliberation_id}:failed",
+                )
+            self._set(deliberation_id, DeliberationState("completed", agent.id))
             return
         if answer is None:
             return  # a lost job: stays "running" and is never answered
-        duration_ms = int((time.monotonic() - started) * 1000)
-        self._publish_answer(deliberation_id, agent_id, request, constraints, answer, duration_ms)
-        self._set(
-            deliberation_id,
-            DeliberationState("completed", agent_id, proposal=answer.content, metadata=metadata),
-        )
-
-    def _publish_answer(
-        self,
-        deliberation_id: str,
-        agent_id: str,
-        request: pb.ExecuteDeliberationRequest,
-        constraints: ResponseConstraints,
-        answer: LlmAnswer,
-        duration_ms: int,
-    ) -> None:
-        event = AgentResponseCompleted(
-            task_id=request.task_id,
-            agent_id=agent_id,
-            role=request.role,
-            status="completed",
-            duration_ms=duration_ms,
-            timestamp=datetime.now(UTC).isoformat(),
-            num_agents=max(1, len(request.agents)),
-            proposal=ProposalBody(
-                content=answer.content,
-                author_id=agent_id,
-                author_role=request.role,
-                model=answer.model,
-                temperature=0.2,
-                tokens=answer.tokens,
-            ),
-            constraints=constraints,
-        )
-        self._publisher.publish(
+        self._publish(
             AGENT_RESPONSE_COMPLETED,
-            event.model_dump_json(exclude={"plan_id", "story_id", "result"}).encode(),
+            completed_message(request, agent, answer, elapsed_ms()),
             f"{deliberation_id}:completed",
         )
+        self._set(
+            deliberation_id, DeliberationState("completed", agent.id, proposal=answer.content)
+        )
 
-    def _publish_failure(
-        self,
-        deliberation_id: str,
-        agent_id: str,
-        request: pb.ExecuteDeliberationRequest,
-        constraints: ResponseConstraints,
-        error: str,
-    ) -> None:
-        event = AgentResponseFailed(
-            task_id=request.task_id,
-            agent_id=agent_id,
-            role=request.role,
-            status="failed",
-            timestamp=datetime.now(UTC).isoformat(),
-            constraints=constraints,
-            error=error,
-        )
-        self._publisher.publish(
-            AGENT_RESPONSE_FAILED,
-            event.model_dump_json(exclude={"plan_id", "story_id", "message"}).encode(),
-            f"{deliberation_id}:failed",
-        )
+    def _publish(self, subject: str, message: dict[str, Any], message_id: str) -> None:
+        self._publisher.publish(subject, json.dumps(message).encode(), message_id)
 
 
 @dataclass(frozen=True, slots=True)

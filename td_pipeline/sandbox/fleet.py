@@ -60,6 +60,9 @@ class LocalFleet:
             "PLANNING_SERVICE_ADDRESS": self.planning.address,
             "CONTEXT_SERVICE_ADDRESS": self.context.address,
             "RAY_EXECUTOR_ADDRESS": self.executor.address,
+            # What the executor is told to call: the stand-in's own LLM, or a real endpoint.
+            "VLLM_URL": self.backend.vllm_url,
+            "VLLM_MODEL": self.backend.vllm_model,
         }
 
     def env_lines(self) -> list[str]:

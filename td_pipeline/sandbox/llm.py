@@ -43,7 +43,21 @@ class LlmFailure(Exception):
     """The LLM could not answer; published as `agent.response.failed`."""
 
 
+class UnpublishedLlmFailure(LlmFailure):
+    """The LLM failed and the executor's failure message never reached NATS: only
+    GetDeliberationStatus tells (`completed` with an empty proposal)."""
+
+
 class LlmBackend(Protocol):
+    """An LLM for the executor stand-in. `vllm_url` / `vllm_model` are what td-pipeline is
+    told to send (VLLM_URL, VLLM_MODEL): the real executor refuses empty ones."""
+
+    @property
+    def vllm_url(self) -> str: ...
+
+    @property
+    def vllm_model(self) -> str: ...
+
     def answer(self, request: LlmRequest) -> LlmAnswer | None:
         """The answer, or None for a job that never answers (a lost job, for tests)."""
         ...
@@ -196,6 +210,9 @@ def plan_tasks(facts: PromptFacts) -> list[dict[str, Any]]:
 
 
 class OfflinePlanner:
+    vllm_url = "sandbox://offline-planner"
+    vllm_model = OFFLINE_MODEL
+
     def answer(self, request: LlmRequest) -> LlmAnswer:
         content = json.dumps({"tasks": plan_tasks(read_prompt(request.prompt))}, indent=2)
         return LlmAnswer(content=content, model=OFFLINE_MODEL, tokens=len(content.split()))
@@ -215,6 +232,7 @@ class OpenAICompatibleLlm:
     and falls back to a plain JSON object, then to none, for servers that refuse it."""
 
     def __init__(self, base_url: str, model: str, timeout_seconds: float = 120.0) -> None:
+        self.vllm_url, self.vllm_model = base_url, model
         self._url = base_url.rstrip("/") + ("" if base_url.rstrip("/").endswith("/v1") else "/v1")
         self._url += "/chat/completions"
         self._model = model
@@ -271,12 +289,19 @@ class OpenAICompatibleLlm:
 
 class ReplayLlm:
     """Answers from `<directory>/<story_id>.txt`. First-line markers: `@never` (the job is
-    lost), `@fail <message>`, `@delay <seconds>` (then the answer on the following lines).
-    A story without a file gets the offline planner's answer."""
+    lost), `@fail <message>` (every time), `@fail-once <message>` (the story's first job
+    fails, later ones answer with the following lines), `@fail-unpublished-once <message>`
+    (the same, but the failure message is lost: only the job's status tells), `@delay
+    <seconds>` (then the answer on the following lines). A story without a file gets the
+    offline planner's answer."""
+
+    vllm_url = "sandbox://replay"
+    vllm_model = "replay"
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
         self._fallback = OfflinePlanner()
+        self._failed_once: set[str] = set()
 
     def answer(self, request: LlmRequest) -> LlmAnswer | None:
         path = self._directory / f"{request.story_id}.txt"
@@ -287,6 +312,15 @@ class ReplayLlm:
         marker = first.strip()
         if marker == "@never":
             return None
+        for once, failure in (
+            ("@fail-unpublished-once", UnpublishedLlmFailure),
+            ("@fail-once", LlmFailure),
+        ):
+            if marker.startswith(once):
+                if request.story_id in self._failed_once:
+                    return LlmAnswer(content=rest, model=f"replay:{path.name}", tokens=1)
+                self._failed_once.add(request.story_id)
+                raise failure(marker.removeprefix(once).strip() or "replayed failure")
         if marker.startswith("@fail"):
             raise LlmFailure(marker.removeprefix("@fail").strip() or "replayed failure")
         if marker.startswith("@delay"):

@@ -254,10 +254,55 @@ def _require(context: grpc.ServicerContext, condition: bool, message: str) -> No
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
+MAX_TITLE_CHARACTERS = 200
+MAX_DESCRIPTION_CHARACTERS = 2_000
+# Planning's role mapper (contracts §1.3b): these spellings, anything else stored as DEV.
+_PLANNING_ROLES = {
+    "DEVELOPER": "DEV",
+    "DEV": "DEV",
+    "QA": "QA",
+    "TESTER": "QA",
+    "ARCHITECT": "ARCHITECT",
+    "ARCH": "ARCHITECT",
+    "PO": "PO",
+    "PRODUCT_OWNER": "PO",
+}
+
+
+def planning_role(name: str) -> str:
+    return _PLANNING_ROLES.get(name.strip().upper(), "DEV")
+
+
 class PlanningServicer(pb_grpc.TaskDerivationPlanningServiceServicer):
     def __init__(self, store: PlanningStore, faults: PlanningFaults) -> None:
         self._store = store
         self._faults = faults
+
+    def _check_command(
+        self, context: grpc.ServicerContext, index: int, command: pb.TaskCreationCommand
+    ) -> None:
+        for name, value in (
+            ("plan_id", command.plan_id),
+            ("story_id", command.story_id),
+            ("title", command.title),
+            ("assigned_role", command.assigned_role),
+        ):
+            _require(context, bool(value.strip()), f"commands[{index}].{name} is required")
+        _require(
+            context,
+            len(command.title) <= MAX_TITLE_CHARACTERS,
+            f"commands[{index}].title is longer than {MAX_TITLE_CHARACTERS} characters",
+        )
+        _require(
+            context,
+            len(command.description) <= MAX_DESCRIPTION_CHARACTERS,
+            f"commands[{index}].description is longer than {MAX_DESCRIPTION_CHARACTERS}"
+            " characters",
+        )
+        _require(context, command.estimated_hours >= 0, f"commands[{index}].estimated_hours < 0")
+        _require(context, command.priority >= 0, f"commands[{index}].priority < 0")
+        if self._store.story_of_plan(command.plan_id) is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"plan {command.plan_id} not found")
 
     def GetPlanContext(
         self, request: pb.GetPlanContextRequest, context: grpc.ServicerContext
@@ -284,21 +329,11 @@ class PlanningServicer(pb_grpc.TaskDerivationPlanningServiceServicer):
     ) -> pb.CreateTasksResponse:
         self._faults.before_call(context)
         _require(context, len(request.commands) > 0, "commands must not be empty")
-        for index, command in enumerate(request.commands):
-            for name, value in (
-                ("plan_id", command.plan_id),
-                ("story_id", command.story_id),
-                ("title", command.title),
-                ("assigned_role", command.assigned_role),
-            ):
-                _require(context, bool(value.strip()), f"commands[{index}].{name} is required")
-            _require(
-                context, command.estimated_hours >= 0, f"commands[{index}].estimated_hours < 0"
-            )
-            if self._store.story_of_plan(command.plan_id) is None:
-                context.abort(grpc.StatusCode.NOT_FOUND, f"plan {command.plan_id} not found")
         task_ids = []
-        for command in request.commands:  # one by one, not atomic: as the fleet's Planning
+        # One by one, each checked as it comes, not atomic: as the fleet's Planning, an
+        # invalid command part-way leaves the earlier tasks created.
+        for index, command in enumerate(request.commands):
+            self._check_command(context, index, command)
             self._faults.before_create(context)
             task_id = f"T-{uuid.uuid4()}"
             self._store.add_task(
@@ -309,8 +344,8 @@ class PlanningServicer(pb_grpc.TaskDerivationPlanningServiceServicer):
                     title=command.title,
                     description=command.description,
                     estimated_hours=command.estimated_hours,
-                    priority=command.priority,
-                    assigned_role=command.assigned_role,
+                    priority=command.priority or 1,  # 0 means unset: stored as the highest
+                    assigned_role=planning_role(command.assigned_role),
                 )
             )
             task_ids.append(task_id)

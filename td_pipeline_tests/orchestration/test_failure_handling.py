@@ -15,7 +15,12 @@ import dagster as dg
 import nats
 import pytest
 
-from td_pipeline.application.ports import ExecutorPort, ExecutorSubmission, SubmissionReceipt
+from td_pipeline.application.ports import (
+    DeliberationStatus,
+    ExecutorPort,
+    ExecutorSubmission,
+    SubmissionReceipt,
+)
 from td_pipeline.application.retries import GiveUp, Restart, Retry, Stage
 from td_pipeline.domain.events import DerivationCompleted
 from td_pipeline.domain.values import DerivationId, PlanId, StoryId
@@ -40,6 +45,7 @@ from td_pipeline_tests.orchestration.test_jobs import (
     STORY,
     answer_of,
     derive_config,
+    fleet_settings,
     resources,
 )
 
@@ -128,7 +134,7 @@ def fail_sensor(
 def test_a_planning_outage_is_retried_from_the_stored_answer_and_announced_once(
     fleet: LocalFleet, instance: dg.DagsterInstance
 ) -> None:
-    settings = DerivationSettings(min_tasks=2, max_tasks=12, transient_retry_seconds=0)
+    settings = fleet_settings(fleet, transient_retry_seconds=0)
     assert run(fleet, instance, "derive_tasks", derive_config("d-outage")).success
     submission = latest_submission(instance, STORY)
     assert submission is not None
@@ -216,7 +222,7 @@ def test_the_watchdog_fails_an_unanswered_attempt_once(
     config = derive_config("d-lost")
     config["plan_context"]["config"]["plan_id"] = "PLAN-AUTH-1"
     assert run(fleet, instance, "derive_tasks", config, story=ANSWER_LOST).success
-    settings = DerivationSettings(llm_timeout_seconds=1)
+    settings = fleet_settings(fleet, llm_timeout_seconds=1)
     time.sleep(1.2)
     resources_for_tick = {
         "executor": resources(fleet)["executor"],
@@ -249,7 +255,16 @@ def test_the_watchdog_fails_an_unanswered_attempt_once(
     ],
 )
 def test_the_watchdog_tells_waiting_from_lost(status: str, waited: float, lost: str | None) -> None:
-    assert why_lost(status, waited, 600, "j-1") == lost
+    job = DeliberationStatus(status, has_proposal=status == "completed")
+    assert why_lost(job, waited, 600, "j-1") == lost
+
+
+def test_a_job_completed_without_a_proposal_failed_at_the_first_look() -> None:
+    # The fleet's executor reports a failed LLM call as `completed` with an empty proposal.
+    job = DeliberationStatus("completed", has_proposal=False)
+    assert why_lost(job, 16, 600, "j-1") == (
+        "LLM job j-1 completed without an answer (the LLM failed)"
+    )
 
 
 class FailingAtOnce:
@@ -258,8 +273,8 @@ class FailingAtOnce:
     def submit(self, submission: ExecutorSubmission) -> SubmissionReceipt:
         return SubmissionReceipt("delib-0", accepted=False, message="GPU pool exhausted")
 
-    def deliberation_status(self, deliberation_id: str) -> str:
-        return "failed"
+    def deliberation_status(self, deliberation_id: str) -> DeliberationStatus:
+        return DeliberationStatus("failed")
 
 
 class FailingExecutorResource(RayExecutorResource):

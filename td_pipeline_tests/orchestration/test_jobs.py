@@ -43,13 +43,21 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
+def fleet_settings(fleet: LocalFleet, **overrides: Any) -> DerivationSettings:
+    """Settings as a deployment against this fleet has them (the executor refuses a
+    submission without VLLM_URL and VLLM_MODEL)."""
+    env = fleet.environment()
+    values: dict[str, Any] = {"min_tasks": 2, "max_tasks": 12, **overrides}
+    return DerivationSettings(vllm_url=env["VLLM_URL"], vllm_model=env["VLLM_MODEL"], **values)
+
+
 def resources(fleet: LocalFleet) -> dict[str, Any]:
     env = fleet.environment()
     return {
         "planning": PlanningResource(address=env["PLANNING_SERVICE_ADDRESS"]),
         "context_service": ContextResource(address=env["CONTEXT_SERVICE_ADDRESS"]),
         "executor": RayExecutorResource(address=env["RAY_EXECUTOR_ADDRESS"]),
-        "settings": DerivationSettings(min_tasks=2, max_tasks=12),
+        "settings": fleet_settings(fleet),
         "nats": NatsResource(url=env["NATS_URL"]),
     }
 

@@ -20,14 +20,14 @@ from td_pipeline.orchestration.resources import (
     PlanningResource,
     RayExecutorResource,
 )
-from td_pipeline.orchestration.sensors import (
-    REQUEST_CONSUMER,
-    RESULT_CONSUMER,
-    derivation_request_sensor,
-    derivation_result_sensor,
-)
+from td_pipeline.orchestration.sensors import derivation_request_sensor, derivation_result_sensor
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.nats_server import NatsServer
+from td_pipeline_tests.fixtures import fleet_message
+
+REQUEST_CONSUMER = NatsResource(url="unused").request_consumer()
+RESULT_CONSUMER = NatsResource(url="unused").result_consumer()
+LLM_SETTINGS = {"vllm_url": "sandbox://offline-planner", "vllm_model": "offline"}
 
 
 @pytest.fixture
@@ -73,13 +73,16 @@ def tick(
     url: str,
     cursor: str | None,
     sensor: dg.SensorDefinition = derivation_request_sensor,
+    **settings: Any,
 ) -> dg.SensorResult:
     with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         resources={
             "nats": NatsResource(url=url),
-            "settings": DerivationSettings(sensor_fetch_seconds=1.0),
+            "settings": DerivationSettings(
+                sensor_fetch_seconds=1.0, **{**LLM_SETTINGS, **settings}
+            ),
         },
     ) as context:
         result = sensor(context)
@@ -95,6 +98,7 @@ def test_requests_become_runs_and_are_acked_on_the_next_tick(server: NatsServer)
         "correlation_id": "corr-1",
     }
     bad_role = {"plan_id": "P-9", "story_id": "S-9", "roles": ["QA!"]}
+    comma = {"plan_id": "P-10", "story_id": "S-1,S-2", "roles": ["DEV"]}
     asyncio.run(
         _publish(
             server.url,
@@ -102,6 +106,7 @@ def test_requests_become_runs_and_are_acked_on_the_next_tick(server: NatsServer)
                 json.dumps(valid).encode(),
                 json.dumps(enveloped).encode(),
                 json.dumps(bad_role).encode(),
+                json.dumps(comma).encode(),
                 b"{broken",
             ],
         )
@@ -125,9 +130,13 @@ def test_requests_become_runs_and_are_acked_on_the_next_tick(server: NatsServer)
     assert len(json.loads(first.cursor or "{}")["pending_acks"]) == 2
 
     failed = asyncio.run(_failed_events(server.url))
-    assert [(e["story_id"], e["requires_manual_review"]) for e in failed] == [("S-9", True)]
-    assert "not a role name" in failed[0]["reason"]
-    assert failed[0]["derivation_request_id"] is None
+    # Every request whose ids can be read is answered, with the ids exactly as sent.
+    assert [(e["story_id"], e["requires_manual_review"]) for e in failed] == [
+        ("S-9", True),
+        ("S-1,S-2", True),
+    ]
+    assert "not a role name" in failed[0]["reason"] and "comma" in failed[1]["reason"]
+    assert [e["derivation_request_id"] for e in failed] == [None, None]
 
     assert second.run_requests == []
     assert json.loads(second.cursor or "{}")["pending_acks"] == []
@@ -144,16 +153,21 @@ async def _publish_responses(url: str, bodies: list[dict[str, Any]]) -> None:
 def response(
     story: str, plan: str, derivation: str, task_type: str = "TASK_DERIVATION"
 ) -> dict[str, Any]:
-    return {
-        "task_id": f"derive-{plan}",
-        "status": "completed",
-        "proposal": {"content": f"answer for {derivation}"},
-        "constraints": {
-            "story_id": story,
-            "plan_id": plan,
-            "metadata": {"task_type": task_type, "derivation_id": derivation, "attempt": "1"},
-        },
+    """The executor's real answer shape (the fixture), for another story and attempt."""
+    answer = fleet_message("agent_response_completed")
+    task_id = f"td:{derivation}:1"
+    answer.update(task_id=task_id, proposal={**answer["proposal"], "content": f"for {derivation}"})
+    metadata = {
+        **answer["constraints"]["metadata"],
+        "task_type": task_type,
+        "derivation_id": derivation,
+        "story_id": story,
+        "plan_id": plan,
+        "task_id": task_id,
     }
+    answer["constraints"] = {**answer["constraints"], "story_id": story, "plan_id": plan}
+    answer["constraints"]["metadata"] = metadata
+    return answer
 
 
 def test_answers_of_the_latest_attempt_become_persist_runs(tmp_path: Any) -> None:
@@ -174,7 +188,9 @@ def test_answers_of_the_latest_attempt_become_persist_runs(tmp_path: Any) -> Non
                 "planning": PlanningResource(address=env["PLANNING_SERVICE_ADDRESS"]),
                 "context_service": ContextResource(address=env["CONTEXT_SERVICE_ADDRESS"]),
                 "executor": RayExecutorResource(address=env["RAY_EXECUTOR_ADDRESS"]),
-                "settings": DerivationSettings(),
+                "settings": DerivationSettings(
+                    vllm_url=env["VLLM_URL"], vllm_model=env["VLLM_MODEL"]
+                ),
                 "nats": NatsResource(url=env["NATS_URL"]),
             },
         )
@@ -236,3 +252,60 @@ def test_an_answer_that_overtakes_its_submission_record_comes_back_later(
 
     assert result.run_requests == []
     assert waiting == 1  # not acked, not dropped: redelivered in a few seconds
+
+
+def test_without_vllm_settings_requests_wait_in_the_stream(server: NatsServer) -> None:
+    request = {"plan_id": "PLAN-PAY-1", "story_id": "STORY-REFUNDS"}
+    asyncio.run(_publish(server.url, [json.dumps(request).encode()]))
+
+    with dg.instance_for_test() as instance:
+        waiting = tick(instance, server.url, None, vllm_url="", vllm_model="")
+        served = tick(instance, server.url, waiting.cursor)
+
+    assert waiting.run_requests == [] and waiting.skip_reason is not None
+    assert "VLLM_URL and VLLM_MODEL not set" in str(waiting.skip_reason)
+    # Nothing was taken from the stream: the next tick, configured, runs the request.
+    assert [r.partition_key for r in served.run_requests or []] == ["STORY-REFUNDS"]
+
+
+async def _publish_failure(url: str, body: dict[str, Any]) -> None:
+    connection = await nats.connect(url)
+    await connection.jetstream().publish("agent.response.failed", json.dumps(body).encode())
+    await connection.close()
+
+
+def test_a_real_failure_is_tied_to_its_attempt_by_the_task_id(server: NatsServer) -> None:
+    """The executor's failure names no plan or story: the derivation's runs tell the story."""
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("stories", ["STORY-REFUNDS"])
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="derive_tasks",
+                status=dg.DagsterRunStatus.SUCCESS,
+                run_config={"ops": {"plan_context": {"config": {"plan_id": "PLAN-PAY-1"}}}},
+                tags={
+                    "dagster/partition": "STORY-REFUNDS",
+                    "td/derivation_id": "d-0123456789abcdef",
+                },
+            )
+        )
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key="executor_submission",
+                partition="STORY-REFUNDS",
+                metadata={
+                    "derivation_id": "d-0123456789abcdef",
+                    "attempt": 1,
+                    "deliberation_id": "deliberation-td:d-0123456789abcdef:1-1",
+                    "submitted_at": "2026-11-26T10:00:00+00:00",
+                },
+            )
+        )
+        asyncio.run(_publish_failure(server.url, fleet_message("agent_response_failed")))
+        result = tick(instance, server.url, None, derivation_result_sensor)
+
+    (request,) = result.run_requests or []
+    config = request.run_config["ops"]["llm_proposal"]["config"]
+    assert request.partition_key == "STORY-REFUNDS"
+    assert (config["derivation_id"], config["attempt"]) == ("d-0123456789abcdef", 1)
+    assert "TimeoutError" in config["executor_error"] and "timed out" in config["executor_error"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -15,17 +16,21 @@ import grpc
 import nats
 import pytest
 
+from td_pipeline.application.ports import ExecutorSubmission
 from td_pipeline.domain.assessment import DerivationRules, ValidProposal, assess_proposal
 from td_pipeline.domain.plan import StoryPlan
 from td_pipeline.domain.prompt import DerivationBrief, RoleContext, build_prompt
+from td_pipeline.domain.roles import role_from_text
 from td_pipeline.domain.task_graph import TaskCountRange
-from td_pipeline.domain.values import PlanId, Role, StoryId
+from td_pipeline.domain.values import DerivationId, PlanId, StoryId
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as pb
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as pb_grpc
+from td_pipeline.infrastructure.executor_client import submission_request
 from td_pipeline.sandbox.executor import RunningExecutor, serve_executor
 from td_pipeline.sandbox.llm import OFFLINE_MODEL, LlmRequest, OfflinePlanner, ReplayLlm
 from td_pipeline.sandbox.nats_server import NatsServer
 from td_pipeline.sandbox.planning import SampleStory, load_sample_stories
+from td_pipeline_tests.fixtures import fleet_message, shape
 
 STORIES = {story.story_id: story for story in load_sample_stories()}
 
@@ -34,7 +39,7 @@ DEFAULT_LIMITS = TaskCountRange(2, 12)
 
 
 def prompt_for(story: SampleStory, task_count: TaskCountRange = DEFAULT_LIMITS) -> str:
-    roles = tuple(Role(r) for r in story.roles)
+    roles = tuple(role_from_text(r) for r in story.roles)
     brief = DerivationBrief(
         plan=StoryPlan(
             plan_id=PlanId(story.plan_id),
@@ -52,30 +57,30 @@ def prompt_for(story: SampleStory, task_count: TaskCountRange = DEFAULT_LIMITS) 
     return build_prompt(brief).text
 
 
-def submission(story: SampleStory, derivation: str, **fields: Any) -> pb.ExecuteDeliberationRequest:
-    return pb.ExecuteDeliberationRequest(
-        task_id=f"derive-{story.plan_id}",
-        task_description=prompt_for(story),
-        role=story.roles[0],
-        constraints=pb.TaskConstraints(
-            story_id=story.story_id,
-            plan_id=story.plan_id,
+def submission(
+    story: SampleStory, derivation: str, vllm_url: str = OfflinePlanner.vllm_url, model: str = "m"
+) -> pb.ExecuteDeliberationRequest:
+    """What td-pipeline's executor adapter submits for this story."""
+    return submission_request(
+        ExecutorSubmission(
+            derivation_id=DerivationId(derivation),
+            attempt=1,
+            plan_id=PlanId(story.plan_id),
+            story_id=StoryId(story.story_id),
+            role=role_from_text(story.roles[0]),
+            prompt=prompt_for(story),
             timeout_seconds=60,
-            metadata={
-                "story_id": story.story_id,
-                "task_type": "TASK_DERIVATION",
-                "derivation_id": derivation,
-            },
-        ),
-        agents=[pb.Agent(id="agent-1", role=story.roles[0], model="m")],
-        **fields,
+            model=model,
+            vllm_url=vllm_url,
+        )
     )
 
 
 async def next_message(
     url: str, subject: str, derivation: str, timeout: float = 10
 ) -> dict[str, Any]:
-    """The first message on `subject` whose metadata names `derivation`."""
+    """The first message on `subject` for the attempt's task id (a failure carries no other)."""
+    task_id = f"td:{derivation}:1"
     connection = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
     try:
         subscription = await connection.jetstream().subscribe(subject, ordered_consumer=True)
@@ -83,7 +88,7 @@ async def next_message(
         while time.monotonic() < deadline:
             message = await subscription.next_msg(timeout=deadline - time.monotonic())
             body: dict[str, Any] = json.loads(message.data)
-            if body["constraints"]["metadata"].get("derivation_id") == derivation:
+            if body["task_id"] == task_id:
                 return body
         raise TimeoutError(subject)
     finally:
@@ -126,40 +131,27 @@ def test_round_trip_publishes_the_fleet_shape_and_a_valid_graph(
     answer = stub.ExecuteDeliberation(submission(story, "d-round-trip"), timeout=5)
     event = asyncio.run(next_message(nats_server.url, "agent.response.completed", "d-round-trip"))
 
-    assert answer.status == "submitted" and answer.deliberation_id.startswith("delib-")
-    assert set(event) == {
-        "task_id",
-        "agent_id",
-        "role",
-        "status",
-        "duration_ms",
-        "timestamp",
-        "num_agents",
-        "proposal",
-        "constraints",
-    }
+    assert answer.status == "submitted"
+    assert re.fullmatch(r"deliberation-td:d-round-trip:1-\d{10}", answer.deliberation_id)
+    # Exactly the shape of the fleet's executor (the same file the decoder tests read).
+    assert shape(event) == shape(fleet_message("agent_response_completed"))
     assert (event["task_id"], event["status"], event["agent_id"]) == (
-        f"derive-{story.plan_id}",
+        "td:d-round-trip:1",
         "completed",
-        "agent-1",
+        "task-deriver-001",
     )
     assert event["proposal"]["model"] == OFFLINE_MODEL
-    assert event["constraints"]["metadata"] == {
-        "story_id": story.story_id,
-        "task_type": "TASK_DERIVATION",
-        "derivation_id": "d-round-trip",
-    }
+    metadata = event["constraints"]["metadata"]
+    assert metadata["num_agents"] == 1  # an integer, not a string: the proto map is gone
+    assert (metadata["derivation_id"], metadata["task_type"]) == ("d-round-trip", "TASK_DERIVATION")
     assert (event["constraints"]["story_id"], event["constraints"]["plan_id"]) == (
         story.story_id,
         story.plan_id,
     )
+    roles = tuple(role_from_text(r) for r in story.roles)
     verdict = assess_proposal(
         event["proposal"]["content"],
-        DerivationRules(
-            tuple(Role(r) for r in story.roles),
-            len(story.acceptance_criteria),
-            TaskCountRange(2, 12),
-        ),
+        DerivationRules(roles, len(story.acceptance_criteria), TaskCountRange(2, 12)),
     )
     assert isinstance(verdict, ValidProposal), verdict
     assert verdict.graph.uncovered_criteria(len(story.acceptance_criteria)) == ()
@@ -170,21 +162,42 @@ def test_round_trip_publishes_the_fleet_shape_and_a_valid_graph(
     assert status.result.proposal == event["proposal"]["content"]
 
 
-def test_failed_llm_publishes_agent_response_failed(
+def test_failed_llm_publishes_the_fleets_failure_and_reports_completed_without_proposal(
     nats_server: NatsServer, stub: pb_grpc.RayExecutorServiceStub
 ) -> None:
     answer = stub.ExecuteDeliberation(submission(STORIES["STORY-MFA"], "d-fail"), timeout=5)
     event = asyncio.run(next_message(nats_server.url, "agent.response.failed", "d-fail"))
 
-    assert event["status"] == "failed" and event["error"] == "model overloaded"
-    wait_for_status(stub, answer.deliberation_id, "failed")
+    assert shape(event) == shape(fleet_message("agent_response_failed"))
+    assert "constraints" not in event and "plan_id" not in event
+    assert (event["status"], event["error"]) == ("failed", "model overloaded")
+    assert event["metadata"] == {"task_id": "td:d-fail:1"}
+    # As the fleet's executor: the job "completed", with nothing to show for it.
+    wait_for_status(stub, answer.deliberation_id, "completed")
+    status = stub.GetDeliberationStatus(
+        pb.GetDeliberationStatusRequest(deliberation_id=answer.deliberation_id), timeout=5
+    )
+    assert status.result.proposal == ""
+
+
+@pytest.mark.parametrize(
+    ("vllm_url", "model", "refusal"),
+    [("", "m", "vllm_url"), ("sandbox://offline-planner", "", "vllm_model")],
+)
+def test_empty_vllm_settings_are_invalid_argument(
+    stub: pb_grpc.RayExecutorServiceStub, vllm_url: str, model: str, refusal: str
+) -> None:
+    request = submission(STORIES["STORY-REFUNDS"], "d-no-vllm", vllm_url=vllm_url, model=model)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ExecuteDeliberation(request, timeout=5)
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert refusal in (raised.value.details() or "")
 
 
 def test_lost_job_stays_running_and_unknown_is_not_found(
     stub: pb_grpc.RayExecutorServiceStub,
 ) -> None:
     answer = stub.ExecuteDeliberation(submission(STORIES["STORY-DARK-MODE"], "d-lost"), timeout=5)
-    time.sleep(0.2)
     status = stub.GetDeliberationStatus(
         pb.GetDeliberationStatusRequest(deliberation_id=answer.deliberation_id), timeout=5
     )
@@ -197,7 +210,9 @@ def test_lost_job_stays_running_and_unknown_is_not_found(
 def test_submission_without_a_prompt_is_answered_failed(
     stub: pb_grpc.RayExecutorServiceStub,
 ) -> None:
-    answer = stub.ExecuteDeliberation(pb.ExecuteDeliberationRequest(task_id="derive-x"), timeout=5)
+    request = submission(STORIES["STORY-REFUNDS"], "d-empty")
+    request.task_description = ""
+    answer = stub.ExecuteDeliberation(request, timeout=5)
     assert (answer.status, answer.deliberation_id) == ("failed", "")
     assert "required" in answer.message
 
@@ -212,7 +227,7 @@ def test_offline_planner_answers_every_sample_story_validly(story_id: str) -> No
             .content
         )
         rules = DerivationRules(
-            tuple(Role(r) for r in story.roles), len(story.acceptance_criteria), limits
+            tuple(role_from_text(r) for r in story.roles), len(story.acceptance_criteria), limits
         )
         verdict = assess_proposal(content, rules)
         assert isinstance(verdict, ValidProposal), (limits, verdict)
@@ -255,7 +270,7 @@ def test_openai_backend_against_a_chat_completions_server(
     threading.Thread(target=http.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{http.server_address[1]}"
-        request = submission(STORIES["STORY-REFUNDS"], "d-openai", vllm_url=url, vllm_model="qwen")
+        request = submission(STORIES["STORY-REFUNDS"], "d-openai", vllm_url=url, model="qwen")
         stub.ExecuteDeliberation(request, timeout=5)
         event = asyncio.run(next_message(nats_server.url, "agent.response.completed", "d-openai"))
     finally:
