@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from td_pipeline.domain.answer_model import AnswerWarning, WarningKind, merged_warnings
+from td_pipeline.domain.answer_references import ResolvedBy, TaskReferences
 from td_pipeline.domain.proposal import (
     ParsedProposal,
     ProposalFormat,
     TaskDraft,
-    TaskReferences,
     UnparseableProposal,
     parse_proposal,
 )
@@ -46,21 +47,42 @@ class DerivationRules:
             raise ValueError("criteria_count must not be negative")
 
 
+def _messages(notes: tuple[AnswerWarning, ...]) -> tuple[str, ...]:
+    return tuple(note.message for note in notes)
+
+
 @dataclass(frozen=True, slots=True)
 class ValidProposal:
     graph: TaskGraph
     format: ProposalFormat
-    warnings: tuple[str, ...]
+    notes: tuple[AnswerWarning, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Every guess and gap of the answer, one line each."""
+        return _messages(self.notes)
+
+    def task_warnings(self) -> dict[str, tuple[str, ...]]:
+        """Each task's warnings (without the task's name), by task key."""
+        by_task: dict[str, list[str]] = {}
+        for note in self.notes:
+            for task in note.tasks:
+                by_task.setdefault(task, []).append(note.text)
+        return {task: tuple(texts) for task, texts in by_task.items()}
 
 
 @dataclass(frozen=True, slots=True)
 class InvalidProposal:
     issues: tuple[Issue, ...]
-    warnings: tuple[str, ...]
+    notes: tuple[AnswerWarning, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.issues:
             raise ValueError("an invalid proposal names at least one issue")
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return _messages(self.notes)
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -91,7 +113,7 @@ def match_role(answer_role: str, allowed: Sequence[Role]) -> Role | None:
 class _CheckedDraft:
     node: TaskNode
     issues: tuple[Issue, ...]
-    warnings: tuple[str, ...]
+    warnings: tuple[AnswerWarning, ...]
 
 
 def _label(draft: TaskDraft) -> str:
@@ -103,7 +125,7 @@ def _check_draft(draft: TaskDraft, position: int, rules: DerivationRules) -> _Ch
     unusable a neutral stand-in keeps the rest of the graph checkable; a proposal with any
     issue is rejected, so stand-ins never leave this module."""
     issues: list[Issue] = []
-    warnings: list[str] = []
+    warnings: list[AnswerWarning] = []
 
     def invalid(message: str) -> None:
         issues.append(Issue(IssueCode.INVALID_FIELD, f"task {_label(draft)}: {message}"))
@@ -132,9 +154,16 @@ def _check_draft(draft: TaskDraft, position: int, rules: DerivationRules) -> _Ch
     default_role = rules.allowed_roles[0]
     role = default_role
     if draft.role is None:
-        warnings.append(f"task {_label(draft)} has no role; assigned {default_role.value}")
+        warnings.append(
+            AnswerWarning(
+                WarningKind.VALUE_MISSING,
+                f"no role given: assigned {default_role.value}",
+                (key.value,),
+            )
+        )
     elif (matched := match_role(draft.role, rules.allowed_roles)) is not None:
         role = matched
+        warnings.extend(_role_read_loosely(draft.role, matched, key))
     else:
         allowed = ", ".join(r.value for r in rules.allowed_roles)
         issues.append(
@@ -176,30 +205,67 @@ def _check_draft(draft: TaskDraft, position: int, rules: DerivationRules) -> _Ch
     return _CheckedDraft(node=node, issues=tuple(issues), warnings=tuple(warnings))
 
 
-def _edges(drafts: Sequence[TaskDraft]) -> tuple[list[DependencyEdge], list[Issue]]:
+def _written_as(written: str, role: Role) -> bool:
+    try:
+        return Role(written) == role
+    except ValueError:
+        return False
+
+
+def _role_read_loosely(written: str, role: Role, key: TaskKey) -> tuple[AnswerWarning, ...]:
+    """A warning when the answer spelled the role otherwise than its canonical name."""
+    if _written_as(written, role):
+        return ()
+    text = f"role {written!r} read as {role.value}"
+    return (AnswerWarning(WarningKind.VALUE_READ_LOOSELY, text, (key.value,)),)
+
+
+_LOOSE_RESOLUTIONS = {
+    ResolvedBy.TITLE: "by its title",
+    ResolvedBy.NUMBER: "by its number",
+    ResolvedBy.POSITION: "by its position",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Edges:
+    edges: tuple[DependencyEdge, ...]
+    issues: tuple[Issue, ...]
+    warnings: tuple[AnswerWarning, ...]
+
+
+def _edges(drafts: Sequence[TaskDraft], keys: Sequence[TaskKey]) -> _Edges:
+    """The dependencies the drafts name, resolved to the tasks' checked keys (`keys`, in the
+    drafts' order); a dependency resolved otherwise than by id earns a warning."""
     edges: list[DependencyEdge] = []
     issues: list[Issue] = []
+    warnings: list[AnswerWarning] = []
     references = TaskReferences(drafts)
-    for draft in drafts:
+    key_of = {id(draft): key for draft, key in zip(drafts, keys, strict=True)}
+    for draft, key in zip(drafts, keys, strict=True):
+        reason = "inferred from keywords" if draft.dependencies_inferred else "depends_on"
         for reference in draft.depends_on:
-            prerequisite = references.resolve(reference)
-            if prerequisite is None:
-                issues.append(
-                    Issue(
-                        IssueCode.UNKNOWN_DEPENDENCY,
-                        f"task {_label(draft)} depends on {reference!r}, which is no task",
-                    )
+            resolved, unknown = references.resolve_all(reference)
+            issues.extend(
+                Issue(
+                    IssueCode.UNKNOWN_DEPENDENCY,
+                    f"task {_label(draft)} depends on {part!r}, which is no task",
                 )
-                continue
-            reason = "inferred from keywords" if draft.dependencies_inferred else "depends_on"
-            edges.append(
-                DependencyEdge(
-                    dependent=TaskKey(draft.key),
-                    prerequisite=TaskKey(prerequisite.key),
-                    reason=reason,
-                )
+                for part in unknown
             )
-    return edges, issues
+            for resolution in resolved:
+                prerequisite = key_of[id(resolution.task)]
+                edges.append(DependencyEdge(key, prerequisite, reason=reason))
+                if (how := _LOOSE_RESOLUTIONS.get(resolution.by)) is not None:
+                    warnings.append(
+                        AnswerWarning(
+                            WarningKind.REFERENCE,
+                            f"dependency {resolution.written!r} read as {prerequisite.value} "
+                            f"({how})",
+                            (key.value,),
+                        )
+                    )
+    return _Edges(tuple(edges), tuple(issues), tuple(warnings))
 
 
 def assess_drafts(parsed: ParsedProposal, rules: DerivationRules) -> ProposalAssessment:
@@ -207,10 +273,15 @@ def assess_drafts(parsed: ParsedProposal, rules: DerivationRules) -> ProposalAss
         _check_draft(draft, position, rules) for position, draft in enumerate(parsed.tasks, start=1)
     ]
     issues = [issue for item in checked for issue in item.issues]
-    warnings = [*parsed.warnings, *(w for item in checked for w in item.warnings)]
-    edges, edge_issues = _edges(parsed.tasks)
-    issues.extend(edge_issues)
     nodes = [item.node for item in checked]
+    found = _edges(parsed.tasks, [node.key for node in nodes])
+    warnings = [
+        *parsed.notes,
+        *(w for item in checked for w in item.warnings),
+        *found.warnings,
+    ]
+    issues.extend(found.issues)
+    edges = found.edges
     try:
         graph = TaskGraph.build(
             nodes,
@@ -221,11 +292,16 @@ def assess_drafts(parsed: ParsedProposal, rules: DerivationRules) -> ProposalAss
     except InvalidTaskGraph as invalid_graph:
         issues.extend(invalid_graph.issues)
     if issues:
-        return InvalidProposal(issues=tuple(issues), warnings=tuple(warnings))
+        return InvalidProposal(issues=tuple(issues), notes=merged_warnings(warnings))
     uncovered = graph.uncovered_criteria(rules.criteria_count)
     if uncovered:
-        warnings.append(f"acceptance criteria not covered by any task: {list(uncovered)}")
-    return ValidProposal(graph=graph, format=parsed.format, warnings=tuple(warnings))
+        warnings.append(
+            AnswerWarning(
+                WarningKind.COVERAGE,
+                f"acceptance criteria not covered by any task: {list(uncovered)}",
+            )
+        )
+    return ValidProposal(graph=graph, format=parsed.format, notes=merged_warnings(warnings))
 
 
 def assess_proposal(text: str, rules: DerivationRules) -> ProposalAssessment:
@@ -233,5 +309,5 @@ def assess_proposal(text: str, rules: DerivationRules) -> ProposalAssessment:
     parsed = parse_proposal(text)
     if isinstance(parsed, UnparseableProposal):
         code = IssueCode.EMPTY if parsed.reason_code == "empty" else IssueCode.UNPARSEABLE
-        return InvalidProposal(issues=(Issue(code, parsed.message),), warnings=())
+        return InvalidProposal(issues=(Issue(code, parsed.message),))
     return assess_drafts(parsed, rules)

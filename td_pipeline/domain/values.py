@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 def _has_control_character(text: str) -> bool:
@@ -138,3 +139,141 @@ class Role:
         if not _ROLE_PATTERN.fullmatch(canonical):
             raise ValueError(f"role {self.value!r} is not a role name (letters, digits, _)")
         object.__setattr__(self, "value", canonical)
+
+
+# --- reading loosely written hours and priorities ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ValueReading:
+    """How a number an answer wrote loosely was read. `value` is None when the answer gave none
+    (`unreadable` False) or gave one that cannot be read (`unreadable` True); `guess`, when not
+    empty, says how a value not written as a plain number was understood."""
+
+    value: int | None
+    guess: str = ""
+    unreadable: bool = False
+
+
+_MISSING = ValueReading(None)
+_UNREADABLE = ValueReading(None, unreadable=True)
+
+_APPROXIMATELY = r"(?P<approx>(?:about|around|approx(?:imately|\.)?|roughly|circa|~|≈)\s*)?"
+_AMOUNT = r"\d+(?:[.,]\d+)?|half(?:\s+an?)?|an?|one|two|three|four|five|six|seven|eight|nine|ten"
+_HOUR_UNITS = {
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours", "hour(s)"), (1.0, "")),
+    **dict.fromkeys(("d", "day", "days", "day(s)"), (8.0, "a day counted as 8 hours")),
+    **dict.fromkeys(("w", "wk", "wks", "week", "weeks", "week(s)"), (40.0, "a week as 40 hours")),
+    **dict.fromkeys(("min", "mins", "minute", "minutes", "minute(s)"), (1 / 60, "minutes")),
+}
+_HOURS_TEXT = re.compile(
+    rf"{_APPROXIMATELY}(?P<low>{_AMOUNT})(?:\s*(?:-|\u2013|\u2014|to|~)\s*(?P<high>{_AMOUNT}))?"
+    r"\s*(?P<unit>hours?\(s\)|hours?|hrs?|h|days?\(s\)|days?|d|weeks?\(s\)|weeks?|wks?|w"
+    r"|minutes?\(s\)|minutes?|mins?)?\.?",
+    re.IGNORECASE,
+)
+_NUMBER_WORDS = {
+    "a": 1.0,
+    "an": 1.0,
+    "one": 1.0,
+    "two": 2.0,
+    "three": 3.0,
+    "four": 4.0,
+    "five": 5.0,
+    "six": 6.0,
+    "seven": 7.0,
+    "eight": 8.0,
+    "nine": 9.0,
+    "ten": 10.0,
+}
+
+
+def _amount(text: str) -> float:
+    word = " ".join(text.casefold().split())
+    if word.startswith("half"):
+        return 0.5
+    return _NUMBER_WORDS.get(word) or float(word.replace(",", "."))
+
+
+def _number_reading(number: float, what: str) -> ValueReading:
+    if not math.isfinite(number):
+        return _UNREADABLE
+    if number == int(number):
+        return ValueReading(int(number))
+    return ValueReading(math.ceil(number), guess=what)
+
+
+def read_hours(value: object, *, unit_required: bool = False) -> ValueReading:
+    """Hours from `4`, `"4h"`, `"6 hours"`, `"2-3 hours"` (the upper bound), `"half a day"` (4),
+    `"1 day"` (8), `"1 week"` (40), `"90 min"` (2), `"~4h"`. Fractions are rounded up. With
+    `unit_required`, a bare number is not taken for hours (free text: `"(QA, 3)"`)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return _MISSING
+    if isinstance(value, bool):
+        return _UNREADABLE
+    if isinstance(value, int):
+        return ValueReading(value)
+    if isinstance(value, float):
+        return _number_reading(value, "a fraction rounded up")
+    text = str(value).strip()
+    match = _HOURS_TEXT.fullmatch(text.replace("+", ""))
+    if match is None or (unit_required and match.group("unit") is None):
+        return _UNREADABLE
+    factor, unit_guess = _HOUR_UNITS[(match.group("unit") or "h").casefold()]
+    high = match.group("high")
+    reading = _number_reading(_amount(high or match.group("low")) * factor, "a fraction rounded up")
+    guesses = (
+        "the upper bound of a range" if high else "",
+        unit_guess,
+        "an approximate figure" if match.group("approx") else "",
+        "a lower bound" if "+" in text else "",
+        reading.guess,
+    )
+    return replace(reading, guess=", ".join(guess for guess in guesses if guess))
+
+
+_PRIORITY_SYNONYMS = {
+    **PRIORITY_WORDS,
+    **dict.fromkeys(("urgent", "blocker", "highest"), 1),
+    "major": 2,
+    **dict.fromkeys(("normal", "med", "moderate"), 3),
+    **dict.fromkeys(("minor", "lowest", "trivial"), 4),
+}
+_PRIORITY_FILLER = frozenset(("priority", "prio", "level"))
+_PRIORITY_TOKEN = re.compile(r"p\d+|\d+|[^\W\d_]+")
+
+
+def _priority_token(token: str) -> tuple[int, str] | None:
+    """A token's priority and, for a word, how it was read."""
+    if token.isdigit():
+        return int(token), ""
+    if token[0] == "p" and token[1:].isdigit():
+        return int(token[1:]), ""
+    if token in _PRIORITY_SYNONYMS:
+        return _PRIORITY_SYNONYMS[token], "on the scale critical=1, high=2, medium=3, low=4"
+    return None
+
+
+def read_priority(value: object) -> ValueReading:
+    """A priority from `1`, `"2"`, `"P1"`, `"critical"`, `"High (P2)"`. Words map to
+    critical=1, high=2, medium=3, low=4. Several readings must agree; `P0` reads as 0, which
+    the caller shifts (Planning's priorities start at 1)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return _MISSING
+    if isinstance(value, bool):
+        return _UNREADABLE
+    if isinstance(value, int):
+        return ValueReading(value)
+    if isinstance(value, float):
+        return ValueReading(int(value)) if value.is_integer() else _UNREADABLE
+    tokens = [
+        t for t in _PRIORITY_TOKEN.findall(str(value).casefold()) if t not in _PRIORITY_FILLER
+    ]
+    readings = [_priority_token(token) for token in tokens]
+    if not readings or None in readings:
+        return _UNREADABLE
+    numbers = {reading[0] for reading in readings if reading is not None}
+    if len(numbers) != 1:
+        return _UNREADABLE
+    guess = next((reading[1] for reading in readings if reading and reading[1]), "")
+    return ValueReading(numbers.pop(), guess=guess)

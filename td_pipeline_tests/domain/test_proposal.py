@@ -8,6 +8,7 @@ from td_pipeline.domain.proposal import (
     ParsedProposal,
     ProposalFormat,
     TaskDraft,
+    TaskReferences,
     UnparseableProposal,
     parse_proposal,
     resolve_dependency,
@@ -138,7 +139,10 @@ def test_dependency_lists_in_any_shape(depends_on: object) -> None:
             {"id": "T3", "title": "C", "depends_on": depends_on},
         ]
     )
-    assert parsed(text).tasks[2].depends_on == ("T1", "T2")
+    tasks = parsed(text).tasks
+    resolved, unknown = TaskReferences(tasks).resolve_all(", ".join(tasks[2].depends_on))
+    assert [resolution.task.key for resolution in resolved] == ["T1", "T2"]
+    assert unknown == ()
 
 
 def test_resolve_dependency_by_id_number_or_title() -> None:

@@ -1,0 +1,246 @@
+"""Which text of an LLM answer is the plan.
+
+The answer is what follows the model's reasoning (`<think>…</think>`, or everything up to a
+lone closing `</think>` as vLLM's reasoning parsers leave it); reasoning that never closes is a
+cut-off answer. In the answer, every plan is a candidate: JSON (fenced or in prose), markdown
+tables and legacy `KEY: value` blocks, and, only when none of those is there, markdown lists.
+A candidate holding placeholders (`<title>`) is the answer's format, and one introduced as an
+example is skipped when a real plan follows; of several plans the last is taken. Every such
+choice is a warning; a JSON value that runs off the end of the answer refuses it as truncated.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from td_pipeline.domain.answer_json import scan_json
+from td_pipeline.domain.answer_legacy import scan_legacy
+from td_pipeline.domain.answer_markdown import scan_lists, scan_tables
+from td_pipeline.domain.answer_model import AnswerWarning, Candidate, WarningKind
+
+_OPEN = re.compile(r"<(?:think|thinking|reasoning)>", re.IGNORECASE)
+_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)
+_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*$", re.MULTILINE)
+_EXAMPLE = re.compile(
+    r"\b(?:example|e\.g\.|for instance|schema|format|template|sample|like this|structure)\b",
+    re.IGNORECASE,
+)
+REFUSAL = re.compile(
+    r"^\s*(i'?m sorry|sorry|i apologi[sz]e|i cannot|i can'?t|i am unable|i'm unable|as an ai)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason_code: str  # "empty" or "unparseable"
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChosenPlan:
+    candidate: Candidate
+    notes: tuple[AnswerWarning, ...]  # which text was taken, what was skipped
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    start: int  # where the answer begins, after the reasoning
+    had_reasoning: bool
+    notes: tuple[AnswerWarning, ...]
+
+
+def _answer(text: str) -> _Answer | Refused:
+    closes = list(_CLOSE.finditer(text))
+    if closes:
+        notes: tuple[AnswerWarning, ...] = ()
+        if not _OPEN.search(text, 0, closes[-1].start()):
+            notes = (
+                _note(
+                    "the answer has a closing </think> without an opening one: the text before "
+                    "it was taken for the model's reasoning and set aside"
+                ),
+            )
+        return _Answer(closes[-1].end(), True, notes)
+    if _OPEN.search(text):
+        return Refused(
+            "unparseable",
+            "the model's reasoning never ended (<think> without </think>): the answer was "
+            "truncated before its plan, and a plan inside the reasoning is not taken",
+        )
+    return _Answer(0, False, ())
+
+
+def _note(text: str) -> AnswerWarning:
+    return AnswerWarning(WarningKind.ANSWER_BLOCK, text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    start: int
+    end: int
+    may_be_cut: bool  # it runs to the end of the answer
+
+
+def _segments(text: str, start: int) -> list[_Segment]:
+    """Prose and fenced code blocks, without the fence lines; an unclosed fence runs to the
+    end of the answer."""
+    segments: list[_Segment] = []
+    position, opener = start, ""
+    for fence in _FENCE.finditer(text, start):
+        mark = fence.group(1)
+        if opener and not (mark[0] == opener[0] and len(mark) >= len(opener)):
+            continue
+        segments.append(_Segment(position, fence.start(), False))
+        position, opener = fence.end(), "" if opener else mark
+    segments.append(_Segment(position, len(text), True))
+    return [segment for segment in segments if text[segment.start : segment.end].strip()]
+
+
+def _gaps(segments: Sequence[_Segment], taken: Sequence[Candidate]) -> list[_Segment]:
+    """The parts of the segments that no candidate covers."""
+    spans = sorted((c.start, c.end) for c in taken)
+    gaps: list[_Segment] = []
+    for segment in segments:
+        position = segment.start
+        for start, end in spans:
+            if end <= position or start >= segment.end:
+                continue
+            if start > position:
+                gaps.append(_Segment(position, start, False))
+            position = max(position, end)
+        if position < segment.end:
+            gaps.append(_Segment(position, segment.end, segment.may_be_cut))
+    return gaps
+
+
+def line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _truncated(text: str, offset: int) -> Refused:
+    return Refused(
+        "unparseable",
+        f"the answer is truncated: the plan at line {line_of(text, offset)} never ends "
+        "(cut off by the token limit?); a shorter plan is not read from it",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    structured: tuple[Candidate, ...]  # JSON, tables, legacy blocks, in text order
+    lists: tuple[Candidate, ...]
+    unreadable_json: tuple[int, ...]
+
+
+def _find(text: str, segments: Sequence[_Segment]) -> _Found | Refused:
+    json_plans: list[Candidate] = []
+    unreadable: list[int] = []
+    for segment in segments:
+        scan = scan_json(text, segment.start, segment.end, may_be_cut=segment.may_be_cut)
+        if scan.truncated_at is not None:
+            return _truncated(text, scan.truncated_at)
+        json_plans.extend(scan.candidates)
+        unreadable.extend(scan.unreadable_at)
+    tables: list[Candidate] = []
+    for gap in _gaps(segments, json_plans):
+        table_scan = scan_tables(text, gap.start, gap.end, may_be_cut=gap.may_be_cut)
+        if table_scan.truncated_at is not None:
+            return _truncated(text, table_scan.truncated_at)
+        tables.extend(table_scan.candidates)
+    gaps = _gaps(segments, [*json_plans, *tables])
+    legacy = [found for gap in gaps if (found := scan_legacy(text, gap.start, gap.end))]
+    gaps = _gaps(gaps, legacy)
+    lists = [found for gap in gaps for found in scan_lists(text, gap.start, gap.end)]
+    structured = sorted([*json_plans, *tables, *legacy], key=lambda c: c.start)
+    return _Found(tuple(structured), tuple(lists), tuple(unreadable))
+
+
+def _introduced_as_example(text: str, candidate: Candidate) -> bool:
+    before = text[max(0, candidate.start - 400) : candidate.start].splitlines()
+    lines = [line for line in before if line.strip() and not _FENCE.match(line)]
+    return bool(_EXAMPLE.search(" ".join(lines[-2:])))
+
+
+def _choose(text: str, candidates: Sequence[Candidate]) -> ChosenPlan | None:
+    """The last real plan, with notes on every candidate passed over; None when there is none
+    (placeholders only)."""
+    formats = [c for c in candidates if c.placeholder is not None]
+    plans = [c for c in candidates if c.placeholder is None]
+    examples = [c for c in plans if _introduced_as_example(text, c)]
+    if len(examples) < len(plans):
+        plans = [c for c in plans if c not in examples]
+    else:
+        examples = []
+    if not plans:
+        return None
+    chosen = plans[-1]
+    notes = [
+        *(
+            _note(
+                f"skipped the answer format at line {line_of(text, c.start)} "
+                f"(placeholder {c.placeholder!r})"
+            )
+            for c in formats
+        ),
+        *(_note(f"skipped the example at line {line_of(text, c.start)}") for c in examples),
+    ]
+    if len(plans) > 1:
+        lines = ", ".join(str(line_of(text, c.start)) for c in plans)
+        notes.append(
+            _note(
+                f"the answer holds {len(plans)} plans (at lines {lines}): took the last, at "
+                f"line {line_of(text, chosen.start)}"
+            )
+        )
+    return ChosenPlan(chosen, tuple(notes))
+
+
+def _nothing_found(text: str, answer: _Answer, found: _Found) -> Refused:
+    body = text[answer.start :]
+    if REFUSAL.match(body):
+        return Refused("unparseable", f"the model refused: {body.strip()[:120]!r}")
+    if found.structured or found.lists:
+        return Refused(
+            "unparseable", "the answer holds only the answer's format (placeholders), no plan"
+        )
+    if found.unreadable_json or body.lstrip("`json \n").startswith(("{", "[")) or "```" in body:
+        return Refused("unparseable", "the answer's JSON is malformed or holds no task list")
+    if answer.had_reasoning:
+        return Refused(
+            "unparseable",
+            "no task list found after the model's reasoning (a plan inside the reasoning is "
+            "not taken)",
+        )
+    return Refused("unparseable", "no task list found in the answer")
+
+
+def choose_plan(text: str) -> ChosenPlan | Refused:
+    """The plan an answer gives, with notes on how it was chosen, or why there is none."""
+    if not text.strip():
+        return Refused("empty", "the answer is empty")
+    answer = _answer(text)
+    if isinstance(answer, Refused):
+        return answer
+    if not text[answer.start :].strip():
+        return Refused(
+            "empty",
+            "the answer holds only the model's reasoning (a plan inside it is not taken)",
+        )
+    found = _find(text, _segments(text, answer.start))
+    if isinstance(found, Refused):
+        return found
+    chosen = _choose(text, found.structured)
+    if chosen is None and not REFUSAL.match(text[answer.start :]):
+        chosen = _choose(text, found.lists)
+    if chosen is None:
+        return _nothing_found(text, answer, found)
+    ignored = [
+        _note(f"ignored JSON at line {line_of(text, offset)} that could not be read")
+        for offset in found.unreadable_json
+    ]
+    return ChosenPlan(
+        chosen.candidate, (*answer.notes, *ignored, *chosen.notes, *chosen.candidate.notes)
+    )

@@ -1,0 +1,317 @@
+"""Plans written as markdown: tables with recognisable headers, and numbered or bulleted lists
+(or `### Task 1: ...` headings) with inline fields: `(QA, 3h, high)`, `depends on 2, 3`,
+`after T1`, `blocked by #2`, or `Role: QA` lines under the item.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from td_pipeline.domain.answer_fields import canonical_field, is_none_word
+from td_pipeline.domain.answer_model import (
+    AnswerWarning,
+    Candidate,
+    ProposalFormat,
+    RawTask,
+    WarningKind,
+)
+from td_pipeline.domain.roles import canonical_role
+from td_pipeline.domain.values import read_hours, read_priority
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    start: int  # offset in the answer
+    end: int
+    text: str
+
+
+def lines_of(text: str, start: int, end: int) -> list[_Line]:
+    lines = []
+    position = start
+    for line in text[start:end].splitlines(keepends=True):
+        lines.append(_Line(position, position + len(line), line.rstrip("\r\n")))
+        position += len(line)
+    return lines
+
+
+def _unmarked(text: str) -> str:
+    """A cell or a title without markdown emphasis, code marks or `<br>`."""
+    text = re.sub(r"<br\s*/?>", "\n", text, flags=re.IGNORECASE)
+    return re.sub(r"\*\*|__|`", "", text).strip()
+
+
+# --- tables -------------------------------------------------------------------------------
+
+_SEPARATOR_ROW = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+
+def _cells(line: str) -> list[str]:
+    row = line.strip()
+    row = row[1:] if row.startswith("|") else row
+    row = row[:-1] if row.endswith("|") and not row.endswith("\\|") else row
+    return [_unmarked(cell.replace("\\|", "|")) for cell in re.split(r"(?<!\\)\|", row)]
+
+
+def _header_names(cells: list[str]) -> list[str] | None:
+    """Field names for a header row, or None when no column holds the titles. A `Task`
+    column beside a `Title` column holds the ids."""
+    fields = [canonical_field(cell) for cell in cells]
+    if "title" not in fields:
+        return None
+    task_is_id = fields.count("title") > 1
+    return ["id" if task_is_id and cell.casefold() == "task" else cell for cell in cells]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkdownScan:
+    candidates: tuple[Candidate, ...]
+    truncated_at: int | None
+
+
+def scan_tables(text: str, start: int, end: int, *, may_be_cut: bool) -> MarkdownScan:
+    """Every table whose header names a title column; a last row cut short at the very end of
+    the answer makes it truncated."""
+    lines = lines_of(text, start, end)
+    candidates: list[Candidate] = []
+    index = 0
+    while index + 1 < len(lines):
+        header = lines[index]
+        names = _header_names(_cells(header.text)) if "|" in header.text else None
+        if names is None or not _SEPARATOR_ROW.match(lines[index + 1].text):
+            index += 1
+            continue
+        rows: list[_Line] = []
+        index += 2
+        while index < len(lines) and "|" in lines[index].text:
+            rows.append(lines[index])
+            index += 1
+        tasks = []
+        for row in rows:
+            cells = _cells(row.text)
+            if may_be_cut and row is lines[-1] and len(cells) < len(names):
+                return MarkdownScan(tuple(candidates), row.start)
+            tasks.append(RawTask(dict(zip(names, cells, strict=False))))
+        note = AnswerWarning(WarningKind.SHAPE, "tasks read from a markdown table")
+        last = rows[-1].end if rows else lines[index - 1].end
+        candidates.append(
+            Candidate(ProposalFormat.MARKDOWN_TABLE, header.start, last, tuple(tasks), (note,))
+        )
+    return MarkdownScan(tuple(candidates), None)
+
+
+# --- lists --------------------------------------------------------------------------------
+
+_ITEM = re.compile(
+    r"^(?P<indent>[ \t]*)(?:(?P<number>\d{1,3})[.)]|[-*+\u2022])[ \t]+(?P<text>\S.*)$"
+)
+_HEADING = re.compile(r"^(?:#{2,6}[ \t]+(?P<heading>.+?)[ \t#]*|\*\*(?P<bold>[^*]+)\*\*:?\s*)$")
+_TASK_LABEL = re.compile(
+    r"^(?:\*\*|__)?(?:(?:task|step)\s*#?\s*(?P<number>\d+)|(?P<id>[A-Z][A-Z]{0,5}-?\d+))"
+    r"(?:\*\*|__)?(?:\s*[:.)\u2013\u2014-]\s*|\s*$)",
+    re.IGNORECASE,
+)
+_BOLD_TITLE = re.compile(r"^\*\*(?P<title>.+?):?\*\*:?\s*(?P<rest>.*)$")
+_TITLE_END = re.compile(r"\s+\(|\s+\[|\s+[\u2013\u2014-]\s+|:\s+")
+_KEY_VALUE = re.compile(
+    r"^\s*(?:[-*+\u2022]\s*)?(?:\*\*|__)?(?P<key>[A-Za-z][A-Za-z #()./_-]{0,30}?)(?:\*\*|__)?"
+    r"\s*:\s*(?:\*\*|__)?\s*(?P<value>.*)$"
+)
+_REFERENCE = (
+    r"(?:(?:tasks?|steps?)\s*)?#?(?:[A-Z]{1,6}-?\d+|\d+)\b"
+    r"(?!\s*(?:h\b|hrs?\b|hours?\b|days?\b|mins?\b|minutes?\b|weeks?\b|%|am\b|pm\b))"
+)
+_DEPENDENCY = re.compile(
+    r"\b(?:depends\s+on|dependent\s+on|depending\s+on|blocked\s+by|requires|needs|after"
+    r"|prerequisites?)\s*:?\s*"
+    rf"(?P<refs>{_REFERENCE}(?:\s*(?:,|&|\band\b|/)\s*{_REFERENCE})*)"
+    r"|\b(?:depends\s+on|blocked\s+by)\s*:?\s*(?P<title>[^;,()\[\]\n.]+)",
+    re.IGNORECASE,
+)
+_REFERENCE_SPLIT = re.compile(r"\s*(?:,|&|\band\b|/)\s*", re.IGNORECASE)
+_GROUP = re.compile(r"\(([^()]*)\)|\[([^\[\]]*)\]")
+_PART_SPLIT = re.compile(r"\s*(?:[,;|]|\s[\u2013\u2014-]\s)\s*")
+_PRIORITY_PART = re.compile(
+    r"(?:priority\s*:?\s*)?(?:p\d|critical|high|medium|low|urgent|blocker|normal)"
+    r"(?:\s+priority)?",
+    re.IGNORECASE,
+)
+
+
+def _part_field(part: str) -> tuple[str, Any] | None:
+    """What one inline part (`QA`, `3h`, `high priority`, `Role: QA`) gives, if anything."""
+    key_value = _KEY_VALUE.match(part)
+    if key_value and (field := canonical_field(key_value.group("key"))) is not None:
+        return field, key_value.group("value").strip()
+    if canonical_role(part) is not None:
+        return "role", part
+    if read_hours(part, unit_required=True).value is not None:
+        return "estimated_hours", part
+    if _PRIORITY_PART.fullmatch(part) and read_priority(part).value is not None:
+        return "priority", part
+    return None
+
+
+def _dependencies(text: str, fields: dict[str, Any]) -> str:
+    """Dependency phrases taken out of `text` into `fields["depends_on"]`."""
+    references: list[str] = fields.setdefault("depends_on", [])
+    for match in _DEPENDENCY.finditer(text):
+        if match.group("refs"):
+            references.extend(_REFERENCE_SPLIT.split(match.group("refs").strip()))
+        elif not is_none_word(match.group("title")):
+            references.append(match.group("title").strip())
+    return _DEPENDENCY.sub("", text)
+
+
+def _inline_fields(text: str, fields: dict[str, Any]) -> str:
+    """Fields taken out of free text; what is left is description."""
+    text = _dependencies(text, fields)
+
+    def group(match: re.Match[str]) -> str:
+        parts = _PART_SPLIT.split((match.group(1) or match.group(2) or "").strip())
+        found = [_part_field(part) for part in parts if part]
+        if not found or None in found:
+            return match.group()
+        fields.update(found_field for found_field in found if found_field is not None)
+        return ""
+
+    text = _GROUP.sub(group, text)
+    kept = []
+    for part in _PART_SPLIT.split(text):
+        found = _part_field(part) if part else None
+        if found is None:
+            kept.append(part)
+        else:
+            fields.setdefault(found[0], found[1])
+    return ", ".join(part for part in kept if part.strip(" ,;:-\u2013\u2014"))
+
+
+def _title_and_rest(text: str) -> tuple[str, str]:
+    if bold := _BOLD_TITLE.match(text):
+        return _unmarked(bold.group("title")), bold.group("rest")
+    end = _TITLE_END.search(text)
+    if end is None:
+        return _unmarked(text), ""
+    return _unmarked(text[: end.start()]), text[end.start() :].lstrip(" :")
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    key: str | None
+    first: str
+    more: tuple[str, ...]
+
+
+def _item_task(item: _Item) -> RawTask:
+    title, rest = _title_and_rest(item.first)
+    fields: dict[str, Any] = {"title": title}
+    description = [_inline_fields(rest, fields)]
+    for line in item.more:
+        key_value = _KEY_VALUE.match(line)
+        field = canonical_field(key_value.group("key")) if key_value else None
+        if key_value and field == "depends_on":
+            fields["depends_on"].append(key_value.group("value").strip())
+        elif key_value and field is not None:
+            fields[field] = key_value.group("value").strip()
+        elif line.strip():
+            description.append(_dependencies(re.sub(r"^\s*[-*+\u2022]\s+", "", line), fields))
+    fields["description"] = "\n".join(_unmarked(part) for part in description if part.strip())
+    if not fields["depends_on"]:
+        del fields["depends_on"]
+    return RawTask(fields, key=item.key)
+
+
+def _label(text: str) -> tuple[str | None, str]:
+    label = _TASK_LABEL.match(text)
+    if label is None:
+        return None, text
+    return label.group("number") or label.group("id"), text[label.end() :]
+
+
+def _list_items(lines: list[_Line]) -> list[tuple[int, _Item, int]]:
+    """Top-level items as (start offset, item, end offset): task headings, else numbered
+    items at the outermost indent, else bullets at the outermost indent."""
+    headings = [
+        (i, m.group("heading") or m.group("bold"))
+        for i, line in enumerate(lines)
+        if (m := _HEADING.match(line.text))
+        and _TASK_LABEL.match(m.group("heading") or m.group("bold"))
+    ]
+    tops: list[tuple[int, str | None, str]] = []
+    if headings:
+        tops = [(i, *_label(text)) for i, text in headings]
+    else:
+        found = [(i, m) for i, line in enumerate(lines) if (m := _ITEM.match(line.text))]
+        numbered = [(i, m) for i, m in found if m.group("number")]
+        chosen = numbered or found
+        indent = min((len(m.group("indent")) for _, m in chosen), default=0)
+        for i, match in chosen:
+            if len(match.group("indent")) == indent:
+                key, text = _label(match.group("text"))
+                tops.append((i, key or match.group("number"), text))
+    items = []
+    for n, (i, key, first) in enumerate(tops):
+        stop = tops[n + 1][0] if n + 1 < len(tops) else len(lines)
+        more = _item_lines(lines, i + 1, stop, heading=bool(headings))
+        items.append(
+            (
+                lines[i].start,
+                _Item(key, first, tuple(lines[j].text for j in more)),
+                lines[(more[-1] if more else i)].end,
+            )
+        )
+    return items
+
+
+def _item_lines(lines: list[_Line], start: int, stop: int, *, heading: bool) -> list[int]:
+    """The lines that belong to an item: up to the next item, or, in a list, up to a
+    paragraph that follows a blank line without indentation (the list has ended)."""
+    taken = []
+    for j in range(start, stop):
+        text = lines[j].text
+        after_blank = j > start and not lines[j - 1].text.strip()
+        if (
+            not heading
+            and after_blank
+            and text.strip()
+            and not text[:1].isspace()
+            and not _ITEM.match(text)
+        ):
+            break
+        if heading and _HEADING.match(text):
+            break
+        taken.append(j)
+    return taken
+
+
+def _is_plan(tasks: list[RawTask]) -> bool:
+    if any(str(task.fields.get("title", "")).endswith("?") for task in tasks):
+        return False
+    return len(tasks) >= 2 or any(len(task.fields) > 2 for task in tasks)
+
+
+def scan_lists(text: str, start: int, end: int) -> tuple[Candidate, ...]:
+    """The list plans between `start` and `end`: each run of items that no paragraph
+    interrupts is one candidate."""
+    lines = lines_of(text, start, end)
+    items = _list_items(lines)
+    runs: list[list[tuple[int, _Item, int]]] = []
+    for item in items:
+        between = text[runs[-1][-1][2] : item[0]] if runs else ""
+        if runs and not between.strip():
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    candidates = []
+    for run in runs:
+        tasks = [_item_task(item) for _, item, _ in run]
+        if _is_plan(tasks):
+            note = AnswerWarning(WarningKind.SHAPE, "tasks read from a markdown list")
+            candidates.append(
+                Candidate(
+                    ProposalFormat.MARKDOWN_LIST, run[0][0], run[-1][2], tuple(tasks), (note,)
+                )
+            )
+    return tuple(candidates)
