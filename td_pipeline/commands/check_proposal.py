@@ -130,10 +130,11 @@ def assessment_as_json(assessment: ProposalAssessment, rules: DerivationRules) -
             ],
             "warnings": list(assessment.warnings),
         }
-    return {
-        **graph_as_json(assessment.graph, rules.criteria_count),
-        "warnings": list(assessment.warnings),
-    }
+    verdict = graph_as_json(assessment.graph, rules.criteria_count)
+    task_warnings = assessment.task_warnings()
+    for task in verdict["tasks"]:
+        task["warnings"] = list(task_warnings.get(task["key"], ()))
+    return {**verdict, "warnings": list(assessment.warnings)}
 
 
 def assessment_report(assessment: ProposalAssessment, source: str, rules: DerivationRules) -> str:
@@ -151,7 +152,7 @@ def _valid_report(assessment: ValidProposal, source: str, rules: DerivationRules
     critical = graph.critical_path()
     lines = [
         f"VALID  {source}: {len(graph.nodes)} tasks, {len(graph.edges)} dependencies "
-        f"({assessment.format.value})",
+        f"({assessment.format.value}), {len(assessment.warnings)} warning(s)",
         "",
         f"  {'key':<8} {'role':<12} {'hours':>5} {'prio':>4}  title  [depends on]",
     ]

@@ -237,6 +237,13 @@ def choose_plan(text: str) -> ChosenPlan | Refused:
         chosen = _choose(text, found.lists)
     if chosen is None:
         return _nothing_found(text, answer, found)
+    if later := [offset for offset in found.unreadable_json if offset > chosen.candidate.start]:
+        return Refused(
+            "unparseable",
+            f"the answer's JSON at line {line_of(text, later[-1])} is malformed or truncated; "
+            f"the plan before it, at line {line_of(text, chosen.candidate.start)}, is not "
+            "taken in its place",
+        )
     ignored = [
         _note(f"ignored JSON at line {line_of(text, offset)} that could not be read")
         for offset in found.unreadable_json

@@ -152,7 +152,7 @@ def _number(
 
 
 def _description(value: Any, out: _Collector) -> str:
-    if value is None:
+    if value is None or (isinstance(value, str) and not value.strip()):
         return ""
     if isinstance(value, list | tuple) and all(isinstance(line, str) for line in value):
         out.add(WarningKind.SHAPE, "description given as a list: its lines joined")
@@ -175,10 +175,14 @@ def _role(value: Any, out: _Collector) -> str | None:
     return text
 
 
-def _reference(item: Any) -> str | None:
+def _reference(item: Any, out: _Collector) -> str | None:
     if isinstance(item, dict):
-        written = _fields(item).values
-        item = written.get("key", written.get("title"))
+        fields = _fields(item)
+        unread = [str(name) for name in item if canonical_field(str(name)) not in ("key", "title")]
+        if unread:
+            names = ", ".join(repr(name) for name in unread)
+            out.add(WarningKind.FIELD_NOT_READ, f"dependency fields not read: {names}")
+        item = fields.values.get("key", fields.values.get("title"))
     text = _text(item)
     return None if text is None or is_none_word(text) else text
 
@@ -191,7 +195,7 @@ def _references(value: Any, out: _Collector) -> tuple[str, ...]:
     items = list(value) if isinstance(value, list | tuple) else [value]
     references = []
     for item in items:
-        reference = _reference(item)
+        reference = _reference(item, out)
         if reference is not None:
             references.append(reference)
         elif not (item is None or (isinstance(item, str) and is_none_word(item))):

@@ -102,7 +102,7 @@ def _decode(text: str, start: int, end: int, may_be_cut: bool) -> _Decoded | _Un
         return _Unreadable(_Failure.UNREADABLE, start + 1)
     if error_text is None:
         return _Decoded(value, start + position, "json5")
-    if "end of input" in error_text:
+    if "end of input" in error_text or start + position >= len(text[:end].rstrip()):
         return _Unreadable(_Failure.TRUNCATED if may_be_cut else _Failure.UNREADABLE, end)
     return _python_literal(text, start, end) or _Unreadable(_Failure.UNREADABLE, start + position)
 

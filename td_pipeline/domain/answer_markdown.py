@@ -172,6 +172,8 @@ def _inline_fields(text: str, fields: dict[str, Any]) -> str:
     def group(match: re.Match[str]) -> str:
         parts = _PART_SPLIT.split((match.group(1) or match.group(2) or "").strip())
         found = [_part_field(part) for part in parts if part]
+        if not found and not any(parts):
+            return ""
         if not found or None in found:
             return match.group()
         fields.update(found_field for found_field in found if found_field is not None)
@@ -188,13 +190,16 @@ def _inline_fields(text: str, fields: dict[str, Any]) -> str:
     return ", ".join(part for part in kept if part.strip(" ,;:-\u2013\u2014"))
 
 
+_LEADING = " :-\u2013\u2014"
+
+
 def _title_and_rest(text: str) -> tuple[str, str]:
     if bold := _BOLD_TITLE.match(text):
-        return _unmarked(bold.group("title")), bold.group("rest")
+        return _unmarked(bold.group("title")), bold.group("rest").lstrip(_LEADING)
     end = _TITLE_END.search(text)
     if end is None:
         return _unmarked(text), ""
-    return _unmarked(text[: end.start()]), text[end.start() :].lstrip(" :")
+    return _unmarked(text[: end.start()]), text[end.start() :].lstrip(_LEADING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +218,8 @@ def _item_task(item: _Item) -> RawTask:
         field = canonical_field(key_value.group("key")) if key_value else None
         if key_value and field == "depends_on":
             fields["depends_on"].append(key_value.group("value").strip())
+        elif key_value and field == "description":
+            description.append(key_value.group("value"))
         elif key_value and field is not None:
             fields[field] = key_value.group("value").strip()
         elif line.strip():

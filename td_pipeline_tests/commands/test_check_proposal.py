@@ -24,7 +24,17 @@ VALID_KEYS = {
     "uncovered_criteria",
     "warnings",
 }
-TASK_KEYS = {"key", "title", "description", "role", "estimated_hours", "priority", "covers"}
+TASK_KEYS = {
+    "key",
+    "title",
+    "description",
+    "role",
+    "estimated_hours",
+    "priority",
+    "covers",
+    "warnings",
+}
+EXPECTED_TASK_FIELDS = ("key", "title", "description", "role", "estimated_hours", "priority")
 
 
 def check(path: Path, expected: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> Any:
@@ -51,7 +61,8 @@ def check(path: Path, expected: dict[str, Any], capsys: pytest.CaptureFixture[st
 def test_the_corpus_is_large_and_varied() -> None:
     answers = sorted((CORPUS / "answers").iterdir())
     assert {path.name for path in answers} == set(EXPECTED)
-    assert len(answers) >= 30
+    assert len(answers) >= 70
+    assert all("warnings" in e and ("tasks" in e) == e["valid"] for e in EXPECTED.values())
     assert sum(e["valid"] for e in EXPECTED.values()) >= 10
     assert sum(not e["valid"] for e in EXPECTED.values()) >= 10
 
@@ -69,10 +80,27 @@ def test_verdict_on_each_corpus_answer(name: str, capsys: pytest.CaptureFixture[
         position = {key: index for index, key in enumerate(verdict["order"])}
         assert all(position[e["to"]] < position[e["from"]] for e in verdict["edges"])
         assert sorted(k for wave in verdict["waves"] for k in wave) == sorted(position)
+        assert [
+            {field: task[field] for field in EXPECTED_TASK_FIELDS} for task in task_list(verdict)
+        ] == expected["tasks"]
+        assert sorted([e["from"], e["to"]] for e in verdict["edges"]) == expected["dependencies"]
     else:
         assert set(verdict) == {"errors", "warnings"}
         assert sorted({error["code"] for error in verdict["errors"]}) == expected["error_codes"]
         assert all(error["message"] for error in verdict["errors"])
+        messages = " ".join(error["message"] for error in verdict["errors"])
+        assert expected.get("message", "") in messages
+    assert verdict["warnings"] == expected["warnings"]
+
+
+def test_each_task_lists_the_warnings_that_name_it(capsys: pytest.CaptureFixture[str]) -> None:
+    name = "66-hours-loose.txt"
+    verdict = check(CORPUS / "answers" / name, EXPECTED[name], capsys)
+
+    by_key = {task["key"]: task["warnings"] for task in task_list(verdict)}
+    assert by_key["T1"] == []
+    assert by_key["T3"] == ["estimate 'half a day' read as 4 (a day counted as 8 hours)"]
+    assert f"task T3: {by_key['T3'][0]}" in verdict["warnings"]
 
 
 def task_list(verdict: dict[str, Any]) -> list[dict[str, Any]]:
