@@ -30,9 +30,16 @@ pytestmark = pytest.mark.e2e
 
 
 async def request_and_collect(
-    url: str, requests: list[dict[str, Any]], want: int, timeout: float
+    url: str,
+    requests: list[dict[str, Any]],
+    want: int,
+    timeout: float,
+    seconds_after_request: list[float] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
+    """Publish the requests, then collect outcome events until `want` arrived (and a few
+    seconds more, to catch a duplicate). `seconds_after_request` receives each event's delay."""
     connection = await nats.connect(url)
+    started = time.monotonic()
     try:
         jetstream = connection.jetstream()
         subscription = await jetstream.subscribe("task.derivation.*", ordered_consumer=True)
@@ -47,6 +54,8 @@ async def request_and_collect(
                 continue
             if message.subject != "task.derivation.requested":
                 events.append((message.subject, json.loads(message.data)))
+                if seconds_after_request is not None:
+                    seconds_after_request.append(time.monotonic() - started)
         # Anything else that would arrive shortly (a duplicate) is caught too.
         end = time.monotonic() + 3
         while time.monotonic() < end:
