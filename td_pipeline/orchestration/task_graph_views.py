@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -29,21 +30,31 @@ def _hours(node: TaskNode) -> str:
     return str(node.estimated_hours.value) if node.estimated_hours else "?"
 
 
-def task_table_markdown(graph: TaskGraph) -> str:
-    """The tasks in the order they can be done; ★ marks the critical path."""
+def _warnings_cell(texts: Sequence[str]) -> str:
+    return "⚠ " + _cell("; ".join(texts)) if texts else "—"
+
+
+def task_table_markdown(
+    graph: TaskGraph, warnings: Mapping[str, Sequence[str]] | None = None
+) -> str:
+    """The tasks in the order they can be done; ★ marks the critical path. With `warnings`
+    (each task's answer warnings by task key, `ValidProposal.task_warnings()`), a last column
+    shows what was guessed or left out for each task."""
     critical = graph.critical_path()
     on_path = set(critical.keys)
+    extra_header, extra_rule = (" warnings |", "---|") if warnings is not None else ("", "")
     rows = [
-        "| | key | title | role | hours | priority | depends on |",
-        "|---|---|---|---|---|---|---|",
+        f"| | key | title | role | hours | priority | depends on |{extra_header}",
+        f"|---|---|---|---|---|---|---|{extra_rule}",
     ]
     for key in graph.topological_order():
         node = graph.node(key)
         depends = ", ".join(p.value for p in graph.prerequisites_of(key)) or "—"
+        extra = f" {_warnings_cell(warnings.get(key.value, ()))} |" if warnings is not None else ""
         rows.append(
             f"| {'★' if key in on_path else ''} | {_cell(key.value)} | {_cell(node.title.value)} "
             f"| {node.role.value} | {_hours(node)} "
-            f"| {node.priority.value if node.priority else '—'} | {_cell(depends)} |"
+            f"| {node.priority.value if node.priority else '—'} | {_cell(depends)} |{extra}"
         )
     path = " → ".join(k.value for k in critical.keys) or "—"
     rows.append("")
