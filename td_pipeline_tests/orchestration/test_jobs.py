@@ -174,3 +174,35 @@ def test_unusable_answer_fails_with_its_issues(
 
     assert not result.success
     assert "unparseable" in str(result.get_step_failure_events()[0].step_failure_data.error)
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_context_is_best_effort_unless_required(
+    fleet: LocalFleet, instance: dg.DagsterInstance, required: bool
+) -> None:
+    job = defs.resolve_job_def("derive_tasks")
+    result = job.execute_in_process(
+        run_config={"ops": derive_config(f"d-context-{required}")},
+        instance=instance,
+        partition_key=STORY,
+        resources={
+            **resources(fleet),
+            # Nothing listens there: UNAVAILABLE, and no time to ride it out.
+            "context_service": ContextResource(address="127.0.0.1:1", timeout_seconds=0.5),
+            "settings": fleet_settings(fleet, transient_retry_seconds=0, context_required=required),
+        },
+        raise_on_error=False,
+    )
+
+    assert result.success is not required
+    if not required:
+        (materialization,) = [
+            m
+            for m in result.asset_materializations_for_node("story_context")
+            if m.partition == STORY
+        ]
+        missing = str(materialization.metadata["missing_context"].value)
+        assert "DEVELOPER:" in missing and "QA:" in missing
+        prompt = result.output_for_node("derivation_prompt").text
+        assert "<role_context" not in prompt  # built without it, and submitted
+        assert result.output_for_node("executor_submission").deliberation_id
