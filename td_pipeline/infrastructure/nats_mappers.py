@@ -178,11 +178,11 @@ def _correlation(
     except ValueError:
         derivation = None
     attempt = _attempt_number(constraints.metadata_text(METADATA_ATTEMPT))
-    if derivation is None or attempt is None:
-        from_task_id = parse_derivation_task_id(task_id or "")
-        if from_task_id is not None:
-            derivation = derivation or from_task_id[0]
-            attempt = attempt or from_task_id[1]
+    from_task_id = parse_derivation_task_id(task_id or "")
+    # The task id fills in only for the same derivation: never one attempt's id with
+    # another's number.
+    if from_task_id is not None and derivation in (None, from_task_id[0]):
+        derivation, attempt = from_task_id[0], attempt or from_task_id[1]
     return derivation, attempt
 
 
@@ -280,10 +280,11 @@ def _failure_ids(failure: AgentResponseFailed) -> tuple[PlanId | None, StoryId |
 
     def read(kind: type[PlanId] | type[StoryId], *candidates: str | None) -> Any:
         for candidate in candidates:
-            try:
-                return kind(candidate) if candidate and candidate.strip() else None
-            except ValueError:
-                return None
+            if candidate and candidate.strip():
+                try:
+                    return kind(candidate)
+                except ValueError:
+                    return None
         return None
 
     return (

@@ -122,7 +122,7 @@ def derivation_request_sensor(
                     RequestRefused(
                         plan_id=request.plan_id,
                         story_id=request.story_id,
-                        reason=f"invalid derivation request: {request.reason}",
+                        reason=request.reason,
                         occurred_at=datetime.now(UTC),
                         request_key=message.run_key,
                     ),

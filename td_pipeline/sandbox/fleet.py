@@ -4,6 +4,7 @@ end-to-end tests."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -66,7 +67,8 @@ class LocalFleet:
         }
 
     def env_lines(self) -> list[str]:
-        return [f"{name}={value}" for name, value in self.environment().items()]
+        # Quoted for the shell: the README sources the file (`set -a; . sandbox.env`).
+        return [f"{name}={shlex.quote(value)}" for name, value in self.environment().items()]
 
     def stop(self) -> None:
         for server in (self.executor, self.context, self.planning):
@@ -95,4 +97,4 @@ def read_env_file(state_dir: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {name.strip(): value.strip() for name, value in pairs}
+    return {name.strip(): " ".join(shlex.split(value)) for name, value in pairs}

@@ -64,13 +64,20 @@ def test_bad_message_gets_its_documented_outcome(case: BadMessage) -> None:
         assert isinstance(outcome, NotOurs), outcome
     else:
         assert isinstance(outcome, ACCEPTED_AS[case.subject]), outcome
+        if isinstance(outcome, LlmFailureReport):
+            readable = outcome.plan_id is not None and outcome.story_id is not None
+            assert readable == case.ids_readable, outcome
         if case.reason_contains is not None:
             assert isinstance(outcome, LlmFailureReport)
             assert case.reason_contains in outcome.reason, outcome.reason
+        if case.correlation is not None:
+            assert isinstance(outcome, LlmAnswer | LlmFailureReport)
+            derivation = outcome.derivation_id.value if outcome.derivation_id else None
+            assert (derivation, outcome.attempt) == case.correlation, outcome
 
 
 def test_the_corpus_is_large_varied_and_uniquely_named() -> None:
-    assert len(CASES) >= 40
+    assert len(CASES) >= 130
     duplicates = [name for name, count in Counter(c.name for c in CASES).items() if count > 1]
     assert duplicates == []
     by_subject = Counter(case.subject for case in CASES)
@@ -80,6 +87,18 @@ def test_the_corpus_is_large_varied_and_uniquely_named() -> None:
     accepted = [case for case in CASES if case.expect == "accepted" and not case.known_bug]
     assert all(case.note for case in accepted), "say why each accepted case is tolerated"
     assert len(accepted) <= len(CASES) // 5
+    # The executor's real failure names only our task id: some are accepted without ids.
+    assert any(case.subject == AGENT_FAILED and not case.ids_readable for case in accepted)
+    correlated = [case for case in accepted if case.correlation is not None]
+    assert {case.subject for case in correlated} == {AGENT_COMPLETED, AGENT_FAILED}
+
+
+def test_cases_whose_outcome_changed_with_the_contract_say_why() -> None:
+    changed = [case for case in CASES if "contract change" in case.note]
+    assert len(changed) >= 12
+    # Refused requests keep their ids exactly as sent, commas and control characters too.
+    readable_now = {"req_story_id_comma", "req_plan_id_comma", "req_story_id_newline"}
+    assert readable_now <= {case.name for case in changed if case.ids_readable}
 
 
 def test_oversize_cases_are_one_byte_over_the_limit() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from td_pipeline.application.ports import NotFound, PersistedEdge, Rejected, Unavailable
+from td_pipeline.domain.planning_limits import PRIORITY_WHEN_UNSET
 from td_pipeline.domain.task_graph import TaskNode
 from td_pipeline.domain.values import (
     Description,
@@ -20,6 +21,7 @@ from td_pipeline.domain.values import (
 )
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings
 from td_pipeline.infrastructure.planning_client import GrpcPlanningClient
+from td_pipeline.infrastructure.planning_mappers import creation_commands
 from td_pipeline.sandbox.planning import (
     PlanningFaults,
     PlanningStore,
@@ -30,14 +32,20 @@ from td_pipeline.sandbox.planning import (
 PLAN, STORY = PlanId("PLAN-PAY-1"), StoryId("STORY-REFUNDS")
 
 
-def task(key: str, title: str, hours: int | None = 2) -> TaskNode:
+def task(
+    key: str,
+    title: str,
+    hours: int | None = 2,
+    role: str = "DEVELOPER",
+    priority: int | None = 1,
+) -> TaskNode:
     return TaskNode(
         key=TaskKey(key),
         title=Title(title),
         description=Description(f"Do {title}"),
-        role=Role("DEVELOPER"),
+        role=Role(role),
         estimated_hours=EstimatedHours(hours) if hours else None,
-        priority=Priority(1),
+        priority=Priority(priority) if priority else None,
         covers=(1,),
     )
 
@@ -66,6 +74,7 @@ def client(store: PlanningStore, faults: PlanningFaults) -> Iterator[GrpcPlannin
 def test_plan_is_mapped_to_the_domain(client: GrpcPlanningClient) -> None:
     plan = client.get_plan(PLAN)
     assert (plan.plan_id, plan.story_id) == (PLAN, STORY)
+    # Planning stores its own role names (DEV, QA): read back as the canonical roles.
     assert plan.roles == (Role("DEVELOPER"), Role("QA"))
     assert len(plan.acceptance_criteria) == 4
 
@@ -76,13 +85,58 @@ def test_create_list_and_link_tasks(client: GrpcPlanningClient, store: PlanningS
 
     listed = client.list_story_tasks(STORY)
     assert [(t.task_id, t.title.value, t.role) for t in listed] == [
-        (ids[0], "Design", "DEVELOPER"),
-        (ids[1], "Build", "DEVELOPER"),
+        (ids[0], "Design", "DEV"),
+        (ids[1], "Build", "DEV"),
     ]
     assert [(d.from_task_id, d.to_task_id) for d in store.dependencies(STORY.value)] == [
         (ids[1], ids[0])
     ]
     assert store.tasks(STORY.value)[1].estimated_hours == 0  # unknown estimate sent as 0
+
+
+@pytest.mark.parametrize(
+    ("role", "planning_role"),
+    [
+        ("DEVELOPER", "DEV"),
+        ("QA", "QA"),
+        ("ARCHITECT", "ARCHITECT"),
+        ("PRODUCT_OWNER", "PO"),
+        ("DEVOPS", "DEV"),  # Planning has no such role: its mapper would store DEV anyway
+        ("DATA_ENGINEER", "DEV"),
+        ("SECURITY", "DEV"),
+    ],
+)
+def test_tasks_are_sent_with_planning_s_role_names(
+    client: GrpcPlanningClient, store: PlanningStore, role: str, planning_role: str
+) -> None:
+    (command,) = creation_commands(PLAN, STORY, [task("T1", "Design", role=role)])
+    assert command.assigned_role == planning_role
+
+    client.create_tasks(PLAN, STORY, [task("T1", "Design", role=role)])
+    assert [t.assigned_role for t in store.tasks(STORY.value)] == [planning_role]
+
+
+def test_an_unknown_priority_is_never_sent_as_zero(
+    client: GrpcPlanningClient, store: PlanningStore
+) -> None:
+    tasks = [task("T1", "Urgent", priority=1), task("T2", "Whenever", priority=None)]
+    commands = creation_commands(PLAN, STORY, tasks)
+    # Planning reads 0 as "unset" and stores it as 1, the highest: medium is sent instead.
+    assert [c.priority for c in commands] == [1, PRIORITY_WHEN_UNSET.value] == [1, 3]
+
+    client.create_tasks(PLAN, STORY, tasks)
+    assert [t.priority for t in store.tasks(STORY.value)] == [1, 3]
+
+
+def test_create_tasks_past_planning_s_limits_is_rejected_part_way(
+    client: GrpcPlanningClient, store: PlanningStore
+) -> None:
+    # Shortening is the caller's job (persistence); Planning refuses, and is not atomic.
+    too_long = task("T2", "T" * 201)
+    with pytest.raises(Rejected, match=r"commands\[1\]\.title is longer than 200"):
+        client.create_tasks(PLAN, STORY, [task("T1", "A"), too_long, task("T3", "C")])
+
+    assert [t.title for t in store.tasks(STORY.value)] == ["A"]
 
 
 def test_status_codes_become_port_errors(client: GrpcPlanningClient) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from td_pipeline.sandbox.fleet import read_env_file
+from td_pipeline.sandbox.llm import OFFLINE_MODEL, OfflinePlanner
 
 CLI = [str(Path(sys.executable).with_name("td-pipeline"))]
 
@@ -79,11 +80,40 @@ def test_sandbox_up_serves_quickly_on_loopback(
         "PLANNING_SERVICE_ADDRESS",
         "CONTEXT_SERVICE_ADDRESS",
         "RAY_EXECUTOR_ADDRESS",
+        "VLLM_URL",
+        "VLLM_MODEL",
     }
     assert environment["NATS_URL"].startswith("nats://127.0.0.1:")
-    assert all(
-        environment[name].startswith("127.0.0.1:") for name in environment if name != "NATS_URL"
+    addresses = set(environment) - {"NATS_URL", "VLLM_URL", "VLLM_MODEL"}
+    assert all(environment[name].startswith("127.0.0.1:") for name in addresses)
+    # The LLM td-pipeline tells the executor to call: the default backend's own.
+    assert (environment["VLLM_URL"], environment["VLLM_MODEL"]) == (
+        "sandbox://offline-planner",
+        OFFLINE_MODEL,
     )
+    assert (OfflinePlanner.vllm_url, OfflinePlanner.vllm_model) == (
+        "sandbox://offline-planner",
+        OFFLINE_MODEL,
+    )
+
+
+def test_the_env_file_can_be_sourced_as_the_readme_says(
+    sandbox: tuple[subprocess.Popen[str], Path, float],
+) -> None:
+    _, state_dir, _ = sandbox
+    environment = read_env_file(state_dir)
+    script = 'set -a; . "$1/sandbox.env" || exit 3; set +a; env -0'
+    sourced = subprocess.run(
+        ["bash", "-c", script, "bash", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": os.environ.get("PATH", "")},
+    )
+    assert sourced.returncode == 0 and sourced.stderr == "", sourced.stderr
+    variables = dict(item.split("=", 1) for item in sourced.stdout.split("\0") if "=" in item)
+    assert {name: variables.get(name) for name in environment} == environment
 
 
 def test_tasks_request_and_watch_against_the_running_sandbox(
@@ -137,9 +167,21 @@ def test_interrupt_stops_every_child_process(
     assert children, "sandbox up should run nats-server as a child"
 
     process.send_signal(signal.SIGINT)
-    process.wait(timeout=15)
+    printed, _ = process.communicate(timeout=15)
 
     assert process.returncode == 0
+    # What `sandbox up` printed, before its closing comments, is what it wrote to the file.
+    variables = [line.split("=", 1)[0] for line in printed.splitlines() if "=" in line]
+    assert variables == [
+        "NATS_URL",
+        "PLANNING_SERVICE_ADDRESS",
+        "CONTEXT_SERVICE_ADDRESS",
+        "RAY_EXECUTOR_ADDRESS",
+        "VLLM_URL",
+        "VLLM_MODEL",
+    ]
+    assert "VLLM_URL=sandbox://offline-planner" in printed.splitlines()
+    assert f"VLLM_MODEL='{OFFLINE_MODEL}'" in printed.splitlines()  # quoted for the shell
     assert not any(alive(pid) for pid in children)
     assert not (state_dir / "sandbox.env").exists()
 

@@ -10,15 +10,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from td_pipeline.gen.fleet.task_derivation.v1 import task_derivation_pb2 as pb
 from td_pipeline.gen.fleet.task_derivation.v1 import task_derivation_pb2_grpc as pb_grpc
 from td_pipeline.sandbox.planning import (
+    MAX_DESCRIPTION_CHARACTERS,
+    MAX_TITLE_CHARACTERS,
     PlanningFaults,
     PlanningStore,
     load_sample_stories,
+    planning_role,
     serve_planning,
     story_copies,
 )
 
 STORIES = load_sample_stories()
 REFUNDS = next(s for s in STORIES if s.story_id == "STORY-REFUNDS")
+PLANNING_ROLES = {"DEV", "ARCHITECT", "QA", "PO", "SYSTEM"}  # Planning's RoleType values
 
 
 @pytest.fixture
@@ -48,22 +52,29 @@ def planning(channel: grpc.Channel) -> pb_grpc.TaskDerivationPlanningServiceStub
     return pb_grpc.TaskDerivationPlanningServiceStub(channel)
 
 
-def command(title: str, plan: str = REFUNDS.plan_id) -> pb.TaskCreationCommand:
+def command(
+    title: str,
+    plan: str = REFUNDS.plan_id,
+    *,
+    description: str = "d",
+    priority: int = 2,
+    role: str = "DEVELOPER",
+) -> pb.TaskCreationCommand:
     return pb.TaskCreationCommand(
         plan_id=plan,
         story_id=REFUNDS.story_id,
         title=title,
-        description="d",
+        description=description,
         estimated_hours=3,
-        priority=2,
-        assigned_role="DEVELOPER",
+        priority=priority,
+        assigned_role=role,
     )
 
 
 def code_of(call: object) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as raised:
         call()  # type: ignore[operator]
-    return raised.value.code()  # type: ignore[attr-defined,no-any-return]
+    return raised.value.code()
 
 
 def test_seed_has_varied_realistic_stories() -> None:
@@ -73,6 +84,9 @@ def test_seed_has_varied_realistic_stories() -> None:
         assert 2 <= len(story.acceptance_criteria) <= 6
         assert 1 <= len(story.roles) <= 3
         assert story.technical_notes and story.context["decisions"]
+        # Planning stores its own role names: a sample story carries no other.
+        assert set(story.roles) <= PLANNING_ROLES, story.roles
+    assert REFUNDS.roles == ("DEV", "QA")
 
 
 def test_get_plan_context(planning: pb_grpc.TaskDerivationPlanningServiceStub) -> None:
@@ -130,13 +144,101 @@ def test_tasks_and_dependencies_round_trip(
 
     assert design.startswith("T-") and build.startswith("T-") and design != build
     assert saved.success
-    assert [(t.task_id, t.title, t.assigned_role) for t in listed.tasks] == [
-        (design, "Design", "DEVELOPER"),
-        (build, "Build", "DEVELOPER"),
+    assert [(t.task_id, t.title, t.priority, t.assigned_role) for t in listed.tasks] == [
+        (design, "Design", 2, "DEV"),
+        (build, "Build", 2, "DEV"),
     ]
     assert [(d.from_task_id, d.to_task_id) for d in store.dependencies(REFUNDS.story_id)] == [
         (build, design)
     ]
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("DEVELOPER", "DEV"),
+        ("DEV", "DEV"),
+        ("QA", "QA"),
+        ("TESTER", "QA"),
+        ("ARCHITECT", "ARCHITECT"),
+        ("ARCH", "ARCHITECT"),
+        ("PO", "PO"),
+        ("PRODUCT_OWNER", "PO"),
+        (" qa ", "QA"),
+        ("DEVOPS", "DEV"),  # Planning's mapper: anything else is DEV
+        ("DATA_ENGINEER", "DEV"),
+        ("SYSTEM", "DEV"),
+    ],
+)
+def test_roles_are_stored_through_planning_s_role_mapper(
+    planning: pb_grpc.TaskDerivationPlanningServiceStub,
+    store: PlanningStore,
+    sent: str,
+    stored: str,
+) -> None:
+    assert planning_role(sent) == stored
+    planning.CreateTasks(pb.CreateTasksRequest(commands=[command("A", role=sent)]), timeout=5)
+
+    listed = planning.ListStoryTasks(pb.ListStoryTasksRequest(story_id=REFUNDS.story_id), timeout=5)
+    assert [t.assigned_role for t in listed.tasks] == [stored]
+    assert [t.assigned_role for t in store.tasks(REFUNDS.story_id)] == [stored]
+
+
+def test_priority_zero_means_unset_and_is_stored_as_the_highest(
+    planning: pb_grpc.TaskDerivationPlanningServiceStub, store: PlanningStore
+) -> None:
+    commands = [command("A", priority=0), command("B", priority=1), command("C", priority=4)]
+    planning.CreateTasks(pb.CreateTasksRequest(commands=commands), timeout=5)
+
+    assert [t.priority for t in store.tasks(REFUNDS.story_id)] == [1, 1, 4]
+    negative = pb.CreateTasksRequest(commands=[command("D", priority=-1)])
+    assert code_of(lambda: planning.CreateTasks(negative, timeout=5)) == (
+        grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+
+def test_titles_and_descriptions_within_planning_s_limits_are_stored(
+    planning: pb_grpc.TaskDerivationPlanningServiceStub, store: PlanningStore
+) -> None:
+    assert (MAX_TITLE_CHARACTERS, MAX_DESCRIPTION_CHARACTERS) == (200, 2_000)
+    longest = command("T" * 200, description="D" * 2_000)
+    planning.CreateTasks(pb.CreateTasksRequest(commands=[longest]), timeout=5)
+
+    (task,) = store.tasks(REFUNDS.story_id)
+    assert (len(task.title), len(task.description)) == (200, 2_000)
+
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    ("bad", "code", "message"),
+    [
+        (command("T" * 201), INVALID, "commands[1].title is longer than 200 characters"),
+        (
+            command("B", description="D" * 2_001),
+            INVALID,
+            "commands[1].description is longer than 2000 characters",
+        ),
+        (command(""), INVALID, "commands[1].title is required"),
+        (command("B", plan="nope"), grpc.StatusCode.NOT_FOUND, "plan nope not found"),
+    ],
+)
+def test_a_bad_command_part_way_leaves_the_earlier_tasks_created(
+    planning: pb_grpc.TaskDerivationPlanningServiceStub,
+    store: PlanningStore,
+    bad: pb.TaskCreationCommand,
+    code: grpc.StatusCode,
+    message: str,
+) -> None:
+    # As the fleet's Planning: commands are checked one by one as they are created.
+    request = pb.CreateTasksRequest(commands=[command("A"), bad, command("C")])
+    with pytest.raises(grpc.RpcError) as raised:
+        planning.CreateTasks(request, timeout=5)
+
+    assert raised.value.code() == code
+    assert raised.value.details() == message
+    assert [t.title for t in store.tasks(REFUNDS.story_id)] == ["A"]
 
 
 def test_edges_naming_unknown_tasks_are_rejected(

@@ -13,9 +13,14 @@ The data lives in `cases.json`, one object per case:
 - `expect`: `refused` (the decoder returns Refused; `reason_contains` is a substring of its
   reason and `ids_readable` says whether both plan and story ids are set, i.e. whether a
   failed event can answer), `not_ours` (NotOurs) or `accepted` (the domain value; for a
-  failure report `reason_contains`, when set, is a substring of its reason);
-- optional `note` (why), and `known_bug`: the documented outcome is the justified one but
-  the current decoder does something else (the tests mark these xfail).
+  failure report `reason_contains`, when set, is a substring of its reason, and
+  `ids_readable` says whether it names plan and story: the executor's real failure names
+  only our task id, so only a failure report may be accepted without them);
+- optional `correlation` for an accepted answer or failure report: `{"derivation_id": …,
+  "attempt": …}` (either may be null), the attempt it was tied to;
+- optional `note` (why; for a case whose outcome changed with the contract, why it changed),
+  and `known_bug`: the documented outcome is the justified one but the current decoder does
+  something else (the tests mark these xfail).
 
 Only the standard library is used, so end-to-end tests can publish the corpus as well.
 """
@@ -50,6 +55,7 @@ class BadMessage:
     ids_readable: bool
     known_bug: str | None = None  # the current code does not meet `expect` (see cases.json)
     note: str = ""
+    correlation: tuple[str | None, int | None] | None = None  # (derivation id, attempt)
 
 
 def load_bad_messages(path: Path = CASES_FILE) -> list[BadMessage]:
@@ -74,9 +80,18 @@ def _case(entry: dict[str, Any]) -> BadMessage:
         ids_readable=bool(entry.get("ids_readable", False)),
         known_bug=entry.get("known_bug"),
         note=entry.get("note", ""),
+        correlation=_correlation(entry.get("correlation")),
     )
     _check(message)
     return message
+
+
+def _correlation(value: Any) -> tuple[str | None, int | None] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"derivation_id", "attempt"}:
+        raise ValueError(f"correlation must be {{derivation_id, attempt}}, not {value!r}")
+    return value["derivation_id"], value["attempt"]
 
 
 def _check(message: BadMessage) -> None:
@@ -89,8 +104,16 @@ def _check(message: BadMessage) -> None:
         problem = "a refusal needs reason_contains"
     elif message.expect == "not_ours" and (message.reason_contains or message.ids_readable):
         problem = "not_ours takes neither reason_contains nor ids_readable"
-    elif message.expect == "accepted" and not message.ids_readable:
-        problem = "an accepted message has readable ids"
+    elif (
+        message.expect == "accepted"
+        and not message.ids_readable
+        and message.subject != AGENT_FAILED
+    ):
+        problem = "an accepted request or answer has readable ids"
+    elif message.correlation is not None and (
+        message.expect != "accepted" or message.subject == REQUESTED
+    ):
+        problem = "only an accepted answer or failure report has a correlation"
     if problem:
         raise ValueError(f"case {message.name}: {problem}")
 
