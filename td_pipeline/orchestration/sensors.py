@@ -56,7 +56,7 @@ from td_pipeline.orchestration.resources import (
 
 RUN_KEY_TAG = "dagster/run_key"
 PRIORITY_TAG = "dagster/priority"
-WATCHDOG_INTERVAL_SECONDS = 15
+WATCHDOG_INTERVAL_SECONDS = 10  # how soon a failed or lost job is noticed
 EARLY_ANSWER_DELAY_SECONDS = 3.0
 
 
