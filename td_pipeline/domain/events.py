@@ -19,6 +19,16 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+def _reason(text: str, what: str) -> str:
+    """A failure's reason, trimmed and kept within what an event carries."""
+    reason = text.strip()
+    if not reason:
+        raise ValueError(f"{what} needs a reason")
+    if len(reason) > MAX_REASON_LENGTH:
+        reason = reason[: MAX_REASON_LENGTH - 1] + "…"
+    return reason
+
+
 def _message_id(derivation: DerivationId | None, plan: PlanId, story: StoryId, outcome: str) -> str:
     # A publish we retry lands once in JetStream's dedup window.
     subject = derivation.value if derivation else f"{plan.value}/{story.value}"
@@ -59,12 +69,7 @@ class DerivationFailed:
     def __post_init__(self) -> None:
         if self.attempt is not None and self.attempt < 1:
             raise ValueError("attempts count from 1")
-        reason = self.reason.strip()
-        if not reason:
-            raise ValueError("a failed derivation needs a reason")
-        if len(reason) > MAX_REASON_LENGTH:
-            reason = reason[: MAX_REASON_LENGTH - 1] + "…"
-        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "reason", _reason(self.reason, "a failed derivation"))
         object.__setattr__(self, "occurred_at", _utc(self.occurred_at))
 
     @property
@@ -92,12 +97,7 @@ class RequestRefused:
     def __post_init__(self) -> None:
         if not self.plan_id.strip() or not self.story_id.strip():
             raise ValueError("a refused request is answered only when its ids can be read")
-        reason = self.reason.strip()
-        if not reason:
-            raise ValueError("a refused request needs a reason")
-        if len(reason) > MAX_REASON_LENGTH:
-            reason = reason[: MAX_REASON_LENGTH - 1] + "…"
-        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "reason", _reason(self.reason, "a refused request"))
         object.__setattr__(self, "occurred_at", _utc(self.occurred_at))
 
     @property
