@@ -296,8 +296,7 @@ class PlanningServicer(pb_grpc.TaskDerivationPlanningServiceServicer):
         _require(
             context,
             len(command.description) <= MAX_DESCRIPTION_CHARACTERS,
-            f"commands[{index}].description is longer than {MAX_DESCRIPTION_CHARACTERS}"
-            " characters",
+            f"commands[{index}].description is longer than {MAX_DESCRIPTION_CHARACTERS} characters",
         )
         _require(context, command.estimated_hours >= 0, f"commands[{index}].estimated_hours < 0")
         _require(context, command.priority >= 0, f"commands[{index}].priority < 0")
