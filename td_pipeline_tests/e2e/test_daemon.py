@@ -169,7 +169,7 @@ def test_a_repeated_answer_and_another_agents_answer_change_nothing(
 
 
 def test_the_daemon_killed_between_request_and_run_loses_and_duplicates_nothing(
-    fleet: LocalFleet, dagster: DagsterProcesses, tmp_path: Path
+    fleet: LocalFleet, dagster: DagsterProcesses
 ) -> None:
     url = fleet.environment()["NATS_URL"]
     requests: list[dict[str, Any]] = [

@@ -29,13 +29,19 @@ SETTINGS = {
 }
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
+def replay_fleet(tmp_path: Path) -> LocalFleet:
+    """The fleet of these tests (not started): the LLM loses STORY-MFA's job and fails
+    STORY-DARK-MODE's; the other stories get the offline planner's answer."""
     answers = tmp_path / "answers"
     answers.mkdir()
     (answers / "STORY-MFA.txt").write_text("@never\n")  # the LLM job is lost
     (answers / "STORY-DARK-MODE.txt").write_text("@fail GPU worker out of memory\n")
-    with LocalFleet(tmp_path / "fleet", backend=ReplayLlm(answers)) as fleet:
+    return LocalFleet(tmp_path / "fleet", backend=ReplayLlm(answers))
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
+    with replay_fleet(tmp_path) as fleet:
         yield fleet
 
 
