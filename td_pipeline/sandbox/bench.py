@@ -20,7 +20,12 @@ from nats.js.api import DeliverPolicy
 
 from td_pipeline.infrastructure.subjects import DERIVATION_COMPLETED, DERIVATION_REQUESTED
 from td_pipeline.sandbox import bench_floor
-from td_pipeline.sandbox.dagster_processes import REPO, DagsterProcesses, prepare_home
+from td_pipeline.sandbox.dagster_processes import (
+    INSTANCE_CONFIG,
+    REPO,
+    DagsterProcesses,
+    prepare_home,
+)
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.nats_server import ensure_streams
 from td_pipeline.sandbox.planning import load_sample_stories, story_copies
@@ -61,12 +66,23 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     e2e.add_argument("--stories", type=int, default=50)
     e2e.add_argument("--timeout", type=float, default=900.0, help="seconds per phase")
+    e2e.add_argument(
+        "--instance-config",
+        type=Path,
+        default=INSTANCE_CONFIG,
+        metavar="PATH",
+        help="the Dagster instance config (default: the repository's dagster.yaml; "
+        "deploy/dagster-postgres.yaml with DAGSTER_PG_* set for PostgreSQL)",
+    )
     e2e.set_defaults(handler=run_e2e)
 
 
 def run_e2e(args: argparse.Namespace) -> int:
     if args.stories < 1:
         print("td-pipeline bench e2e: --stories must be at least 1")
+        return 2
+    if not args.instance_config.is_file():
+        print(f"td-pipeline bench e2e: no instance config at {args.instance_config}")
         return 2
     stories = story_copies(load_sample_stories(), args.stories)
     with tempfile.TemporaryDirectory(prefix="td-bench-") as scratch:
@@ -76,11 +92,12 @@ def run_e2e(args: argparse.Namespace) -> int:
         with LocalFleet(root / "fleet", stories=stories) as fleet:
             url = fleet.environment()["NATS_URL"]
             asyncio.run(ensure_streams(url, [bench_floor.FLOOR_STREAM]))
+            home = prepare_home(root / "home", instance_config=args.instance_config)
             processes = DagsterProcesses(
-                prepare_home(root / "home"), fleet.environment(), root / "logs", workspace=workspace
+                home, fleet.environment(), root / "logs", workspace=workspace
             )
             with processes:
-                print(f"{len(stories)} stories, offline planner, dagster.yaml as in the repo")
+                print(f"{len(stories)} stories, offline planner, {args.instance_config}")
                 # Warm up: code servers loaded, sensors ticking, before anything is timed.
                 asyncio.run(floor_phase(url, ["warm-up"], args.timeout))
                 pipeline = asyncio.run(
