@@ -19,6 +19,7 @@ DEPLOY = REPO / "deploy"
 CODE_LOCATION = "td_pipeline.orchestration.definitions"
 # A variable named like this holds a password, a token, credentials or a private key (or the
 # path of one): it comes from a Secret.
+VARIABLE = r"`([A-Z][A-Z0-9_]*)`"
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|CREDS|CREDENTIALS|API_KEY|NKEY|SEED|_KEY(_|$)")
 
 
@@ -28,14 +29,16 @@ def load(path: Path) -> Any:
 
 def configuration_table(readme: str) -> dict[str, bool]:
     """Variable name -> required, from the first two columns of the table under
-    "## Configuration"."""
+    "## Configuration". Names in parentheses (aliases) are never required."""
     section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("|")][2:]
     variables: dict[str, bool] = {}
     for row in rows:
         cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", row.strip().strip("|"))]
-        for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", cells[0]):
-            variables[name] = cells[1].lower().startswith("required")
+        names = re.findall(VARIABLE, cells[0])
+        primary = re.findall(VARIABLE, re.sub(r"\([^)]*\)", "", cells[0]))
+        for name in names:
+            variables[name] = name in primary and cells[1].lower().startswith("required")
     return variables
 
 
@@ -66,8 +69,24 @@ def env_sources() -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def test_the_readme_table_is_read() -> None:
+    table = """# README
+
+## Configuration
+
+| variable | default | meaning |
+| --- | --- | --- |
+| `A_URL`, `A_MODEL` (aliases `TD_A_URL`) | required to take requests | a \\| b |
+| `TD_B` | `x` | c |
+
+## Next
+"""
+    assert configuration_table(table) == {
+        "A_URL": True,
+        "A_MODEL": True,
+        "TD_A_URL": False,
+        "TD_B": False,
+    }
     assert {"NATS_URL", "PLANNING_SERVICE_ADDRESS", "TD_MAX_ATTEMPTS"} <= set(VARIABLES)
-    assert VARIABLES["NATS_URL"] and not VARIABLES["TD_MAX_ATTEMPTS"]
 
 
 @pytest.mark.parametrize("variable", sorted(VARIABLES))
