@@ -33,7 +33,13 @@ _PLACEHOLDER = re.compile(
     r"|float|text|bool|boolean|array",
     re.IGNORECASE,
 )
-_PLAN_LIKE = re.compile(r"""["']?(?:tasks|title|depends_on)["']?\s*:""", re.IGNORECASE)
+_PLAN_LIKE = re.compile(r"""["']?(?:tasks|title|name|depends_on)["']?\s*:""", re.IGNORECASE)
+# json5 costs time in the length of the whole text per attempt: only so many attempts, each at
+# a value that looks like a plan and not inside a value it already failed to read.
+MAX_LENIENT_ATTEMPTS = 20
+# Past this many starts that cannot be read, the rest of the stretch is not searched (stray or
+# deeply nested brackets would otherwise cost time in the square of the text's length).
+MAX_FAILED_STARTS = 1000
 _STRICT = json.JSONDecoder()
 
 
@@ -65,11 +71,6 @@ class JsonScan:
     unreadable_at: tuple[int, ...]
 
 
-def _strict_failure(text: str, error: json.JSONDecodeError, end: int) -> _Unreadable:
-    at_end = error.pos >= len(text[:end].rstrip()) or error.msg.startswith("Unterminated")
-    return _Unreadable(_Failure.TRUNCATED if at_end else _Failure.UNREADABLE, error.pos)
-
-
 def _python_literal(text: str, start: int, end: int) -> _Decoded | None:
     closer = "}" if text[start] == "{" else "]"
     last = text.rfind(closer, start, end)
@@ -82,9 +83,16 @@ def _python_literal(text: str, start: int, end: int) -> _Decoded | None:
     return _Decoded(value, last + 1, "python")
 
 
-def _decode(text: str, start: int, end: int, may_be_cut: bool) -> _Decoded | _Unreadable:
-    """The JSON value starting at `start`, read as strictly as it allows, not past `end`.
-    `may_be_cut`: the stretch ends where the answer ends, so running off it is truncation."""
+_PYTHON_WORD = re.compile(r"\b(?:None|True|False)\b")
+
+
+def _decode(
+    text: str, start: int, end: int, content_end: int, may_be_cut: bool, lenient: bool
+) -> _Decoded | _Unreadable:
+    """The JSON value starting at `start`, read as strictly as it allows (JSON5 and Python
+    literals only when `lenient`). `content_end` is where the stretch's text ends (trailing
+    white space aside); `may_be_cut`: the stretch ends where the answer ends, so running off
+    it is truncation."""
     try:
         value, stop = _STRICT.raw_decode(text, start)
     except json.JSONDecodeError as error:
@@ -93,18 +101,24 @@ def _decode(text: str, start: int, end: int, may_be_cut: bool) -> _Decoded | _Un
         return _Unreadable(_Failure.UNREADABLE, start + 1)
     else:
         return _Decoded(value, stop, "json")
-    if end - start > LENIENT_LIMIT:
-        failure = _strict_failure(text, strict_error, end)
-        return failure if may_be_cut else _Unreadable(_Failure.UNREADABLE, failure.end)
+    if not lenient or end - start > LENIENT_LIMIT:
+        at_end = strict_error.pos >= content_end or strict_error.msg.startswith("Unterminated")
+        cut = at_end and may_be_cut
+        return _Unreadable(_Failure.TRUNCATED if cut else _Failure.UNREADABLE, strict_error.pos)
     try:
-        value, error_text, position = json5.parse(text[start:end], consume_trailing=False)
+        value, error_text, position = json5.parse(text, start=start, consume_trailing=False)
     except RecursionError:
         return _Unreadable(_Failure.UNREADABLE, start + 1)
     if error_text is None:
-        return _Decoded(value, start + position, "json5")
-    if "end of input" in error_text or start + position >= len(text[:end].rstrip()):
+        return _Decoded(value, position, "json5")
+    if "end of input" in error_text or position >= content_end:
         return _Unreadable(_Failure.TRUNCATED if may_be_cut else _Failure.UNREADABLE, end)
-    return _python_literal(text, start, end) or _Unreadable(_Failure.UNREADABLE, start + position)
+    # A Python literal: json5 stops at its None, True or False.
+    if _PYTHON_WORD.search(text, max(start, position - 5), position + 6):
+        decoded = _python_literal(text, start, end)
+        if decoded is not None:
+            return decoded
+    return _Unreadable(_Failure.UNREADABLE, position)
 
 
 def _next_start(text: str, position: int, end: int) -> int | None:
@@ -201,17 +215,29 @@ def scan_json(text: str, start: int, end: int, *, may_be_cut: bool) -> JsonScan:
     candidates: list[Candidate] = []
     unreadable: list[int] = []
     unreadable_until = start
+    content_end = len(text[start:end].rstrip()) + start
+    last_plan_like = max((m.start() for m in _PLAN_LIKE.finditer(text, start, end)), default=-1)
+    lenient_attempts = failed_starts = 0
     position = _next_start(text, start, end)
-    while position is not None:
-        decoded = _decode(text, position, end, may_be_cut)
+    while position is not None and failed_starts < MAX_FAILED_STARTS:
+        lenient = (
+            lenient_attempts < MAX_LENIENT_ATTEMPTS
+            and position >= unreadable_until
+            and _PLAN_LIKE.search(text, position, min(end, position + 300)) is not None
+        )
+        lenient_attempts += lenient
+        decoded = _decode(text, position, end, content_end, may_be_cut, lenient)
         if isinstance(decoded, _Decoded):
             if (candidate := _candidate(decoded, position)) is not None:
                 candidates.append(candidate)
             position = _next_start(text, decoded.end, end)
             continue
-        if decoded.failure is _Failure.TRUNCATED and _PLAN_LIKE.search(text, position, end):
+        if decoded.failure is _Failure.TRUNCATED and position <= last_plan_like:
             return JsonScan(tuple(candidates), position, tuple(unreadable))
-        if position >= unreadable_until and _PLAN_LIKE.search(text, position, position + 300):
+        failed_starts += 1
+        if position >= unreadable_until and _PLAN_LIKE.search(
+            text, position, min(end, position + 300)
+        ):
             unreadable.append(position)
         unreadable_until = max(unreadable_until, decoded.end)
         position = _next_start(text, position + 1, end)

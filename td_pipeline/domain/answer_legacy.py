@@ -65,6 +65,11 @@ def scan_legacy(text: str, start: int, end: int) -> Candidate | None:
     return Candidate(ProposalFormat.LEGACY_BLOCKS, blocks[0][0], blocks[-1][2], tasks)
 
 
+def _names(title: str, keyword: str) -> bool:
+    """Whether a title holds a keyword as whole words (the substring test first: it is cheap)."""
+    return keyword in title and re.search(rf"\b{re.escape(keyword)}\b", title) is not None
+
+
 def infer_dependencies(drafts: Sequence[TaskDraft]) -> tuple[tuple[TaskDraft, ...], int]:
     """A later task whose title names an earlier task's keyword depends on it. Edges only
     ever point back to earlier tasks, so inference cannot create a cycle."""
@@ -74,7 +79,7 @@ def infer_dependencies(drafts: Sequence[TaskDraft]) -> tuple[tuple[TaskDraft, ..
         earlier = [
             previous.key
             for previous in drafts[:index]
-            if any(re.search(rf"\b{re.escape(word)}\b", title) for word in previous.keywords)
+            if any(_names(title, word) for word in previous.keywords)
         ]
         if earlier:
             count += len(earlier)

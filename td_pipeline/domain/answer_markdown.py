@@ -45,7 +45,7 @@ def _unmarked(text: str) -> str:
 
 # --- tables -------------------------------------------------------------------------------
 
-_SEPARATOR_ROW = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_SEPARATOR_ROW = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
 
 
 def _cells(line: str) -> list[str]:
@@ -63,6 +63,17 @@ def _header_names(cells: list[str]) -> list[str] | None:
         return None
     task_is_id = fields.count("title") > 1
     return ["id" if task_is_id and cell.casefold() == "task" else cell for cell in cells]
+
+
+def _last_line(lines: list[_Line]) -> _Line | None:
+    return next((line for line in reversed(lines) if line.text.strip()), None)
+
+
+def _cut_short(header: _Line, row: _Line, cells: list[str], names: list[str]) -> bool:
+    """A last row with fewer cells than the header, or without the closing pipe the header
+    has, was cut off."""
+    closed = header.text.rstrip().endswith("|")
+    return len(cells) < len(names) or (closed and not row.text.rstrip().endswith("|"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +102,7 @@ def scan_tables(text: str, start: int, end: int, *, may_be_cut: bool) -> Markdow
         tasks = []
         for row in rows:
             cells = _cells(row.text)
-            if may_be_cut and row is lines[-1] and len(cells) < len(names):
+            if may_be_cut and row is _last_line(lines) and _cut_short(header, row, cells, names):
                 return MarkdownScan(tuple(candidates), row.start)
             tasks.append(RawTask(dict(zip(names, cells, strict=False))))
         note = AnswerWarning(WarningKind.SHAPE, "tasks read from a markdown table")

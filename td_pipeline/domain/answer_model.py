@@ -50,10 +50,9 @@ class AnswerWarning:
 
 def merged_warnings(warnings: Iterable[AnswerWarning]) -> tuple[AnswerWarning, ...]:
     """Warnings with the same kind and text become one naming all their tasks, in order."""
-    tasks_of: dict[tuple[WarningKind, str], list[str]] = {}
+    tasks_of: dict[tuple[WarningKind, str], dict[str, None]] = {}
     for warning in warnings:
-        tasks = tasks_of.setdefault((warning.kind, warning.text), [])
-        tasks.extend(task for task in warning.tasks if task not in tasks)
+        tasks_of.setdefault((warning.kind, warning.text), {}).update(dict.fromkeys(warning.tasks))
     return tuple(
         AnswerWarning(kind, text, tuple(tasks)) for (kind, text), tasks in tasks_of.items()
     )

@@ -12,6 +12,9 @@ from td_pipeline.domain.values import (
     StoryId,
     TaskKey,
     Title,
+    ValueReading,
+    read_hours,
+    read_priority,
 )
 
 
@@ -108,3 +111,78 @@ def test_role_is_canonical_upper_case(text: str, canonical: str) -> None:
 def test_role_rejects_non_names(text: str) -> None:
     with pytest.raises(ValueError, match="not a role name"):
         Role(text)
+
+
+@pytest.mark.parametrize(
+    ("written", "hours", "guessed"),
+    [
+        (4, 4, ""),
+        ("4h", 4, ""),
+        ("6 hours", 6, ""),
+        ("3 hrs", 3, ""),
+        ("2-3 hours", 3, "upper bound"),
+        ("2 to 3h", 3, "upper bound"),
+        ("half a day", 4, "8 hours"),
+        ("1 day", 8, "8 hours"),
+        ("1.5 days", 12, "8 hours"),
+        ("1 week", 40, "40 hours"),
+        ("90 minutes", 2, "minutes"),
+        ("~4h", 4, "approximate"),
+        ("about 4 hours", 4, "approximate"),
+        ("4+ hours", 4, "lower bound"),
+        ("1.5", 2, "rounded up"),
+        (2.2, 3, "rounded up"),
+        ("an hour", 1, ""),
+    ],
+)
+def test_hours_read_loosely_say_how(written: object, hours: int, guessed: str) -> None:
+    reading = read_hours(written)
+    assert (reading.value, reading.unreadable) == (hours, False)
+    assert guessed in reading.guess
+    assert bool(reading.guess) == bool(guessed)
+
+
+@pytest.mark.parametrize(
+    "written", ["soon", "a while", "3 pts", "4 story points", True, float("nan"), float("inf")]
+)
+def test_unreadable_hours_are_flagged_not_zero(written: object) -> None:
+    assert read_hours(written) == ValueReading(None, unreadable=True)
+
+
+@pytest.mark.parametrize("written", [None, "", "  "])
+def test_missing_hours_are_missing_not_unreadable(written: object) -> None:
+    assert read_hours(written) == ValueReading(None)
+
+
+def test_free_text_needs_a_unit_to_be_hours() -> None:
+    assert read_hours("3", unit_required=True).unreadable
+    assert read_hours("3h", unit_required=True).value == 3
+
+
+@pytest.mark.parametrize(
+    ("written", "priority", "word"),
+    [
+        (1, 1, False),
+        ("2", 2, False),
+        ("P1", 1, False),
+        ("p4", 4, False),
+        ("P0", 0, False),
+        ("critical", 1, True),
+        ("High", 2, True),
+        ("medium", 3, True),
+        ("LOW", 4, True),
+        ("urgent", 1, True),
+        ("High (P2)", 2, True),
+        ("priority: high", 2, True),
+        (3.0, 3, False),
+    ],
+)
+def test_priorities_read_loosely(written: object, priority: int, word: bool) -> None:
+    reading = read_priority(written)
+    assert reading.value == priority
+    assert bool(reading.guess) == word
+
+
+@pytest.mark.parametrize("written", ["asap", "P1 (high)", "must have", 2.5, False])
+def test_unreadable_or_contradictory_priorities(written: object) -> None:
+    assert read_priority(written).unreadable
