@@ -377,3 +377,19 @@ def test_warnings_for_the_same_guess_name_all_their_tasks_once() -> None:
 )
 def test_any_text_gets_a_verdict_never_an_exception(text: str) -> None:
     assert isinstance(assess_proposal(text, RULES), ValidProposal | InvalidProposal)
+
+
+@pytest.mark.parametrize(
+    ("written", "role"),
+    [
+        ("Senior Backend Engineer", "DEVELOPER"),
+        ("iOS developer", "DEVELOPER"),
+        ("QA Automation Engineer", "QA"),
+        ("Software Tester", "QA"),
+    ],
+)
+def test_common_job_titles_read_as_the_requested_role(written: str, role: str) -> None:
+    text = json.dumps([{"title": "A", "role": written}])
+    result = verdict(text)
+    assert result.graph.nodes[0].role.value == role
+    assert f"task T1: role {written!r} read as {role}" in result.warnings
