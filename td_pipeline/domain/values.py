@@ -203,16 +203,23 @@ def _number_reading(number: float, what: str) -> ValueReading:
     return ValueReading(math.ceil(number), guess=what)
 
 
-def read_hours(value: object, *, unit_required: bool = False) -> ValueReading:
-    """Hours from `4`, `"4h"`, `"6 hours"`, `"2-3 hours"` (the upper bound), `"half a day"` (4),
-    `"1 day"` (8), `"1 week"` (40), `"90 min"` (2), `"~4h"`. Fractions are rounded up. With
-    `unit_required`, a bare number is not taken for hours (free text: `"(QA, 3)"`)."""
+def _given_number(value: object) -> ValueReading | None:
+    """The reading of a value that is missing, a boolean or a whole number; None otherwise."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return _MISSING
     if isinstance(value, bool):
         return _UNREADABLE
     if isinstance(value, int):
         return ValueReading(value)
+    return None
+
+
+def read_hours(value: object, *, unit_required: bool = False) -> ValueReading:
+    """Hours from `4`, `"4h"`, `"6 hours"`, `"2-3 hours"` (the upper bound), `"half a day"` (4),
+    `"1 day"` (8), `"1 week"` (40), `"90 min"` (2), `"~4h"`. Fractions are rounded up. With
+    `unit_required`, a bare number is not taken for hours (free text: `"(QA, 3)"`)."""
+    if (given := _given_number(value)) is not None:
+        return given
     if isinstance(value, float):
         return _number_reading(value, "a fraction rounded up")
     text = str(value).strip()
@@ -258,12 +265,8 @@ def read_priority(value: object) -> ValueReading:
     """A priority from `1`, `"2"`, `"P1"`, `"critical"`, `"High (P2)"`. Words map to
     critical=1, high=2, medium=3, low=4. Several readings must agree; `P0` reads as 0, which
     the caller shifts (Planning's priorities start at 1)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return _MISSING
-    if isinstance(value, bool):
-        return _UNREADABLE
-    if isinstance(value, int):
-        return ValueReading(value)
+    if (given := _given_number(value)) is not None:
+        return given
     if isinstance(value, float):
         return ValueReading(int(value)) if value.is_integer() else _UNREADABLE
     tokens = [

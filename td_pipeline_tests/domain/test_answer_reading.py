@@ -15,14 +15,13 @@ from td_pipeline.domain.assessment import (
     assess_proposal,
 )
 from td_pipeline.domain.proposal import (
-    ParsedProposal,
     ProposalFormat,
     TaskReferences,
-    UnparseableProposal,
-    parse_proposal,
 )
 from td_pipeline.domain.task_graph import TaskCountRange
 from td_pipeline.domain.values import Role
+from td_pipeline_tests.domain.test_proposal import parsed
+from td_pipeline_tests.domain.test_proposal import unparseable as refused
 
 RULES = DerivationRules((Role("DEVELOPER"), Role("QA")), 0, TaskCountRange(1, 30))
 
@@ -35,18 +34,6 @@ def plan(*titles: str, prefix: str = "T") -> str:
         for n, title in enumerate(titles, start=1)
     ]
     return json.dumps({"tasks": tasks})
-
-
-def parsed(text: str) -> ParsedProposal:
-    result = parse_proposal(text)
-    assert isinstance(result, ParsedProposal), result
-    return result
-
-
-def refused(text: str) -> UnparseableProposal:
-    result = parse_proposal(text)
-    assert isinstance(result, UnparseableProposal), result
-    return result
 
 
 def titles(text: str) -> list[str | None]:
