@@ -88,6 +88,7 @@ def test_sensors_recover_from_a_nats_restart_and_lose_nothing(
     assert_each_story_derived_once(fleet, events, [s.story_id for s in STORIES[:5]])
 
 
+@pytest.mark.timeout(560)  # the test's own deadline (480 s for the events) comes first
 def test_a_daemon_killed_three_times_during_30_requests_loses_and_duplicates_nothing(
     fleet: LocalFleet, dagster: DagsterProcesses
 ) -> None:
