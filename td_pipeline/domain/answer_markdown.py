@@ -130,14 +130,22 @@ _KEY_VALUE = re.compile(
     r"^\s*(?:[-*+\u2022]\s*)?(?:\*\*|__)?(?P<key>[A-Za-z][A-Za-z #()./_-]{0,30}?)(?:\*\*|__)?"
     r"\s*:\s*(?:\*\*|__)?\s*(?P<value>.*)$"
 )
-_REFERENCE = (
-    r"(?:(?:tasks?|steps?)\s*)?#?(?:[A-Z]{1,6}-?\d+|\d+)\b"
-    r"(?!\s*(?:h\b|hrs?\b|hours?\b|days?\b|mins?\b|minutes?\b|weeks?\b|%|am\b|pm\b))"
-)
+_NOT_A_DURATION = r"(?!\s*(?:h\b|hrs?\b|hours?\b|days?\b|mins?\b|minutes?\b|weeks?\b|%|am\b|pm\b))"
+_ID = rf"(?:(?:tasks?|steps?)\s*)?#?(?:[A-Z]{{1,6}}-?\d+|\d+)\b{_NOT_A_DURATION}"
+_TASK_NUMBER = rf"(?:(?:tasks?|steps?)\s*#?\s*\d+|#\d+|T-?\d+|\d+)\b{_NOT_A_DURATION}"
+
+
+def _listed(reference: str) -> str:
+    return rf"{reference}(?:\s*(?:,|&|\band\b|/)\s*{reference})*"
+
+
+# "depends on" and "blocked by" name tasks by any id, or by title; "after", "requires" and
+# "needs" only by a task number that ends the phrase ("after 2", not "after 2 retries").
 _DEPENDENCY = re.compile(
-    r"\b(?:depends\s+on|dependent\s+on|depending\s+on|blocked\s+by|requires|needs|after"
-    r"|prerequisites?)\s*:?\s*"
-    rf"(?P<refs>{_REFERENCE}(?:\s*(?:,|&|\band\b|/)\s*{_REFERENCE})*)"
+    r"\b(?:depends\s+on|dependent\s+on|depending\s+on|blocked\s+by|prerequisites?)\s*:?\s*"
+    rf"(?P<refs>{_listed(_ID)})"
+    rf"|\b(?:requires|needs|after)\s*:?\s*(?P<weak>{_listed(_TASK_NUMBER)})"
+    r"(?=\s*(?:[,;.()\[\]\u2013\u2014-]|$))"
     r"|\b(?:depends\s+on|blocked\s+by)\s*:?\s*(?P<title>[^;,()\[\]\n.]+)",
     re.IGNORECASE,
 )
@@ -169,8 +177,8 @@ def _dependencies(text: str, fields: dict[str, Any]) -> str:
     """Dependency phrases taken out of `text` into `fields["depends_on"]`."""
     references: list[str] = fields.setdefault("depends_on", [])
     for match in _DEPENDENCY.finditer(text):
-        if match.group("refs"):
-            references.extend(_REFERENCE_SPLIT.split(match.group("refs").strip()))
+        if listed := match.group("refs") or match.group("weak"):
+            references.extend(_REFERENCE_SPLIT.split(listed.strip()))
         elif not is_none_word(match.group("title")):
             references.append(match.group("title").strip())
     return _DEPENDENCY.sub("", text)
@@ -222,8 +230,9 @@ class _Item:
 
 def _item_task(item: _Item) -> RawTask:
     title, rest = _title_and_rest(item.first)
-    fields: dict[str, Any] = {"title": title}
+    fields: dict[str, Any] = {}
     description = [_inline_fields(rest, fields)]
+    fields["title"] = _dependencies(title, fields).strip(_LEADING + ";,")
     for line in item.more:
         key_value = _KEY_VALUE.match(line)
         field = canonical_field(key_value.group("key")) if key_value else None

@@ -380,3 +380,18 @@ def test_common_job_titles_read_as_the_requested_role(written: str, role: str) -
     result = verdict(text)
     assert result.graph.nodes[0].role.value == role
     assert f"task T1: role {written!r} read as {role}" in result.warnings
+
+
+def test_weak_dependency_words_take_only_a_task_number_that_ends_the_phrase() -> None:
+    text = (
+        "1. Upload files (requires S3 bucket) (Developer, 2h)\n"
+        "2. Retry after 3 retries fail - after 1\n"
+        "3. Report after 2019 data is loaded; needs #2 (QA, 1h)\n"
+    )
+    tasks = parsed(text).tasks
+    assert [(t.title, t.depends_on) for t in tasks] == [
+        ("Upload files", ()),
+        ("Retry after 3 retries fail", ("1",)),
+        ("Report after 2019 data is loaded", ("#2",)),
+    ]
+    assert tasks[0].description == "(requires S3 bucket)"
