@@ -266,18 +266,7 @@ def _list_items(lines: list[_Line]) -> list[tuple[int, _Item, int]]:
         if (m := _HEADING.match(line.text))
         and _TASK_LABEL.match(m.group("heading") or m.group("bold"))
     ]
-    tops: list[tuple[int, str | None, str]] = []
-    if headings:
-        tops = [(i, *_label(text)) for i, text in headings]
-    else:
-        found = [(i, m) for i, line in enumerate(lines) if (m := _ITEM.match(line.text))]
-        numbered = [(i, m) for i, m in found if m.group("number")]
-        chosen = numbered or found
-        indent = min((len(m.group("indent")) for _, m in chosen), default=0)
-        for i, match in chosen:
-            if len(match.group("indent")) == indent:
-                key, text = _label(match.group("text"))
-                tops.append((i, key or match.group("number"), text))
+    tops = [(i, *_label(text)) for i, text in headings] if headings else _outermost_items(lines)
     items = []
     for n, (i, key, first) in enumerate(tops):
         stop = tops[n + 1][0] if n + 1 < len(tops) else len(lines)
@@ -290,6 +279,25 @@ def _list_items(lines: list[_Line]) -> list[tuple[int, _Item, int]]:
             )
         )
     return items
+
+
+def _outermost_items(lines: list[_Line]) -> list[tuple[int, str | None, str]]:
+    """Items at the outermost indent; a bullet right under a numbered item (no paragraph
+    between) belongs to that item."""
+    found = [(i, m) for i, line in enumerate(lines) if (m := _ITEM.match(line.text))]
+    indent = min((len(m.group("indent")) for _, m in found), default=0)
+    tops: list[tuple[int, str | None, str]] = []
+    for i, match in found:
+        if len(match.group("indent")) != indent:
+            continue
+        under_number = bool(tops) and lines[tops[-1][0]].text.lstrip()[:1].isdigit()
+        if match.group("number") is None and under_number:
+            continued = _item_lines(lines, tops[-1][0] + 1, i, heading=False)
+            if len(continued) == i - tops[-1][0] - 1:
+                continue
+        key, text = _label(match.group("text"))
+        tops.append((i, key or match.group("number"), text))
+    return tops
 
 
 def _item_lines(lines: list[_Line], start: int, stop: int, *, heading: bool) -> list[int]:
@@ -313,10 +321,27 @@ def _item_lines(lines: list[_Line], start: int, stop: int, *, heading: bool) -> 
     return taken
 
 
-def _is_plan(tasks: list[RawTask]) -> bool:
+_NOT_TASKS = re.compile(
+    r"\b(?:notes?|assumptions?|risks?|questions?|caveats?|remarks?|considerations?"
+    r"|open points?)\b[^\n]*:?\s*$",
+    re.IGNORECASE,
+)
+
+
+def _is_plan(tasks: list[RawTask], introduction: str) -> bool:
+    """Whether a list is a plan: not questions, not introduced as notes or risks, and more
+    than one item or an item with fields."""
     if any(str(task.fields.get("title", "")).endswith("?") for task in tasks):
         return False
+    if _NOT_TASKS.search(introduction):
+        return False
     return len(tasks) >= 2 or any(len(task.fields) > 2 for task in tasks)
+
+
+def _introduction(text: str, start: int) -> str:
+    """The last line of text before `start` that is not blank."""
+    before = text[max(0, start - 300) : start].rstrip().rsplit("\n", 1)
+    return before[-1] if before else ""
 
 
 def scan_lists(text: str, start: int, end: int) -> tuple[Candidate, ...]:
@@ -334,7 +359,7 @@ def scan_lists(text: str, start: int, end: int) -> tuple[Candidate, ...]:
     candidates = []
     for run in runs:
         tasks = [_item_task(item) for _, item, _ in run]
-        if _is_plan(tasks):
+        if _is_plan(tasks, _introduction(text, run[0][0])):
             note = AnswerWarning(WarningKind.SHAPE, "tasks read from a markdown list")
             candidates.append(
                 Candidate(
