@@ -19,8 +19,8 @@ from td_pipeline.application.retries import Retry
 from td_pipeline.orchestration.attempts import PARTITION_TAG
 from td_pipeline.orchestration.backfill import FailedStory, failed_stories, retry_launch
 from td_pipeline.orchestration.jobs import retry_job
-from td_pipeline.orchestration.resources import DerivationSettings
 from td_pipeline.sandbox.dagster_processes import WORKSPACE
+from td_pipeline.settings import SettingsError, read_settings
 
 EXIT_OK, EXIT_LAUNCH_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -35,7 +35,10 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     parser.add_argument("--dry-run", action="store_true", help="list, launch nothing")
     parser.add_argument(
-        "--max-attempts", type=int, default=DerivationSettings().max_attempts, help="per derivation"
+        "--max-attempts",
+        type=int,
+        default=None,
+        help="per derivation (default: TD_MAX_ATTEMPTS, as the daemon's schedule reads it)",
     )
     parser.add_argument("--workspace", type=Path, default=WORKSPACE)
     parser.set_defaults(handler=run)
@@ -63,8 +66,13 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    try:
+        max_attempts = args.max_attempts or read_settings().max_attempts
+    except SettingsError as error:
+        print(f"td-pipeline retry-failed: {error}", file=sys.stderr)
+        return EXIT_USAGE
     instance = dg.DagsterInstance.get()
-    failed = failed_stories(instance, args.max_attempts)
+    failed = failed_stories(instance, max_attempts)
     if not failed:
         print("no story's latest attempt failed")
         return EXIT_OK

@@ -7,7 +7,6 @@ again. The decision is `after_failure`, the same that set the failed event's
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,9 +31,9 @@ from td_pipeline.orchestration.attempts import (
 )
 from td_pipeline.orchestration.jobs import retry_job
 from td_pipeline.orchestration.resources import DerivationSettings
+from td_pipeline.settings import DEFAULT_BACKFILL_CRON, SettingsError, read_settings
 
 BACKFILL_CRON_VARIABLE = "TD_BACKFILL_CRON"
-DEFAULT_BACKFILL_CRON = "*/15 * * * *"
 LOOK_BACK = timedelta(days=7)  # failures older than this are left to people
 DERIVE_ASSETS = ("plan_context", "story_context", "derivation_prompt", "executor_submission")
 PERSIST_ASSETS = ("llm_proposal", "task_graph", "planning_tasks")
@@ -118,7 +117,13 @@ def retry_launch(instance: dg.DagsterInstance, failed: FailedStory) -> RetryLaun
 
 
 def backfill_cron() -> str:
-    return os.environ.get(BACKFILL_CRON_VARIABLE, DEFAULT_BACKFILL_CRON)
+    """Dagster needs the cron when the code location loads. A bad setting must not stop it
+    from loading: the default applies, and the schedule's ticks fail on the settings with the
+    line that names the variable."""
+    try:
+        return read_settings().backfill_cron
+    except SettingsError:
+        return DEFAULT_BACKFILL_CRON
 
 
 @dg.schedule(

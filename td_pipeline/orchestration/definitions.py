@@ -1,4 +1,5 @@
-"""The one Definitions object of td-pipeline. Service addresses come from the environment."""
+"""The one Definitions object of td-pipeline. Its resources read the settings
+(`td_pipeline.settings`) when a run or a sensor tick starts, not when this module loads."""
 
 from __future__ import annotations
 
@@ -15,14 +16,7 @@ from td_pipeline.orchestration.assets import (
 )
 from td_pipeline.orchestration.backfill import failed_derivation_backfill
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
-from td_pipeline.orchestration.resources import (
-    ContextResource,
-    DerivationSettings,
-    PlanningResource,
-    RayExecutorResource,
-    grpc_tls_from_environment,
-    nats_from_environment,
-)
+from td_pipeline.orchestration.resources import resources_from_environment
 from td_pipeline.orchestration.sensors import (
     derivation_failure_sensor,
     derivation_request_sensor,
@@ -48,17 +42,5 @@ defs = dg.Definitions(
         derivation_failure_sensor,
     ],
     schedules=[failed_derivation_backfill],
-    resources={
-        "planning": PlanningResource(
-            address=dg.EnvVar("PLANNING_SERVICE_ADDRESS"), **grpc_tls_from_environment()
-        ),
-        "context_service": ContextResource(
-            address=dg.EnvVar("CONTEXT_SERVICE_ADDRESS"), **grpc_tls_from_environment()
-        ),
-        "executor": RayExecutorResource(
-            address=dg.EnvVar("RAY_EXECUTOR_ADDRESS"), **grpc_tls_from_environment()
-        ),
-        "settings": DerivationSettings.from_environment(),
-        "nats": nats_from_environment(),
-    },
+    resources=resources_from_environment(),
 )

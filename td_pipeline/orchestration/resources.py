@@ -9,10 +9,11 @@ import atexit
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, SecretStr
 
 from td_pipeline.application.ports import ContextPort, ExecutorPort, PlanningPort
 from td_pipeline.domain.events import DerivationOutcome
@@ -34,6 +35,7 @@ from td_pipeline.infrastructure.subjects import (
     DERIVATION_REQUESTED,
     DERIVATION_STREAM,
 )
+from td_pipeline.settings import Settings, SettingsError, read_settings
 
 
 class GrpcServiceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -124,37 +126,19 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
         )
 
     @classmethod
-    def from_environment(cls) -> DerivationSettings:
-        """The defaults, overridden by the TD_* variables that are set (not secrets)."""
-        overrides: dict[str, Any] = {}
-        for name, (variables, kind) in SETTINGS_VARIABLES.items():
-            value = next((os.environ[v] for v in variables if os.environ.get(v)), None)
-            if value is not None:
-                overrides[name] = _true(value) if kind is bool else kind(value)
-        if os.environ.get(KNOWN_ROLES_VARIABLE):
-            overrides["known_roles"] = [
-                name.strip() for name in os.environ[KNOWN_ROLES_VARIABLE].split(",") if name.strip()
-            ]
-        return cls(**overrides)
-
-
-def _true(text: str) -> bool:
-    return text.strip().lower() in ("1", "true", "yes", "on")
-
-
-KNOWN_ROLES_VARIABLE = "TD_KNOWN_ROLES"  # comma-separated
-# Each setting's variables, the first set one wins (the fleet's names before our aliases).
-SETTINGS_VARIABLES: dict[str, tuple[tuple[str, ...], type[int | float | str | bool]]] = {
-    "min_tasks": (("TD_MIN_TASKS",), int),
-    "max_tasks": (("TD_MAX_TASKS",), int),
-    "prompt_template_path": (("TD_PROMPT_TEMPLATE",), str),
-    "vllm_url": (("VLLM_URL", "TD_VLLM_URL"), str),
-    "vllm_model": (("VLLM_MODEL", "TD_VLLM_MODEL"), str),
-    "context_required": (("TD_CONTEXT_REQUIRED",), bool),
-    "llm_timeout_seconds": (("TD_LLM_TIMEOUT_SECONDS",), int),
-    "max_attempts": (("TD_MAX_ATTEMPTS",), int),
-    "transient_retry_seconds": (("TD_TRANSIENT_RETRY_SECONDS",), float),
-}
+    def from_settings(cls, settings: Settings) -> DerivationSettings:
+        return cls(
+            min_tasks=settings.min_tasks,
+            max_tasks=settings.max_tasks,
+            prompt_template_path=settings.prompt_template_path,
+            vllm_url=settings.vllm_url,
+            vllm_model=settings.vllm_model,
+            context_required=settings.context_required,
+            llm_timeout_seconds=settings.llm_timeout_seconds,
+            max_attempts=settings.max_attempts,
+            transient_retry_seconds=settings.transient_retry_seconds,
+            known_roles=list(settings.known_roles),
+        )
 
 
 Connection = TypeVar("Connection", JetStreamPublisher, JetStreamPuller)
@@ -289,54 +273,79 @@ class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 CONSUMER_ACK_WAIT_SECONDS = 120.0
 CONSUMER_MAX_DELIVER = 10
 
-# Variables read by `nats_from_environment`: NatsResource field -> variable. Secrets are
-# passed as dg.EnvVar, so their values are resolved only inside runs and sensor ticks.
-NATS_SECRET_VARIABLES = {
-    "user": "NATS_USER",
-    "password": "NATS_PASSWORD",
-    "token": "NATS_TOKEN",
-}
-NATS_PLAIN_VARIABLES = {
-    "credentials_path": "NATS_CREDS",
-    "tls_ca_path": "NATS_TLS_CA",
-    "tls_cert_path": "NATS_TLS_CERT",
-    "tls_key_path": "NATS_TLS_KEY",
-    "request_stream": "TD_REQUEST_STREAM",
-    "responses_stream": "TD_RESPONSES_STREAM",
-    "request_durable": "TD_REQUEST_DURABLE",
-    "result_durable": "TD_RESULT_DURABLE",
-}
-ENVELOPE_VARIABLE = "TD_EVENT_ENVELOPE"
-GRPC_TLS_VARIABLES = {
-    "tls_ca_path": "TD_GRPC_TLS_CA",
-    "tls_cert_path": "TD_GRPC_TLS_CERT",
-    "tls_key_path": "TD_GRPC_TLS_KEY",
-}
+
+def _required(value: str, variable: str) -> str:
+    if not value.strip():
+        raise SettingsError(f"bad setting: {variable} is not set")
+    return value
 
 
-def nats_from_environment() -> NatsResource:
-    """The NATS resource with the variables that are set; secrets stay `dg.EnvVar`s."""
-    fields: dict[str, Any] = {
-        name: dg.EnvVar(variable)
-        for name, variable in NATS_SECRET_VARIABLES.items()
-        if os.environ.get(variable)
-    }
-    fields.update(
-        {
-            name: os.environ[variable]
-            for name, variable in NATS_PLAIN_VARIABLES.items()
-            if os.environ.get(variable)
-        }
-    )
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def nats_from_settings(settings: Settings) -> NatsResource:
     return NatsResource(
-        url=dg.EnvVar("NATS_URL"), envelope=_true(os.environ.get(ENVELOPE_VARIABLE, "")), **fields
+        url=_required(settings.nats_url, "NATS_URL"),
+        user=settings.nats_user,
+        password=_secret(settings.nats_password),
+        token=_secret(settings.nats_token),
+        credentials_path=settings.nats_credentials_path,
+        tls_ca_path=settings.nats_tls_ca_path,
+        tls_cert_path=settings.nats_tls_cert_path,
+        tls_key_path=settings.nats_tls_key_path,
+        envelope=settings.event_envelope,
+        request_stream=settings.request_stream,
+        responses_stream=settings.responses_stream,
+        request_durable=settings.request_durable,
+        result_durable=settings.result_durable,
     )
 
 
-def grpc_tls_from_environment() -> dict[str, Any]:
-    """TLS (CA) or mTLS (CA, client certificate and key) for the fleet's gRPC services."""
+GrpcResource = TypeVar("GrpcResource", PlanningResource, ContextResource, RayExecutorResource)
+
+
+def grpc_from_settings(
+    kind: type[GrpcResource], address: str, variable: str, settings: Settings
+) -> GrpcResource:
+    return kind(
+        address=_required(address, variable),
+        tls_ca_path=settings.grpc_tls_ca_path,
+        tls_cert_path=settings.grpc_tls_cert_path,
+        tls_key_path=settings.grpc_tls_key_path,
+    )
+
+
+def resources_from_environment() -> dict[str, dg.ResourceDefinition]:
+    """The pipeline's resources, built from the settings when a run or a sensor tick starts
+    (not when the code location loads): a bad value fails that run or tick with one line
+    naming the variable. Secrets are read from the environment there and never reach run
+    config, tags or the UI."""
+
+    def built(make: Callable[[Settings], Any], description: str) -> dg.ResourceDefinition:
+        return dg.ResourceDefinition(
+            resource_fn=lambda _: make(read_settings()), description=description
+        )
+
     return {
-        name: os.environ[variable]
-        for name, variable in GRPC_TLS_VARIABLES.items()
-        if os.environ.get(variable)
+        "planning": built(
+            lambda s: grpc_from_settings(
+                PlanningResource, s.planning_address, "PLANNING_SERVICE_ADDRESS", s
+            ),
+            "Planning (PLANNING_SERVICE_ADDRESS, TD_GRPC_TLS_*)",
+        ),
+        "context_service": built(
+            lambda s: grpc_from_settings(
+                ContextResource, s.context_address, "CONTEXT_SERVICE_ADDRESS", s
+            ),
+            "Context (CONTEXT_SERVICE_ADDRESS, TD_GRPC_TLS_*)",
+        ),
+        "executor": built(
+            lambda s: grpc_from_settings(
+                RayExecutorResource, s.executor_address, "RAY_EXECUTOR_ADDRESS", s
+            ),
+            "The Ray Executor (RAY_EXECUTOR_ADDRESS, TD_GRPC_TLS_*)",
+        ),
+        "settings": built(DerivationSettings.from_settings, "How derivations are done (TD_*)"),
+        "nats": built(nats_from_settings, "NATS JetStream (NATS_*, TD_*_STREAM, TD_*_DURABLE)"),
     }

@@ -9,10 +9,10 @@ from td_pipeline.orchestration.resources import (
     DerivationSettings,
     NatsResource,
     PlanningResource,
-    grpc_tls_from_environment,
-    nats_from_environment,
+    resources_from_environment,
 )
 from td_pipeline.sandbox.planning import PlanningStore, load_sample_stories, serve_planning
+from td_pipeline.settings import SettingsError
 
 
 def test_planning_resource_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,31 +60,19 @@ def test_partition_keys_are_story_ids() -> None:
         story_of_partition("S-1,S-2")
 
 
-def test_settings_read_the_fleets_variables_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TD_VLLM_URL", "http://old:8000")
-    monkeypatch.setenv("TD_VLLM_MODEL", "old-model")
-    monkeypatch.setenv("TD_CONTEXT_REQUIRED", "true")
-    aliases = DerivationSettings.from_environment()
-    monkeypatch.setenv("VLLM_URL", "http://vllm:8000")
-    monkeypatch.setenv("VLLM_MODEL", "Qwen/Qwen3-8B")
-    fleet_names = DerivationSettings.from_environment()
-
-    assert (aliases.vllm_url, aliases.vllm_model) == ("http://old:8000", "old-model")
-    assert (fleet_names.vllm_url, fleet_names.vllm_model) == ("http://vllm:8000", "Qwen/Qwen3-8B")
-    assert fleet_names.context_required and fleet_names.missing_llm_settings() is None
-
-
-def test_missing_vllm_settings_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in ("VLLM_URL", "VLLM_MODEL", "TD_VLLM_URL", "TD_VLLM_MODEL"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("VLLM_MODEL", "m")
-    reason = DerivationSettings.from_environment().missing_llm_settings()
+def test_missing_vllm_settings_are_named() -> None:
+    reason = DerivationSettings(vllm_model="m").missing_llm_settings()
     assert reason is not None and reason.startswith("VLLM_URL not set")
+    assert DerivationSettings(vllm_url="u", vllm_model="m").missing_llm_settings() is None
 
 
-def test_nats_settings_from_the_environment_keep_secrets_as_env_vars(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def resource_from_environment(key: str) -> object:
+    """What a run or a sensor tick gets for `key`, built as the daemon builds it."""
+    with dg.build_init_resource_context() as context:
+        return resources_from_environment()[key].resource_fn(context)
+
+
+def test_resources_are_built_from_the_settings_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
     values = {
         "NATS_URL": "tls://127.0.0.1:4222",
         "NATS_USER": "td",
@@ -93,18 +81,45 @@ def test_nats_settings_from_the_environment_keep_secrets_as_env_vars(
         "TD_REQUEST_STREAM": "PLANNING_EVENTS",
         "TD_RESULT_DURABLE": "td-results",
         "TD_EVENT_ENVELOPE": "true",
+        "PLANNING_SERVICE_ADDRESS": "127.0.0.1:50054",
         "TD_GRPC_TLS_CA": "/etc/td/grpc-ca.pem",
+        "TD_VLLM_URL": "http://vllm:8000",  # the alias, when the fleet's name is not set
+        "VLLM_MODEL": "Qwen/Qwen3-8B",
+        "TD_CONTEXT_REQUIRED": "true",
+        "TD_MAX_ATTEMPTS": "5",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.delenv("VLLM_URL", raising=False)
 
-    nats = nats_from_environment()
+    nats = resource_from_environment("nats")
+    planning = resource_from_environment("planning")
+    settings = resource_from_environment("settings")
 
-    assert nats.password == dg.EnvVar("NATS_PASSWORD")  # the name, never the value
-    assert "canary-password" not in repr(nats)
+    assert isinstance(nats, NatsResource) and isinstance(planning, PlanningResource)
     assert nats.request_consumer().stream == "PLANNING_EVENTS"
     assert nats.result_consumer().durable == "td-results"
     assert nats.tls_ca_path == "/etc/td/ca.pem" and nats.envelope
-    assert grpc_tls_from_environment() == {"tls_ca_path": "/etc/td/grpc-ca.pem"}
-    resolved = NatsResource(url="nats://x", user="td", password="canary-password")
-    assert "canary-password" not in repr(resolved.auth())
+    assert "canary-password" not in repr(nats.auth())
+    assert planning.channel_settings().tls_ca_path == "/etc/td/grpc-ca.pem"
+    assert isinstance(settings, DerivationSettings)
+    assert (settings.vllm_url, settings.vllm_model) == ("http://vllm:8000", "Qwen/Qwen3-8B")
+    assert settings.context_required and settings.max_attempts == 5
+
+
+def test_a_bad_or_missing_value_fails_with_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TD_MAX_ATTEMPTS", "three")
+    with pytest.raises(SettingsError) as bad:
+        resource_from_environment("settings")
+    monkeypatch.delenv("TD_MAX_ATTEMPTS")
+    monkeypatch.delenv("RAY_EXECUTOR_ADDRESS", raising=False)
+    with pytest.raises(SettingsError) as missing:
+        resource_from_environment("executor")
+
+    assert str(bad.value).startswith("bad setting: TD_MAX_ATTEMPTS:") and "'three'" in str(
+        bad.value
+    )
+    assert "\n" not in str(bad.value)
+    assert str(missing.value) == "bad setting: RAY_EXECUTOR_ADDRESS is not set"

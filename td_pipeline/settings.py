@@ -1,0 +1,118 @@
+"""Every setting a user can set, read and validated in one place (the README's configuration
+table lists the same variables).
+
+Read when resources are built (a run, a sensor tick, a CLI command), never at import: a bad
+value then fails that tick or command with one line naming the variable, and the code
+location still loads. Nothing here imports Dagster, NATS or gRPC."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from td_pipeline.domain.roles import CANONICAL_ROLES
+
+DEFAULT_BACKFILL_CRON = "*/15 * * * *"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+    # Where the fleet is. Required to run the pipeline; commands that need one say so.
+    nats_url: str = Field("", validation_alias="NATS_URL")
+    planning_address: str = Field("", validation_alias="PLANNING_SERVICE_ADDRESS")
+    context_address: str = Field("", validation_alias="CONTEXT_SERVICE_ADDRESS")
+    executor_address: str = Field("", validation_alias="RAY_EXECUTOR_ADDRESS")
+
+    # The LLM the executor is told to use (the fleet's names first, ours as aliases).
+    vllm_url: str = Field("", validation_alias=AliasChoices("VLLM_URL", "TD_VLLM_URL"))
+    vllm_model: str = Field("", validation_alias=AliasChoices("VLLM_MODEL", "TD_VLLM_MODEL"))
+
+    # NATS identity and privacy. Secrets stay SecretStr: never printed.
+    nats_user: str | None = Field(None, validation_alias="NATS_USER")
+    nats_password: SecretStr | None = Field(None, validation_alias="NATS_PASSWORD")
+    nats_token: SecretStr | None = Field(None, validation_alias="NATS_TOKEN")
+    nats_credentials_path: str | None = Field(None, validation_alias="NATS_CREDS")
+    nats_tls_ca_path: str | None = Field(None, validation_alias="NATS_TLS_CA")
+    nats_tls_cert_path: str | None = Field(None, validation_alias="NATS_TLS_CERT")
+    nats_tls_key_path: str | None = Field(None, validation_alias="NATS_TLS_KEY")
+    request_stream: str = Field("task_derivation", validation_alias="TD_REQUEST_STREAM")
+    request_durable: str = Field(
+        "task-derivation-request-consumer", validation_alias="TD_REQUEST_DURABLE"
+    )
+    responses_stream: str = Field("AGENT_RESPONSES", validation_alias="TD_RESPONSES_STREAM")
+    result_durable: str = Field(
+        "task-derivation-result-consumer", validation_alias="TD_RESULT_DURABLE"
+    )
+    event_envelope: bool = Field(False, validation_alias="TD_EVENT_ENVELOPE")
+
+    # gRPC TLS (CA) or mTLS (CA, client certificate and key) to the three services.
+    grpc_tls_ca_path: str | None = Field(None, validation_alias="TD_GRPC_TLS_CA")
+    grpc_tls_cert_path: str | None = Field(None, validation_alias="TD_GRPC_TLS_CERT")
+    grpc_tls_key_path: str | None = Field(None, validation_alias="TD_GRPC_TLS_KEY")
+
+    # How derivations are done.
+    min_tasks: int = Field(1, ge=1, validation_alias="TD_MIN_TASKS")
+    max_tasks: int = Field(30, ge=1, validation_alias="TD_MAX_TASKS")
+    prompt_template_path: str | None = Field(None, validation_alias="TD_PROMPT_TEMPLATE")
+    context_required: bool = Field(False, validation_alias="TD_CONTEXT_REQUIRED")
+    llm_timeout_seconds: int = Field(600, ge=1, validation_alias="TD_LLM_TIMEOUT_SECONDS")
+    max_attempts: int = Field(3, ge=1, validation_alias="TD_MAX_ATTEMPTS")
+    transient_retry_seconds: float = Field(
+        60.0, ge=0, validation_alias="TD_TRANSIENT_RETRY_SECONDS"
+    )
+    backfill_cron: str = Field(DEFAULT_BACKFILL_CRON, validation_alias="TD_BACKFILL_CRON")
+    known_roles: Annotated[tuple[str, ...], NoDecode] = Field(
+        tuple(sorted(role.value for role in CANONICAL_ROLES)), validation_alias="TD_KNOWN_ROLES"
+    )
+
+    @field_validator("known_roles", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            names = tuple(name.strip() for name in value.split(",") if name.strip())
+            if not names:
+                raise ValueError("names no role")
+            return names
+        return value
+
+    @field_validator("backfill_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError(f"{value!r} is not a cron expression of five fields")
+        return " ".join(fields)
+
+
+def _one_line(error: ValidationError) -> str:
+    problems = []
+    for detail in error.errors():
+        variable = ".".join(str(part) for part in detail["loc"]) or "settings"
+        given = detail.get("input")
+        secret = "PASSWORD" in variable or "TOKEN" in variable
+        shown = "" if secret or given is None or isinstance(given, dict) else f" (got {given!r})"
+        problems.append(f"{variable}: {detail['msg']}{shown}")
+    return "; ".join(problems)
+
+
+def read_settings() -> Settings:
+    """The settings from the environment; SettingsError names each variable that is wrong."""
+    try:
+        settings = Settings()  # type: ignore[call-arg]  # every field from the environment
+    except ValidationError as error:
+        raise SettingsError(f"bad setting: {_one_line(error)}") from None
+    if settings.min_tasks > settings.max_tasks:
+        raise SettingsError(
+            f"bad setting: TD_MIN_TASKS ({settings.min_tasks}) is above TD_MAX_TASKS "
+            f"({settings.max_tasks})"
+        )
+    return settings
