@@ -350,7 +350,8 @@ def task_graph(
             "warnings": "\n".join((*verdict.warnings, *fitted.warnings)) or "none",
             # One entry, so that one click in the UI shows the table and the picture together.
             "tasks_and_graph": dg.MetadataValue.md(
-                f"{task_table_markdown(graph)}\n\n{graph_picture_markdown(graph)}"
+                f"{task_table_markdown(graph, verdict.task_warnings())}\n\n"
+                f"{graph_picture_markdown(graph)}"
             ),
         },
     )
