@@ -15,8 +15,8 @@ from td_pipeline.domain.assessment import (
     ValidProposal,
     assess_proposal,
 )
+from td_pipeline.domain.roles import role_from_text
 from td_pipeline.domain.task_graph import TaskCountRange, TaskGraph
-from td_pipeline.domain.values import Role
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_ROLES = "DEVELOPER"  # what the pipeline assumes when a request names no role
@@ -56,7 +56,7 @@ def _usage_error(message: str) -> int:
 
 
 def _rules(args: argparse.Namespace) -> DerivationRules:
-    roles = tuple(Role(text) for text in args.roles.split(",") if text.strip())
+    roles = tuple(role_from_text(text) for text in args.roles.split(",") if text.strip())
     if not roles:
         raise ValueError("--roles names no role")
     if len(set(roles)) != len(roles):

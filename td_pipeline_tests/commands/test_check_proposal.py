@@ -193,3 +193,11 @@ def test_console_script_reads_standard_input() -> None:
     assert verdict["tasks"][0]["key"] == "T1"
     assert verdict["tasks"][0]["priority"] == 2
     assert any("role" in warning for warning in verdict["warnings"])
+
+
+def test_roles_in_planning_spellings(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--roles DEV,QA` as Planning sends them: the same roles as DEVELOPER,QA."""
+    answer = CORPUS / "answers" / "50-markdown-table.txt"
+    assert main([str(answer), "--roles", "DEV,QA", "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert {task["role"] for task in verdict["tasks"]} == {"DEVELOPER", "QA"}
