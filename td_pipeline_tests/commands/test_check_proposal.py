@@ -198,6 +198,6 @@ def test_console_script_reads_standard_input() -> None:
 def test_roles_in_planning_spellings(capsys: pytest.CaptureFixture[str]) -> None:
     """`--roles DEV,QA` as Planning sends them: the same roles as DEVELOPER,QA."""
     answer = CORPUS / "answers" / "50-markdown-table.txt"
-    assert main([str(answer), "--roles", "DEV,QA", "--json"]) == 0
+    assert main(["check-proposal", str(answer), "--roles", "DEV,QA", "--json"]) == 0
     verdict = json.loads(capsys.readouterr().out)
     assert {task["role"] for task in verdict["tasks"]} == {"DEVELOPER", "QA"}
