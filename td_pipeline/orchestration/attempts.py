@@ -7,6 +7,7 @@ out. There is no second store to drift from what the UI shows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -76,25 +77,32 @@ def run_attempt(run: dg.DagsterRun) -> RunAttempt | None:
     return None
 
 
-def story_runs(instance: dg.DagsterInstance, story: str, limit: int = 20) -> list[RunAttempt]:
-    """The story's derivation runs, newest first."""
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={PARTITION_TAG: story}), limit=limit)
-    return [attempt for attempt in map(run_attempt, runs) if attempt is not None]
+RUNS_PAGE = 100  # instance queries read pages of this size, as far as the caller needs
+
+
+def _paged_runs(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> Iterator[dg.DagsterRun]:
+    """Every run matching `filters`, newest first, read a page at a time: no silent limit."""
+    cursor: str | None = None
+    while True:
+        page = instance.get_runs(filters=filters, cursor=cursor, limit=RUNS_PAGE)
+        yield from page
+        if len(page) < RUNS_PAGE:
+            return
+        cursor = page[-1].run_id
+
+
+def _attempts(runs: Iterable[dg.DagsterRun]) -> Iterator[RunAttempt]:
+    return (attempt for attempt in map(run_attempt, runs) if attempt is not None)
+
+
+def story_runs(instance: dg.DagsterInstance, story: str) -> Iterator[RunAttempt]:
+    """The story's derivation runs, newest first (runs that are no attempt, such as a
+    re-run of one asset without config, are passed over)."""
+    return _attempts(_paged_runs(instance, dg.RunsFilter(tags={PARTITION_TAG: story})))
 
 
 def latest_run(instance: dg.DagsterInstance, story: str) -> RunAttempt | None:
-    runs = story_runs(instance, story, limit=5)
-    return runs[0] if runs else None
-
-
-def attempt_runs(
-    instance: dg.DagsterInstance, story: str, derivation_id: str, attempt: int, phase: Phase
-) -> list[RunAttempt]:
-    return [
-        run
-        for run in story_runs(instance, story, limit=50)
-        if (run.derivation_id, run.attempt, run.phase) == (derivation_id, attempt, phase)
-    ]
+    return next(story_runs(instance, story), None)
 
 
 def story_of_derivation(instance: dg.DagsterInstance, derivation_id: str) -> str | None:
@@ -103,15 +111,74 @@ def story_of_derivation(instance: dg.DagsterInstance, derivation_id: str) -> str
     return runs[0].tags.get(PARTITION_TAG) if runs else None
 
 
+def derivation_runs(
+    instance: dg.DagsterInstance, story: str, derivation_id: str
+) -> list[RunAttempt]:
+    """Every run of one derivation, newest first: found by its tag (sensors and the retry
+    schedule set it), else, for runs launched by hand without it, by reading the story's runs."""
+    tagged = dg.RunsFilter(tags={PARTITION_TAG: story, DERIVATION_TAG: derivation_id})
+    runs = [run for run in _attempts(_paged_runs(instance, tagged))]
+    if any(run.phase is Phase.DERIVE for run in runs):
+        return runs
+    return [run for run in story_runs(instance, story) if run.derivation_id == derivation_id]
+
+
+def attempt_runs(
+    instance: dg.DagsterInstance, story: str, derivation_id: str, attempt: int, phase: Phase
+) -> list[RunAttempt]:
+    return [
+        run
+        for run in derivation_runs(instance, story, derivation_id)
+        if (run.attempt, run.phase) == (attempt, phase)
+    ]
+
+
 def derive_config_of(
     instance: dg.DagsterInstance, story: str, derivation_id: str
 ) -> dict[str, Any] | None:
     """What the derivation was asked for (plan, roles, correlation id): the config of its
     latest derive run. Persist runs do not repeat it."""
-    for attempt in story_runs(instance, story, limit=50):
-        if attempt.phase is Phase.DERIVE and attempt.derivation_id == derivation_id:
+    for attempt in derivation_runs(instance, story, derivation_id):
+        if attempt.phase is Phase.DERIVE:
             return attempt.step_config
     return None
+
+
+def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[Submission]:
+    """Each story's latest submission to the LLM since `since` that no persist run answered
+    yet. Read from the recent submissions and persist runs (two paged queries), whatever the
+    number of stories ever derived; runs launched by hand count too (every submission is an
+    `executor_submission` materialization)."""
+    answered = {
+        (run.derivation_id, run.attempt)
+        for run in _attempts(
+            _paged_runs(
+                instance,
+                dg.RunsFilter(tags={PHASE_TAG: Phase.PERSIST.value}, updated_after=since),
+            )
+        )
+    }
+    latest: dict[str, Submission] = {}
+    cursor: str | None = None
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=SUBMISSION_ASSET, after_timestamp=since.timestamp()),
+            limit=RUNS_PAGE,
+            cursor=cursor,
+        )
+        for record in page.records:  # newest first
+            submission = _submission(record)
+            story = record.partition_key
+            if submission is not None and story is not None and story not in latest:
+                latest[story] = submission
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return [
+        submission
+        for submission in latest.values()
+        if (submission.derivation_id, submission.attempt) not in answered
+    ]
 
 
 def failure_of(instance: dg.DagsterInstance, attempt: RunAttempt) -> AttemptFailure:
@@ -155,6 +222,25 @@ class Submission:
     deliberation_id: str
     submitted_at: datetime
     run_id: str
+    story: str
+
+
+def _submission(record: dg.EventLogRecord) -> Submission | None:
+    materialization = record.asset_materialization
+    if materialization is None:
+        return None
+    metadata = materialization.metadata
+    try:
+        return Submission(
+            derivation_id=str(metadata["derivation_id"].value),
+            attempt=int(str(metadata["attempt"].value)),
+            deliberation_id=str(metadata["deliberation_id"].value),
+            submitted_at=datetime.fromisoformat(str(metadata["submitted_at"].value)),
+            run_id=record.run_id,
+            story=record.partition_key or "",
+        )
+    except (KeyError, ValueError):
+        return None
 
 
 def latest_submission(instance: dg.DagsterInstance, story: str) -> Submission | None:
@@ -162,16 +248,4 @@ def latest_submission(instance: dg.DagsterInstance, story: str) -> Submission | 
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=SUBMISSION_ASSET, asset_partitions=[story]), limit=1
     ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    metadata = records[0].asset_materialization.metadata
-    try:
-        return Submission(
-            derivation_id=str(metadata["derivation_id"].value),
-            attempt=int(str(metadata["attempt"].value)),
-            deliberation_id=str(metadata["deliberation_id"].value),
-            submitted_at=datetime.fromisoformat(str(metadata["submitted_at"].value)),
-            run_id=records[0].run_id,
-        )
-    except (KeyError, ValueError):
-        return None
+    return _submission(records[0]) if records else None

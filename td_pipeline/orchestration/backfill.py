@@ -27,7 +27,7 @@ from td_pipeline.orchestration.attempts import (
     attempt_tags,
     derive_config_of,
     failure_of,
-    story_runs,
+    latest_run,
 )
 from td_pipeline.orchestration.jobs import retry_job
 from td_pipeline.orchestration.resources import DerivationSettings
@@ -78,17 +78,17 @@ def failed_stories(
     stories = sorted({run.tags[PARTITION_TAG] for run in failed_runs if PARTITION_TAG in run.tags})
     found: list[FailedStory] = []
     for story in stories:
-        runs = story_runs(instance, story)
-        if not runs or runs[0].run.status != dg.DagsterRunStatus.FAILURE:
+        latest = latest_run(instance, story)
+        if latest is None or latest.run.status != dg.DagsterRunStatus.FAILURE:
             continue  # a later attempt ran, or is running
-        failure = failure_of(instance, runs[0])
+        failure = failure_of(instance, latest)
         in_flight = bool(
             instance.get_run_ids(
                 filters=dg.RunsFilter(tags={PARTITION_TAG: story}, statuses=IN_FLIGHT), limit=1
             )
         )
         found.append(
-            FailedStory(story, runs[0], failure, after_failure(failure, max_attempts), in_flight)
+            FailedStory(story, latest, failure, after_failure(failure, max_attempts), in_flight)
         )
     return found
 

@@ -13,21 +13,26 @@ from td_pipeline.domain.events import AttemptOutcome, DerivationCompleted
 from td_pipeline.orchestration.attempts import OUTCOME_ASSET
 from td_pipeline.orchestration.resources import NatsResource
 
-RECENT_OUTCOMES = 100  # a story sees a handful per derivation
+OUTCOMES_PAGE = 100
 
 
 def published_outcomes(instance: dg.DagsterInstance, story: str) -> set[str]:
-    """Message ids of the outcome events already published for the story."""
-    records = instance.fetch_observations(
-        dg.AssetRecordsFilter(asset_key=OUTCOME_ASSET, asset_partitions=[story]),
-        limit=RECENT_OUTCOMES,
-    ).records
+    """Message ids of every outcome event published for the story (read page by page)."""
     ids: set[str] = set()
-    for record in records:
-        observation = record.asset_observation
-        if observation is not None and "message_id" in observation.metadata:
-            ids.add(str(observation.metadata["message_id"].value))
-    return ids
+    cursor: str | None = None
+    while True:
+        result = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=OUTCOME_ASSET, asset_partitions=[story]),
+            limit=OUTCOMES_PAGE,
+            cursor=cursor,
+        )
+        for record in result.records:
+            observation = record.asset_observation
+            if observation is not None and "message_id" in observation.metadata:
+                ids.add(str(observation.metadata["message_id"].value))
+        if not result.has_more:
+            return ids
+        cursor = result.cursor
 
 
 def outcome_metadata(event: AttemptOutcome) -> dict[str, dg.RawMetadataValue]:

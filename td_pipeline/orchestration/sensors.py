@@ -8,7 +8,7 @@ the same run key, and Dagster's run-key dedup keeps them from running twice."""
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -37,13 +37,14 @@ from td_pipeline.orchestration.attempts import (
     Phase,
     attempt_runs,
     attempt_tags,
+    derivation_runs,
     derive_config_of,
     failure_of,
     latest_run,
     latest_submission,
     run_attempt,
     story_of_derivation,
-    story_runs,
+    waiting_attempts,
 )
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
 from td_pipeline.orchestration.outcomes import publish_outcome_once
@@ -105,7 +106,6 @@ def derivation_request_sensor(
         return dg.SensorResult(skip_reason=missing, cursor=context.cursor)
     puller, messages = settle_then_fetch(context, nats, settings, nats.request_consumer())
 
-    known_stories = set(context.instance.get_dynamic_partitions(STORIES))
     known_roles = settings.known_role_set()
     new_stories: list[str] = []
     run_requests: list[dg.RunRequest] = []
@@ -134,8 +134,7 @@ def derivation_request_sensor(
             puller.ack([message.reply])  # a redelivery whose run was already created
             continue
         story = story_partition_key(request.story_id)
-        if story not in known_stories:
-            known_stories.add(story)
+        if story not in new_stories and not context.instance.has_dynamic_partition(STORIES, story):
             new_stories.append(story)
         derivation_id = derivation_id_for(message)
         run_requests.append(
@@ -202,14 +201,11 @@ def _still_submitting(
 ) -> bool:
     """True while a derive run of this attempt has not finished (so its submission may not
     be recorded yet)."""
-    runs = [
-        run
-        for run in story_runs(instance, story, limit=10)
-        if run.phase is Phase.DERIVE
-        and run.derivation_id == derivation_id
-        and (attempt is None or run.attempt == attempt)
-    ]
-    return any(not run.run.is_finished for run in runs)
+    return any(
+        not run.run.is_finished
+        for run in derivation_runs(instance, story, derivation_id)
+        if run.phase is Phase.DERIVE and (attempt is None or run.attempt == attempt)
+    )
 
 
 def _answered_already(
@@ -244,7 +240,6 @@ def derivation_result_sensor(
 ) -> dg.SensorResult:
     puller, messages = settle_then_fetch(context, nats, settings, nats.result_consumer())
 
-    known_stories = set(context.instance.get_dynamic_partitions(STORIES))
     run_requests: list[dg.RunRequest] = []
     pending: list[str] = []
     settled: list[str] = []  # nothing to run: acked now
@@ -268,7 +263,11 @@ def derivation_result_sensor(
             context.log.info(f"{response} names no derivation of ours: acked, nothing to run")
             settled.append(message.reply)
             continue
-        current = latest_submission(context.instance, story) if story in known_stories else None
+        current = (
+            latest_submission(context.instance, story)
+            if context.instance.has_dynamic_partition(STORIES, story)
+            else None
+        )
         answered = (
             response.derivation_id.value if response.derivation_id else "unknown",
             response.attempt,
@@ -332,7 +331,8 @@ def why_lost(
     LLM call that way). One still running fails after the timeout; one completed has its
     answer on NATS, so the result sensor gets twice the timeout to pick it up."""
     status = job.status
-    if job.failed_silently:
+    # A failure the executor published is the result sensor's to handle: give it a look first.
+    if job.failed_silently and waited >= 2 * WATCHDOG_INTERVAL_SECONDS:
         detail = f": {job.error}" if job.error else ""
         return f"LLM job {deliberation_id} completed without an answer (the LLM failed){detail}"
     if status in LOST_STATUSES and waited >= WATCHDOG_INTERVAL_SECONDS:
@@ -360,15 +360,14 @@ def llm_watchdog_sensor(
 ) -> dg.SensorResult:
     now = datetime.now(UTC)
     run_requests: list[dg.RunRequest] = []
-    for story in context.instance.get_dynamic_partitions(STORIES):
+    # Only attempts still in flight: submitted within the time an answer may take (a
+    # completed job's answer gets twice the timeout), not every story ever derived.
+    since = now - timedelta(seconds=3 * settings.llm_timeout_seconds)
+    for submission in waiting_attempts(context.instance, since):
+        story = submission.story
         latest = latest_run(context.instance, story)
-        if latest is None or latest.phase is not Phase.DERIVE:
-            continue  # answered (or never submitted): nothing to watch
-        if latest.run.status != dg.DagsterRunStatus.SUCCESS:
-            continue
-        submission = latest_submission(context.instance, story)
-        if submission is None or submission.run_id != latest.run.run_id:
-            continue
+        if latest is None or latest.run.run_id != submission.run_id:
+            continue  # a later run of the story (a retry in the queue) supersedes it
         waited = (now - submission.submitted_at).total_seconds()
         if waited < min(WATCHDOG_INTERVAL_SECONDS, settings.llm_timeout_seconds):
             continue  # too early to tell: do not ask the executor

@@ -309,3 +309,23 @@ def test_a_real_failure_is_tied_to_its_attempt_by_the_task_id(server: NatsServer
     assert request.partition_key == "STORY-REFUNDS"
     assert (config["derivation_id"], config["attempt"]) == ("d-0123456789abcdef", 1)
     assert "TimeoutError" in config["executor_error"] and "timed out" in config["executor_error"]
+
+
+def test_a_tick_looks_up_only_the_stories_it_was_asked_for(
+    server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests = [
+        {"plan_id": "PLAN-PAY-1", "story_id": "STORY-1234"},  # derived before
+        {"plan_id": "PLAN-UX-1", "story_id": "STORY-NEW"},
+    ]
+    asyncio.run(_publish(server.url, [json.dumps(r).encode() for r in requests]))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("stories", [f"STORY-{n}" for n in range(5_000)])
+        monkeypatch.setattr(
+            instance, "get_dynamic_partitions", lambda *_: pytest.fail("read every story")
+        )
+        result = tick(instance, server.url, None)
+
+    assert [r.partition_key for r in result.run_requests or []] == ["STORY-1234", "STORY-NEW"]
+    (added,) = result.dynamic_partitions_requests or []
+    assert list(added.partition_keys) == ["STORY-NEW"]
