@@ -8,9 +8,11 @@ to Planning's limits first (`planning_limits`), so the titles compared are the o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from td_pipeline.application.ports import PersistedEdge, PlanningPort
+from td_pipeline.domain.plan import PlannedTask
 from td_pipeline.domain.planning_limits import fit_for_planning
 from td_pipeline.domain.task_graph import TaskGraph
 from td_pipeline.domain.values import PlanId, StoryId, TaskKey
@@ -51,4 +53,15 @@ def persist_task_graph(
         created=tuple(node.key for node in missing),
         reused=reused,
         edges=edges,
+    )
+
+
+def missing_from_planning(
+    persisted: PersistedGraph, held: Sequence[PlannedTask]
+) -> tuple[str, ...]:
+    """Planning's ids recorded for the graph that Planning does not hold (any at all is a
+    fault: it answered CreateTasks with ids it then lost)."""
+    held_ids = {task.task_id for task in held}
+    return tuple(
+        sorted(task_id for task_id in persisted.task_ids.values() if task_id not in held_ids)
     )

@@ -14,7 +14,11 @@ from typing import TypeVar
 import dagster as dg
 from pydantic import Field
 
-from td_pipeline.application.persistence import PersistedGraph, persist_task_graph
+from td_pipeline.application.persistence import (
+    PersistedGraph,
+    missing_from_planning,
+    persist_task_graph,
+)
 from td_pipeline.application.ports import ExecutorSubmission, NotFound, PortError, Rejected
 from td_pipeline.application.retries import retry_transient
 from td_pipeline.domain.assessment import DerivationRules, InvalidProposal, assess_proposal
@@ -24,7 +28,7 @@ from td_pipeline.domain.plan import StoryPlan
 from td_pipeline.domain.planning_limits import fit_for_planning
 from td_pipeline.domain.prompt import DerivationBrief, DerivationPrompt, RoleContext, build_prompt
 from td_pipeline.domain.roles import derivation_roles, role_from_text
-from td_pipeline.domain.task_graph import TaskCountRange, TaskGraph
+from td_pipeline.domain.task_graph import TaskGraph
 from td_pipeline.domain.values import DerivationId, PlanId, Role
 from td_pipeline.infrastructure.prompt_templates import load_prompt_template
 from td_pipeline.orchestration.attempts import RETRYABLE, latest_submission
@@ -300,19 +304,16 @@ def llm_proposal(context: dg.AssetExecutionContext, config: ProposalConfig) -> R
     return proposal
 
 
-ACYCLIC_CHECK = "acyclic"
 COVERAGE_CHECK = "acceptance_criteria_covered"
-COUNT_CHECK = "task_count_in_range"
+IN_PLANNING_CHECK = "tasks_in_planning"
 
 
 @dg.asset(
     partitions_def=story_partitions,
     group_name=PERSIST,
-    check_specs=[
-        dg.AssetCheckSpec(ACYCLIC_CHECK, asset="task_graph"),
-        dg.AssetCheckSpec(COVERAGE_CHECK, asset="task_graph"),
-        dg.AssetCheckSpec(COUNT_CHECK, asset="task_graph"),
-    ],
+    # Acyclicity and the task count are not checks here: an answer failing either is
+    # refused before there is a graph, so such checks could only pass.
+    check_specs=[dg.AssetCheckSpec(COVERAGE_CHECK, asset="task_graph")],
 )
 def task_graph(
     llm_proposal: ReceivedProposal,
@@ -355,18 +356,6 @@ def task_graph(
             ),
         },
     )
-    yield from graph_checks(graph, criteria, task_count)
-
-
-def graph_checks(
-    graph: TaskGraph, criteria: int, task_count: TaskCountRange
-) -> Iterator[dg.AssetCheckResult]:
-    # Recomputed from the graph itself, so a regression in validation shows up here.
-    position = {key: index for index, key in enumerate(graph.topological_order())}
-    ordered = len(position) == len(graph.nodes) and all(
-        position[edge.prerequisite] < position[edge.dependent] for edge in graph.edges
-    )
-    yield dg.AssetCheckResult(check_name=ACYCLIC_CHECK, passed=ordered)
     uncovered = graph.uncovered_criteria(criteria)
     yield dg.AssetCheckResult(
         check_name=COVERAGE_CHECK,
@@ -374,15 +363,14 @@ def graph_checks(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"uncovered": ", ".join(map(str, uncovered)) or "none"},
     )
-    count = len(graph.nodes)
-    yield dg.AssetCheckResult(
-        check_name=COUNT_CHECK,
-        passed=task_count.minimum <= count <= task_count.maximum,
-        metadata={"tasks": count, "range": f"{task_count.minimum}..{task_count.maximum}"},
-    )
 
 
-@dg.asset(partitions_def=story_partitions, group_name=PERSIST, kinds={"grpc"})
+@dg.asset(
+    partitions_def=story_partitions,
+    group_name=PERSIST,
+    kinds={"grpc"},
+    check_specs=[dg.AssetCheckSpec(IN_PLANNING_CHECK, asset="planning_tasks")],
+)
 def planning_tasks(
     context: dg.AssetExecutionContext,
     task_graph: TaskGraph,
@@ -390,21 +378,36 @@ def planning_tasks(
     planning: PlanningResource,
     nats: NatsResource,
     settings: DerivationSettings,
-) -> PersistedGraph:
-    """The tasks and dependencies in Planning, under Planning's ids, never twice; then the
-    completed event, once per derivation however often this is re-run."""
+) -> Iterator[dg.Output[PersistedGraph] | dg.AssetCheckResult]:
+    """The tasks and dependencies in Planning, under Planning's ids, never twice; then, once
+    Planning is seen to hold every task under the id recorded, the completed event, once per
+    derivation however often this is re-run."""
     attempt = plan_context.attempt
+    client = planning.client()
     try:
         # Safe to repeat: it lists what Planning holds first and creates only what is missing.
         persisted = _riding_out_outages(
             context,
             settings,
-            lambda: persist_task_graph(
-                planning.client(), attempt.plan_id, attempt.story_id, task_graph
-            ),
+            lambda: persist_task_graph(client, attempt.plan_id, attempt.story_id, task_graph),
+        )
+        held = _riding_out_outages(
+            context, settings, lambda: client.list_story_tasks(attempt.story_id)
         )
     except PortError as error:
         raise _failure(error) from error
+    missing = missing_from_planning(persisted, held)
+    yield dg.AssetCheckResult(
+        check_name=IN_PLANNING_CHECK,
+        passed=not missing,
+        metadata={"tasks": len(persisted.task_ids), "missing": ", ".join(missing) or "none"},
+    )
+    if missing:
+        # Retryable: the next run lists again and creates what Planning lacks.
+        raise dg.Failure(
+            description=f"Planning does not hold tasks it returned ids for: {', '.join(missing)}",
+            metadata={RETRYABLE: True},
+        )
     completed = DerivationCompleted(
         plan_id=attempt.plan_id,
         story_id=attempt.story_id,
@@ -416,8 +419,9 @@ def planning_tasks(
         context.instance, nats, context.partition_key, completed, attempt.correlation_id
     )
     submission = latest_submission(context.instance, context.partition_key)
-    context.add_output_metadata(
-        {
+    yield dg.Output(
+        persisted,
+        metadata={
             "derivation_id": attempt.derivation_id.value,
             "seconds_since_submission": round(
                 (completed.occurred_at - submission.submitted_at).total_seconds(), 1
@@ -429,6 +433,5 @@ def planning_tasks(
             "created": len(persisted.created),
             "already_in_planning": len(persisted.reused),
             "dependencies": len(persisted.edges),
-        }
+        },
     )
-    return persisted

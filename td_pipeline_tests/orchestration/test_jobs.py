@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -14,6 +15,10 @@ import nats
 import nats.errors
 import pytest
 
+from td_pipeline.application.ports import PersistedEdge, PlanningPort
+from td_pipeline.domain.plan import PlannedTask, StoryPlan
+from td_pipeline.domain.task_graph import TaskNode
+from td_pipeline.domain.values import PlanId, StoryId
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as executor_pb2
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as executor_grpc
 from td_pipeline.orchestration.definitions import defs
@@ -147,9 +152,8 @@ def test_derive_then_persist_against_the_fleet(
     assert ours[0]["occurred_at"].endswith("Z")
     checks = persisted.get_asset_check_evaluations()
     assert {(c.check_name, c.passed) for c in checks} == {
-        ("acyclic", True),
         ("acceptance_criteria_covered", True),
-        ("task_count_in_range", True),
+        ("tasks_in_planning", True),
     }
 
 
@@ -206,3 +210,65 @@ def test_context_is_best_effort_unless_required(
         prompt = result.output_for_node("derivation_prompt").text
         assert "<role_context" not in prompt  # built without it, and submitted
         assert result.output_for_node("executor_submission").deliberation_id
+
+
+@dataclass
+class ForgetfulPlanning:
+    """Planning that answers CreateTasks with ids, then lists one task fewer."""
+
+    planning: PlanningPort
+
+    def get_plan(self, plan_id: PlanId) -> StoryPlan:
+        return self.planning.get_plan(plan_id)
+
+    def list_story_tasks(self, story_id: StoryId) -> tuple[PlannedTask, ...]:
+        return self.planning.list_story_tasks(story_id)[:-1]  # the newest is lost
+
+    def create_tasks(
+        self, plan_id: PlanId, story_id: StoryId, tasks: Sequence[TaskNode]
+    ) -> tuple[str, ...]:
+        return self.planning.create_tasks(plan_id, story_id, tasks)
+
+    def save_dependencies(
+        self, plan_id: PlanId, story_id: StoryId, edges: Sequence[PersistedEdge]
+    ) -> None:
+        self.planning.save_dependencies(plan_id, story_id, edges)
+
+
+class ForgetfulPlanningResource(PlanningResource):
+    def client(self) -> PlanningPort:
+        return ForgetfulPlanning(super().client())
+
+
+LOSSY = "d-lossy"
+
+
+def test_the_planning_check_fails_when_planning_lost_a_task(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    derived = run("derive_tasks", fleet, instance, derive_config(LOSSY))
+    answer = answer_of(fleet, derived.output_for_node("executor_submission").deliberation_id)
+    result = defs.resolve_job_def("persist_tasks").execute_in_process(
+        run_config={
+            "ops": {"llm_proposal": {"config": {"text": answer, "derivation_id": "d-lossy"}}}
+        },
+        instance=instance,
+        partition_key=STORY,
+        resources={
+            **resources(fleet),
+            "planning": ForgetfulPlanningResource(
+                address=fleet.environment()["PLANNING_SERVICE_ADDRESS"]
+            ),
+        },
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    (check,) = [
+        c for c in result.get_asset_check_evaluations() if c.check_name == "tasks_in_planning"
+    ]
+    assert not check.passed and check.metadata["missing"].value != "none"
+    events = asyncio.run(
+        stored_events(fleet.environment()["NATS_URL"], "task.derivation.completed")
+    )
+    assert not [e for e in events if e["derivation_request_id"] == LOSSY]
