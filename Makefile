@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.td-pipeline-installed
 
-.PHONY: install test lint typecheck unit protos demo bench clean
+.PHONY: install test lint typecheck validate unit e2e protos demo bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,12 +21,21 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy td_pipeline
 
-# Two workers, a test file each: the end-to-end tests spend most of their time waiting on
-# daemons and sensors, so they overlap well even on 2 cores.
+# The fast tier: everything but the end-to-end tests (real NATS and gRPC servers on loopback
+# where a layer needs them, no Dagster daemon). About a minute here.
 unit: install
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 -m "not e2e"
 
-test: lint typecheck unit
+# The end-to-end tier: real daemons, two test files at a time (they spend most of their time
+# waiting on sensors, so they overlap well even on 2 cores).
+e2e: install
+	$(PY) -m pytest -n 2 --dist loadfile -m e2e
+
+# The code location loads (with whatever settings the environment has; bad ones do not stop it).
+validate: install
+	$(VENV)/bin/dagster definitions validate -m td_pipeline.orchestration.definitions
+
+test: lint typecheck validate unit e2e
 
 # Regenerate the committed protobuf code after editing protos/ (a test checks they match).
 protos: install

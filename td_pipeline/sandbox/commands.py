@@ -244,6 +244,7 @@ def watch_events(args: argparse.Namespace) -> int:
             subscription = await jetstream.subscribe(
                 "task.derivation.*", ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
             )
+            print("# watching task.derivation.completed and failed", file=sys.stderr, flush=True)
             seen = 0
             deadline = time.monotonic() + args.timeout if args.timeout else None
             while args.count is None or seen < args.count:

@@ -19,6 +19,7 @@ import pytest
 
 from td_pipeline.sandbox.dagster_processes import DagsterProcesses
 from td_pipeline.sandbox.fleet import LocalFleet
+from td_pipeline_tests.support import wait_until
 
 STORIES = {
     "STORY-REFUNDS": "PLAN-PAY-1",
@@ -155,17 +156,16 @@ def test_a_repeated_answer_and_another_agents_answer_change_nothing(
 
     asyncio.run(republish_answer(url, "STORY-REFUNDS"))
     asyncio.run(republish_answer(url, "STORY-REFUNDS", task_type="CODE_REVIEW"))
-    time.sleep(12)  # two ticks of the result sensor
-    every_event = asyncio.run(request_and_collect(url, [], want=2, timeout=5))
-
-    assert every_event == first  # no second completed event, no failed one
-    assert store.tasks("STORY-REFUNDS") == tasks_before
-    assert store.dependencies("STORY-REFUNDS") == edges_before
-    # Both were taken and settled: nothing waits for redelivery.
+    # Proof the sensor looked: both were taken and settled, nothing waits for redelivery.
     backlog = asyncio.run(
         consumer_backlog(url, "AGENT_RESPONSES", "task-derivation-result-consumer")
     )
+    every_event = asyncio.run(request_and_collect(url, [], want=2, timeout=5))
+
     assert backlog == (0, 0)
+    assert every_event == first  # no second completed event, no failed one
+    assert store.tasks("STORY-REFUNDS") == tasks_before
+    assert store.dependencies("STORY-REFUNDS") == edges_before
 
 
 def test_the_daemon_killed_between_request_and_run_loses_and_duplicates_nothing(
@@ -186,12 +186,9 @@ def test_the_daemon_killed_between_request_and_run_loses_and_duplicates_nothing(
 
     asyncio.run(publish_all())
     instance = dg.DagsterInstance.from_config(str(dagster.home))
-    deadline = time.monotonic() + 60
-    while not instance.get_run_ids(limit=1) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: instance.get_run_ids(limit=1), 60, "the sensor requesting runs", 0.2)
     # The sensor has asked for runs; their requests are not acked yet. Crash now.
     dagster.kill_daemon()
-    time.sleep(2)
     dagster.start_daemon()
 
     events = asyncio.run(request_and_collect(url, [], want=len(STORIES), timeout=180))

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import nats
 import pytest
 
@@ -19,6 +20,7 @@ from td_pipeline.sandbox.dagster_processes import DagsterProcesses, prepare_home
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.planning import load_sample_stories, story_copies
 from td_pipeline_tests.e2e.test_daemon import request_and_collect
+from td_pipeline_tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +81,8 @@ def test_sensors_recover_from_a_nats_restart_and_lose_nothing(
     assert fleet.nats is not None
     url = fleet.environment()["NATS_URL"]
     asyncio.run(publish(url, [request(i) for i in range(3)]))
-    time.sleep(4)  # runs under way
+    instance = dg.DagsterInstance.from_config(str(dagster.home))
+    wait_until(lambda: instance.get_run_ids(limit=1), 60, "runs under way", 0.2)
     fleet.nats.restart(down_seconds=3)
     asyncio.run(publish(url, [request(i) for i in range(3, 5)]))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from td_pipeline.infrastructure.nats_mappers import decode_agent_failure, decode
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_COMPLETED, AGENT_RESPONSE_FAILED
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.llm import ReplayLlm
+from td_pipeline_tests.support import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +87,14 @@ async def message_for(url: str, subject: str, task_id: str) -> dict[str, Any]:
 
 
 def wait_for_status(client: GrpcExecutorClient, deliberation_id: str) -> DeliberationStatus:
-    for _ in range(100):
-        status = client.deliberation_status(deliberation_id)
-        if status.status != "running":
-            return status
-        time.sleep(0.05)
-    return client.deliberation_status(deliberation_id)
+    """The job's status once it is no longer running."""
+    return wait_until(
+        lambda: (
+            (status := client.deliberation_status(deliberation_id)).status != "running" and status
+        ),
+        5,
+        f"{deliberation_id} finishing",
+    )
 
 
 def test_task_ids_name_the_attempt_and_never_look_like_planning_s_own() -> None:
@@ -218,7 +220,9 @@ def test_a_failed_llm_job_is_published_and_reported_completed_without_proposal(
 def test_lost_and_unknown_deliberations(fleet: LocalFleet) -> None:
     client = GrpcExecutorClient(settings(fleet, "RAY_EXECUTOR_ADDRESS"))
     receipt = client.submit(submission("STORY-DARK-MODE", "PLAN-UX-1", "d-lost", fleet))
-    time.sleep(0.2)
+    later = client.submit(submission("STORY-REFUNDS", "PLAN-PAY-1", "d-later", fleet))
+    # Proof the executor's workers had the lost job: one submitted after it has finished.
+    wait_for_status(client, later.deliberation_id)
     assert client.deliberation_status(receipt.deliberation_id) == DeliberationStatus("running")
     unknown = client.deliberation_status("delib-unknown")
     assert (unknown.status, unknown.has_proposal, unknown.failed_silently) == (

@@ -223,7 +223,7 @@ def test_the_watchdog_fails_an_unanswered_attempt_once(
     config["plan_context"]["config"]["plan_id"] = "PLAN-AUTH-1"
     assert run(fleet, instance, "derive_tasks", config, story=ANSWER_LOST).success
     settings = fleet_settings(fleet, llm_timeout_seconds=1)
-    time.sleep(1.2)
+    time.sleep(1.2)  # the scenario: the LLM timeout (1 s) passes without an answer
     resources_for_tick = {
         "executor": resources(fleet)["executor"],
         "settings": settings,

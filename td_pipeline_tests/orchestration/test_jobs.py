@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from td_pipeline.orchestration.resources import (
     RayExecutorResource,
 )
 from td_pipeline.sandbox.fleet import LocalFleet
+from td_pipeline_tests.support import wait_until
 
 STORY, PLAN = "STORY-REFUNDS", "PLAN-PAY-1"
 
@@ -81,17 +81,18 @@ def run(
 
 
 def answer_of(fleet: LocalFleet, deliberation_id: str) -> str:
+    request = executor_pb2.GetDeliberationStatusRequest(deliberation_id=deliberation_id)
     with grpc.insecure_channel(fleet.environment()["RAY_EXECUTOR_ADDRESS"]) as channel:
         stub = executor_grpc.RayExecutorServiceStub(channel)
-        for _ in range(100):
-            status = stub.GetDeliberationStatus(
-                executor_pb2.GetDeliberationStatusRequest(deliberation_id=deliberation_id),
-                timeout=5,
-            )
-            if status.status == "completed":
-                return status.result.proposal
-            time.sleep(0.05)
-    raise AssertionError("the executor never answered")
+        status = wait_until(
+            lambda: (
+                (answer := stub.GetDeliberationStatus(request, timeout=5)).status == "completed"
+                and answer
+            ),
+            5,
+            "the executor answering",
+        )
+    return status.result.proposal
 
 
 async def stored_events(url: str, subject: str) -> list[dict[str, Any]]:

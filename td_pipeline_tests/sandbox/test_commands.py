@@ -14,6 +14,7 @@ import pytest
 
 from td_pipeline.sandbox.fleet import read_env_file
 from td_pipeline.sandbox.llm import OFFLINE_MODEL, OfflinePlanner
+from td_pipeline_tests.support import wait_until
 
 CLI = [str(Path(sys.executable).with_name("td-pipeline"))]
 
@@ -55,10 +56,12 @@ def sandbox(
         stderr=subprocess.PIPE,
         text=True,
     )
-    while not (state_dir / "sandbox.env").exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() - started < 30, "sandbox up did not come up"
-        time.sleep(0.05)
+    wait_until(
+        lambda: (state_dir / "sandbox.env").exists() or process.poll() is not None,
+        30,
+        "sandbox up coming up",
+    )
+    assert process.poll() is None, process.communicate()
     ready_after = time.monotonic() - started
     try:
         yield process, state_dir, ready_after
@@ -126,9 +129,12 @@ def test_tasks_request_and_watch_against_the_running_sandbox(
     watcher = subprocess.Popen(
         [*CLI, "watch", "--count", "1", "--timeout", "20", *state],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)  # let the watcher subscribe before the event goes out
+    assert watcher.stderr is not None
+    # The event must go out after the watcher subscribed: it says so on stderr.
+    assert watcher.stderr.readline().startswith("# watching"), "the watcher did not start"
     request = run("request", "--plan", "P", "--story", "S", "--envelope", *state)
     # Nothing in the sandbox derives tasks (that is the pipeline's job): publish an outcome
     # the way td-pipeline would, so the watcher has something to print.

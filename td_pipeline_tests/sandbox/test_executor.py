@@ -31,6 +31,7 @@ from td_pipeline.sandbox.llm import OFFLINE_MODEL, LlmRequest, OfflinePlanner, R
 from td_pipeline.sandbox.nats_server import NatsServer
 from td_pipeline.sandbox.planning import SampleStory, load_sample_stories
 from td_pipeline_tests.fixtures import fleet_message, shape
+from td_pipeline_tests.support import wait_until
 
 STORIES = {story.story_id: story for story in load_sample_stories()}
 
@@ -116,12 +117,12 @@ def stub(executor: RunningExecutor) -> Iterator[pb_grpc.RayExecutorServiceStub]:
 
 
 def wait_for_status(stub: pb_grpc.RayExecutorServiceStub, deliberation: str, status: str) -> None:
-    for _ in range(100):
-        request = pb.GetDeliberationStatusRequest(deliberation_id=deliberation)
-        if stub.GetDeliberationStatus(request, timeout=5).status == status:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{deliberation} never became {status}")
+    request = pb.GetDeliberationStatusRequest(deliberation_id=deliberation)
+    wait_until(
+        lambda: stub.GetDeliberationStatus(request, timeout=5).status == status,
+        5,
+        f"{deliberation} becoming {status}",
+    )
 
 
 def test_round_trip_publishes_the_fleet_shape_and_a_valid_graph(

@@ -19,6 +19,7 @@ from td_pipeline.sandbox.planning import (
     serve_planning,
     story_copies,
 )
+from td_pipeline_tests.support import wait_until
 
 STORIES = load_sample_stories()
 REFUNDS = next(s for s in STORIES if s.story_id == "STORY-REFUNDS")
@@ -282,7 +283,8 @@ def test_unavailable_for_a_while_then_back(
     assert code_of(lambda: planning.GetPlanContext(request, timeout=5)) == (
         grpc.StatusCode.UNAVAILABLE
     )
-    time.sleep(0.35)
+    # Back once the fault's time is up (the test waits for that time to pass, no more).
+    wait_until(lambda: time.monotonic() >= faults.unavailable_until, 5, "the outage ending")
     assert planning.GetPlanContext(request, timeout=5).plan_context.plan_id == REFUNDS.plan_id
 
 
