@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from td_pipeline.application.attempt_history import SubmittedAttempt
 from td_pipeline.application.ports import PersistedEdge, Unavailable
 from td_pipeline.domain.plan import PlannedTask, StoryPlan
 from td_pipeline.domain.task_graph import TaskNode
@@ -58,3 +59,33 @@ class FakePlanning:
             assert {edge.dependent_id, edge.prerequisite_id} <= known, f"unknown task in {edge}"
         saved = self.edges.setdefault(story_id, [])
         saved.extend(edge for edge in edges if edge not in saved)
+
+
+@dataclass
+class FakeAttemptHistory:
+    """What the instance would know, as plain data (`AttemptHistory`)."""
+
+    stories: set[str] = field(default_factory=set)
+    handled_messages: set[str] = field(default_factory=set)
+    derivation_stories: dict[str, str] = field(default_factory=dict)
+    submissions: dict[str, SubmittedAttempt] = field(default_factory=dict)
+    submitting: set[tuple[str, str, int | None]] = field(default_factory=set)
+    answered: set[tuple[str, str, int]] = field(default_factory=set)
+
+    def story_exists(self, story: str) -> bool:
+        return story in self.stories
+
+    def message_handled(self, message_key: str) -> bool:
+        return message_key in self.handled_messages
+
+    def story_of_derivation(self, derivation_id: str) -> str | None:
+        return self.derivation_stories.get(derivation_id)
+
+    def current_submission(self, story: str) -> SubmittedAttempt | None:
+        return self.submissions.get(story)
+
+    def still_submitting(self, story: str, derivation_id: str, attempt: int | None) -> bool:
+        return (story, derivation_id, attempt) in self.submitting
+
+    def answer_handled(self, story: str, derivation_id: str, attempt: int) -> bool:
+        return (story, derivation_id, attempt) in self.answered

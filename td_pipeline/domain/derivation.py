@@ -60,3 +60,22 @@ class DerivationAttempt:
             raise ValueError("an attempt needs at least one role")
         if self.attempt < 1:
             raise ValueError("attempts count from 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """An inbound message no retry can fix. Plan and story ids are set, exactly as sent, when
+    they could be read (even when they cannot name a partition), so that a failed event can
+    still answer the requester."""
+
+    reason: str
+    plan_id: str | None = None
+    story_id: str | None = None
+    correlation_id: str | None = None  # the request envelope's, carried into the failed event
+
+
+@dataclass(frozen=True, slots=True)
+class NotOurs:
+    """An agent response for another task type: acknowledged and ignored."""
+
+    task_type: str

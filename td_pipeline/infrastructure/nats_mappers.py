@@ -6,12 +6,17 @@ shared by every agent of the fleet; only TASK_DERIVATION ones are ours (§1.3)."
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from td_pipeline.domain.derivation import DerivationRequest, LlmAnswer, LlmFailureReport
+from td_pipeline.domain.derivation import (
+    DerivationRequest,
+    LlmAnswer,
+    LlmFailureReport,
+    NotOurs,
+    Refused,
+)
 from td_pipeline.domain.roles import CANONICAL_ROLES, role_from_text
 from td_pipeline.domain.values import DerivationId, PlanId, Role, StoryId
 from td_pipeline.infrastructure.executor_client import (
@@ -32,25 +37,6 @@ from td_pipeline.infrastructure.payloads import (
 )
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """A message no retry can fix. Plan and story ids are set, exactly as sent, when they
-    could be read (even when they cannot name a partition), so that a failed event can still
-    answer the requester."""
-
-    reason: str
-    plan_id: str | None = None
-    story_id: str | None = None
-    correlation_id: str | None = None  # the request envelope's, carried into the failed event
-
-
-@dataclass(frozen=True, slots=True)
-class NotOurs:
-    """An agent response for another task type: acknowledged and ignored."""
-
-    task_type: str
 
 
 def _json_object(data: bytes, max_bytes: int) -> dict[str, Any] | Refused:

@@ -15,7 +15,9 @@ from typing import Any
 
 import dagster as dg
 
+from td_pipeline.application.attempt_history import SubmittedAttempt
 from td_pipeline.application.retries import AttemptFailure, Stage
+from td_pipeline.orchestration.partitions import STORIES
 
 PARTITION_TAG = "dagster/partition"
 DERIVATION_TAG = "td/derivation_id"
@@ -144,7 +146,7 @@ def derive_config_of(
     return None
 
 
-def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[Submission]:
+def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[SubmittedAttempt]:
     """Each story's latest submission to the LLM since `since` that no persist run answered
     yet. Read from the recent submissions and persist runs (two paged queries), whatever the
     number of stories ever derived; runs launched by hand count too (every submission is an
@@ -158,7 +160,7 @@ def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[Subm
             )
         )
     }
-    latest: dict[str, Submission] = {}
+    latest: dict[str, SubmittedAttempt] = {}
     cursor: str | None = None
     while True:
         page = instance.fetch_materializations(
@@ -213,39 +215,64 @@ def failure_of(instance: dg.DagsterInstance, attempt: RunAttempt) -> AttemptFail
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """What the story's latest `executor_submission` handed to the LLM."""
-
-    derivation_id: str
-    attempt: int
-    deliberation_id: str
-    submitted_at: datetime
-    run_id: str
-    story: str
-
-
-def _submission(record: dg.EventLogRecord) -> Submission | None:
+def _submission(record: dg.EventLogRecord) -> SubmittedAttempt | None:
     materialization = record.asset_materialization
     if materialization is None:
         return None
     metadata = materialization.metadata
     try:
-        return Submission(
+        return SubmittedAttempt(
+            story=record.partition_key or "",
             derivation_id=str(metadata["derivation_id"].value),
             attempt=int(str(metadata["attempt"].value)),
             deliberation_id=str(metadata["deliberation_id"].value),
             submitted_at=datetime.fromisoformat(str(metadata["submitted_at"].value)),
             run_id=record.run_id,
-            story=record.partition_key or "",
         )
     except (KeyError, ValueError):
         return None
 
 
-def latest_submission(instance: dg.DagsterInstance, story: str) -> Submission | None:
+def latest_submission(instance: dg.DagsterInstance, story: str) -> SubmittedAttempt | None:
     """Only the latest submission's answer is persisted; earlier ones are superseded."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=SUBMISSION_ASSET, asset_partitions=[story]), limit=1
     ).records
     return _submission(records[0]) if records else None
+
+
+RUN_KEY_TAG = "dagster/run_key"
+
+
+class InstanceAttemptHistory:
+    """`AttemptHistory` answered from the Dagster instance: partitions, runs (by tag) and the
+    `executor_submission` materializations."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self._instance = instance
+
+    def story_exists(self, story: str) -> bool:
+        return self._instance.has_dynamic_partition(STORIES, story)
+
+    def message_handled(self, message_key: str) -> bool:
+        runs = self._instance.get_run_ids(
+            filters=dg.RunsFilter(tags={RUN_KEY_TAG: message_key}), limit=1
+        )
+        return bool(runs)
+
+    def story_of_derivation(self, derivation_id: str) -> str | None:
+        return story_of_derivation(self._instance, derivation_id)
+
+    def current_submission(self, story: str) -> SubmittedAttempt | None:
+        return latest_submission(self._instance, story)
+
+    def still_submitting(self, story: str, derivation_id: str, attempt: int | None) -> bool:
+        return any(
+            not run.run.is_finished
+            for run in derivation_runs(self._instance, story, derivation_id)
+            if run.phase is Phase.DERIVE and (attempt is None or run.attempt == attempt)
+        )
+
+    def answer_handled(self, story: str, derivation_id: str, attempt: int) -> bool:
+        runs = attempt_runs(self._instance, story, derivation_id, attempt, Phase.PERSIST)
+        return any(run.run.status != dg.DagsterRunStatus.FAILURE for run in runs)

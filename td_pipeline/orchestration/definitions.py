@@ -15,14 +15,12 @@ from td_pipeline.orchestration.assets import (
     task_graph,
 )
 from td_pipeline.orchestration.backfill import failed_derivation_backfill
+from td_pipeline.orchestration.failure_sensor import derivation_failure_sensor
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
+from td_pipeline.orchestration.request_sensor import derivation_request_sensor
 from td_pipeline.orchestration.resources import resources_from_environment
-from td_pipeline.orchestration.sensors import (
-    derivation_failure_sensor,
-    derivation_request_sensor,
-    derivation_result_sensor,
-    llm_watchdog_sensor,
-)
+from td_pipeline.orchestration.result_sensor import derivation_result_sensor
+from td_pipeline.orchestration.watchdog_sensor import llm_watchdog_sensor
 
 defs = dg.Definitions(
     assets=[

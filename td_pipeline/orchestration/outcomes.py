@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from td_pipeline.application.outcome_once import should_publish
 from td_pipeline.domain.events import AttemptOutcome, DerivationCompleted
 from td_pipeline.orchestration.attempts import OUTCOME_ASSET
 from td_pipeline.orchestration.resources import NatsResource
@@ -61,7 +62,7 @@ def publish_outcome_once(
 ) -> bool:
     """Publish unless already published; True when it went out now. A crash between the
     publish and the record repeats the publish, which the message id deduplicates."""
-    if event.message_id() in published_outcomes(instance, story):
+    if not should_publish(event, published_outcomes(instance, story)):
         return False
     nats.publish_outcome(event, correlation_id)
     instance.report_runless_asset_event(

@@ -27,17 +27,14 @@ from td_pipeline.domain.values import DerivationId, PlanId, StoryId
 from td_pipeline.orchestration.attempts import latest_submission
 from td_pipeline.orchestration.backfill import failed_stories, retry_launch
 from td_pipeline.orchestration.definitions import defs
+from td_pipeline.orchestration.failure_sensor import derivation_failure_sensor
 from td_pipeline.orchestration.outcomes import publish_outcome_once, published_outcomes
 from td_pipeline.orchestration.resources import (
     DerivationSettings,
     NatsResource,
     RayExecutorResource,
 )
-from td_pipeline.orchestration.sensors import (
-    derivation_failure_sensor,
-    llm_watchdog_sensor,
-    why_lost,
-)
+from td_pipeline.orchestration.watchdog_sensor import llm_watchdog_sensor
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.llm import ReplayLlm
 from td_pipeline_tests.orchestration.test_jobs import (
@@ -239,34 +236,6 @@ def test_the_watchdog_fails_an_unanswered_attempt_once(
     assert not failed.success
     (found,) = [f for f in failed_stories(instance, 3) if f.story == ANSWER_LOST]
     assert found.failure.stage is Stage.ANSWER and found.decision == Retry(Restart.RESUBMIT, 2)
-
-
-@pytest.mark.parametrize(
-    ("status", "waited", "lost"),
-    [
-        ("running", 599, None),
-        ("running", 600, "LLM timeout after 600s (job j-1: running)"),
-        ("unknown", 600, "LLM timeout after 600s (job j-1: unknown)"),
-        ("not_found", 5, None),  # just submitted: the executor may not have registered it
-        ("not_found", 20, "the executor lost LLM job j-1 (not_found) after 20s"),
-        ("failed", 20, "the executor lost LLM job j-1 (failed) after 20s"),
-        ("completed", 900, None),  # its answer is on NATS: the result sensor will take it
-        ("completed", 1200, "the answer of LLM job j-1 never arrived (1200s)"),
-    ],
-)
-def test_the_watchdog_tells_waiting_from_lost(status: str, waited: float, lost: str | None) -> None:
-    job = DeliberationStatus(status, has_proposal=status == "completed")
-    assert why_lost(job, waited, 600, "j-1") == lost
-
-
-def test_a_job_completed_without_a_proposal_fails_once_the_result_sensor_had_its_look() -> None:
-    # The fleet's executor reports a failed LLM call as `completed` with an empty proposal. A
-    # failure it published is the result sensor's; the watchdog takes over after two looks.
-    job = DeliberationStatus("completed", has_proposal=False)
-    assert why_lost(job, 15, 600, "j-1") is None
-    assert why_lost(job, 20, 600, "j-1") == (
-        "LLM job j-1 completed without an answer (the LLM failed)"
-    )
 
 
 class FailingAtOnce:

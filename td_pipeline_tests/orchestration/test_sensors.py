@@ -13,6 +13,7 @@ import nats.errors
 import pytest
 
 from td_pipeline.orchestration.definitions import defs
+from td_pipeline.orchestration.request_sensor import derivation_request_sensor
 from td_pipeline.orchestration.resources import (
     ContextResource,
     DerivationSettings,
@@ -20,7 +21,7 @@ from td_pipeline.orchestration.resources import (
     PlanningResource,
     RayExecutorResource,
 )
-from td_pipeline.orchestration.sensors import derivation_request_sensor, derivation_result_sensor
+from td_pipeline.orchestration.result_sensor import derivation_result_sensor
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.nats_server import NatsServer
 from td_pipeline_tests.fixtures import fleet_message

@@ -1,0 +1,33 @@
+"""When an attempt that was handed to the LLM counts as failed without an answer."""
+
+from __future__ import annotations
+
+from td_pipeline.application.ports import DeliberationStatus
+
+LOST_STATUSES = frozenset({"not_found", "failed"})
+
+
+def why_lost(
+    job: DeliberationStatus, waited: float, timeout: int, deliberation_id: str, look: float
+) -> str | None:
+    """Why an unanswered attempt counts as failed, or None while it may still be answered.
+    `look` is how often the watchdog looks.
+
+    A job the executor does not know (or failed) is lost once it had the time to register; so
+    is one it reports `completed` with an empty proposal (the fleet's executor reports a failed
+    LLM call that way), once the result sensor had the time to handle a failure the executor
+    published. One still running fails after the timeout; one completed has its answer on
+    NATS, so the result sensor gets twice the timeout to pick it up."""
+    status = job.status
+    if job.failed_silently and waited >= 2 * look:
+        detail = f": {job.error}" if job.error else ""
+        return f"LLM job {deliberation_id} completed without an answer (the LLM failed){detail}"
+    if status in LOST_STATUSES and waited >= look:
+        return f"the executor lost LLM job {deliberation_id} ({status}) after {waited:.0f}s"
+    if status == "completed":
+        if waited < 2 * timeout:
+            return None
+        return f"the answer of LLM job {deliberation_id} never arrived ({waited:.0f}s)"
+    if waited >= timeout:
+        return f"LLM timeout after {timeout}s (job {deliberation_id}: {status})"
+    return None

@@ -1,0 +1,69 @@
+"""What every NATS-driven sensor tick does: at least once, never twice.
+
+Dagster stores a tick's runs only after the sensor returns, so acking inside the tick could
+lose a request. A tick therefore hands the ack subjects of the messages it turned into runs
+to its cursor, and the next tick (whose start proves the previous result was stored) acks
+them. A tick whose result is thrown away leaves its messages unacked: they come back, with
+the same run key, and Dagster's run-key dedup keeps them from running twice."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import dagster as dg
+
+from td_pipeline.infrastructure.jetstream_consumer import (
+    ConsumerSpec,
+    JetStreamPuller,
+    PulledMessage,
+)
+from td_pipeline.orchestration.attempts import Phase, attempt_tags
+from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
+
+PRIORITY_TAG = "dagster/priority"
+
+
+def pending_acks(cursor: str | None) -> list[str]:
+    if not cursor:
+        return []
+    replies: list[str] = json.loads(cursor).get("pending_acks", [])
+    return replies
+
+
+def cursor_with(pending: list[str]) -> str:
+    return json.dumps({"pending_acks": pending})
+
+
+def settle_then_fetch(
+    context: dg.SensorEvaluationContext,
+    nats: NatsResource,
+    settings: DerivationSettings,
+    consumer: ConsumerSpec,
+) -> tuple[JetStreamPuller, list[PulledMessage]]:
+    """Ack what the last tick turned into runs (this tick running proves they were stored),
+    then fetch a bounded batch."""
+    puller = nats.puller()
+    puller.ack(pending_acks(context.cursor))
+    puller.ensure_consumer(consumer)
+    return puller, puller.fetch(consumer, settings.sensor_batch, settings.sensor_fetch_seconds)
+
+
+def persist_request(
+    run_key: str, story: str, derivation_id: str, attempt: int, proposal: dict[str, Any]
+) -> dg.RunRequest:
+    """A persist run for one attempt: its answer (`text`) or why there is none
+    (`executor_error`)."""
+    return dg.RunRequest(
+        run_key=run_key,
+        partition_key=story,
+        run_config={
+            "ops": {
+                "llm_proposal": {
+                    "config": {"derivation_id": derivation_id, "attempt": attempt, **proposal}
+                }
+            }
+        },
+        # Ahead of queued derive runs: finish the stories already started first.
+        tags={**attempt_tags(Phase.PERSIST, derivation_id, attempt), PRIORITY_TAG: "1"},
+    )

@@ -1,0 +1,78 @@
+"""agent.response.completed / failed -> persist runs for the story's current attempt
+(`answer_routing` decides; this module fetches, acts and acks)."""
+
+from collections import Counter
+
+import dagster as dg
+
+from td_pipeline.application.answer_routing import Route, route_answer
+from td_pipeline.domain.derivation import LlmFailureReport, NotOurs, Refused
+from td_pipeline.infrastructure.nats_mappers import decode_agent_failure, decode_agent_response
+from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_FAILED
+from td_pipeline.orchestration.attempts import InstanceAttemptHistory
+from td_pipeline.orchestration.jobs import persist_job
+from td_pipeline.orchestration.nats_ticks import cursor_with, persist_request, settle_then_fetch
+from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
+
+EARLY_ANSWER_DELAY_SECONDS = 3.0
+
+
+@dg.sensor(
+    job=persist_job,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Turns the executor's answers and failures (agent.response.completed / "
+    "failed) into persist runs for the story's current attempt.",
+)
+def derivation_result_sensor(
+    context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
+) -> dg.SensorResult:
+    puller, messages = settle_then_fetch(context, nats, settings, nats.result_consumer())
+    history = InstanceAttemptHistory(context.instance)
+    run_requests: list[dg.RunRequest] = []
+    pending: list[str] = []
+    settled: list[str] = []  # nothing to run: acked now
+    refused: list[str] = []
+    early: list[str] = []  # answers whose submission is not recorded yet
+    routes: Counter[str] = Counter()
+    for message in messages:
+        decoded = (
+            decode_agent_failure(message.data)
+            if message.subject == AGENT_RESPONSE_FAILED
+            else decode_agent_response(message.data)
+        )
+        if isinstance(decoded, NotOurs):
+            routes["not ours"] += 1
+            settled.append(message.reply)
+            continue
+        if isinstance(decoded, Refused):
+            context.log.warning(f"refused agent response: {decoded.reason}")
+            routes["refused"] += 1
+            refused.append(message.reply)
+            continue
+        route = route_answer(decoded, message.run_key, history)
+        routes[route.route.value] += 1
+        if route.route is Route.EARLY:
+            early.append(message.reply)  # look again shortly
+        elif route.route is not Route.PERSIST or route.attempt is None:
+            context.log.info(f"answer for {route.story or '?'} acked, not persisted: {route.why}")
+            settled.append(message.reply)
+        else:
+            current = route.attempt
+            proposal = (
+                {"executor_error": decoded.reason}
+                if isinstance(decoded, LlmFailureReport)
+                else {"text": decoded.text}
+            )
+            run_requests.append(
+                persist_request(
+                    message.run_key, current.story, current.derivation_id, current.attempt, proposal
+                )
+            )
+            pending.append(message.reply)
+    puller.ack(settled)
+    puller.terminate(refused)
+    puller.redeliver_later(early, EARLY_ANSWER_DELAY_SECONDS)
+    if messages:
+        context.log.info(f"{len(messages)} answer(s): {dict(routes)}")
+    return dg.SensorResult(run_requests=run_requests, cursor=cursor_with(pending))

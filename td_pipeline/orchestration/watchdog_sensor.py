@@ -1,0 +1,63 @@
+"""Attempts handed to the LLM that will never be answered become failed attempts (the lost-job
+policy is `lost_jobs.why_lost`), so that the retry schedule can try again."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from td_pipeline.application.lost_jobs import why_lost
+from td_pipeline.application.ports import DeliberationStatus, PortError
+from td_pipeline.orchestration.attempts import latest_run, waiting_attempts
+from td_pipeline.orchestration.jobs import persist_job
+from td_pipeline.orchestration.nats_ticks import persist_request
+from td_pipeline.orchestration.resources import DerivationSettings, RayExecutorResource
+
+WATCHDOG_INTERVAL_SECONDS = 10  # how soon a failed or lost job is noticed
+
+
+@dg.sensor(
+    job=persist_job,
+    minimum_interval_seconds=WATCHDOG_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Fails attempts whose LLM job was lost or did not answer within "
+    "llm_timeout_seconds, so that the retry schedule can try again.",
+)
+def llm_watchdog_sensor(
+    context: dg.SensorEvaluationContext,
+    executor: RayExecutorResource,
+    settings: DerivationSettings,
+) -> dg.SensorResult:
+    now = datetime.now(UTC)
+    timeout = settings.llm_timeout_seconds
+    run_requests: list[dg.RunRequest] = []
+    # Only attempts still in flight: submitted within the time an answer may take (a
+    # completed job's answer gets twice the timeout), not every story ever derived.
+    for submission in waiting_attempts(context.instance, now - timedelta(seconds=3 * timeout)):
+        story = submission.story
+        latest = latest_run(context.instance, story)
+        if latest is None or latest.run.run_id != submission.run_id:
+            continue  # a later run of the story (a retry in the queue) supersedes it
+        waited = (now - submission.submitted_at).total_seconds()
+        if waited < min(WATCHDOG_INTERVAL_SECONDS, timeout):
+            continue  # too early to tell: do not ask the executor
+        try:
+            job = executor.client().deliberation_status(submission.deliberation_id)
+        except PortError as error:
+            context.log.warning(f"cannot ask the executor about {story}: {error}")
+            job = DeliberationStatus("unknown")
+        reason = why_lost(
+            job, waited, timeout, submission.deliberation_id, WATCHDOG_INTERVAL_SECONDS
+        )
+        if reason is None:
+            continue
+        context.log.warning(f"{story}: {reason}")
+        run_requests.append(
+            persist_request(
+                f"watchdog:{submission.derivation_id}:{submission.attempt}",
+                story,
+                submission.derivation_id,
+                submission.attempt,
+                {"executor_error": reason},
+            )
+        )
+    return dg.SensorResult(run_requests=run_requests)

@@ -1,0 +1,38 @@
+"""The lost-job policy: when an attempt handed to the LLM counts as failed."""
+
+from __future__ import annotations
+
+import pytest
+
+from td_pipeline.application.lost_jobs import why_lost
+from td_pipeline.application.ports import DeliberationStatus
+
+LOOK = 10  # the watchdog looks every 10 s
+
+
+@pytest.mark.parametrize(
+    ("status", "waited", "lost"),
+    [
+        ("running", 599, None),
+        ("running", 600, "LLM timeout after 600s (job j-1: running)"),
+        ("unknown", 600, "LLM timeout after 600s (job j-1: unknown)"),
+        ("not_found", 5, None),  # just submitted: the executor may not have registered it
+        ("not_found", 20, "the executor lost LLM job j-1 (not_found) after 20s"),
+        ("failed", 20, "the executor lost LLM job j-1 (failed) after 20s"),
+        ("completed", 900, None),  # its answer is on NATS: the result sensor will take it
+        ("completed", 1200, "the answer of LLM job j-1 never arrived (1200s)"),
+    ],
+)
+def test_the_watchdog_tells_waiting_from_lost(status: str, waited: float, lost: str | None) -> None:
+    job = DeliberationStatus(status, has_proposal=status == "completed")
+    assert why_lost(job, waited, 600, "j-1", LOOK) == lost
+
+
+def test_a_job_completed_without_a_proposal_fails_once_the_result_sensor_had_its_look() -> None:
+    # The fleet's executor reports a failed LLM call as `completed` with an empty proposal. A
+    # failure it published is the result sensor's; the watchdog takes over after two looks.
+    job = DeliberationStatus("completed", has_proposal=False)
+    assert why_lost(job, 15, 600, "j-1", LOOK) is None
+    assert why_lost(job, 20, 600, "j-1", LOOK) == (
+        "LLM job j-1 completed without an answer (the LLM failed)"
+    )
