@@ -20,6 +20,11 @@ class SubmittedAttempt:
     deliberation_id: str
     submitted_at: datetime
     run_id: str
+    # What the answer is checked and persisted against, as the derivation asked for it.
+    plan_id: str
+    roles: tuple[str, ...]
+    acceptance_criteria: int
+    correlation_id: str | None
 
 
 class AttemptHistory(Protocol):

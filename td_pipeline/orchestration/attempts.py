@@ -228,6 +228,12 @@ def _submission(record: dg.EventLogRecord) -> SubmittedAttempt | None:
             deliberation_id=str(metadata["deliberation_id"].value),
             submitted_at=datetime.fromisoformat(str(metadata["submitted_at"].value)),
             run_id=record.run_id,
+            plan_id=str(metadata["plan_id"].value),
+            roles=tuple(
+                role.strip() for role in str(metadata["roles"].value).split(",") if role.strip()
+            ),
+            acceptance_criteria=int(str(metadata["acceptance_criteria"].value)),
+            correlation_id=str(metadata["correlation_id"].value) or None,
         )
     except (KeyError, ValueError):
         return None

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from td_pipeline.orchestration.assets import (
+from td_pipeline.orchestration.backfill import failed_derivation_backfill
+from td_pipeline.orchestration.derive_assets import (
     derivation_prompt,
     executor_submission,
-    llm_proposal,
     plan_context,
-    planning_tasks,
     story_context,
-    task_graph,
 )
-from td_pipeline.orchestration.backfill import failed_derivation_backfill
 from td_pipeline.orchestration.failure_sensor import derivation_failure_sensor
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
+from td_pipeline.orchestration.persist_assets import llm_proposal, planning_tasks, task_graph
 from td_pipeline.orchestration.request_sensor import derivation_request_sensor
 from td_pipeline.orchestration.resources import resources_from_environment
 from td_pipeline.orchestration.result_sensor import derivation_result_sensor

@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from td_pipeline.application.attempt_history import SubmittedAttempt
 from td_pipeline.infrastructure.jetstream_consumer import (
     ConsumerSpec,
     JetStreamPuller,
@@ -50,20 +51,27 @@ def settle_then_fetch(
 
 
 def persist_request(
-    run_key: str, story: str, derivation_id: str, attempt: int, proposal: dict[str, Any]
+    run_key: str, submission: SubmittedAttempt, proposal: dict[str, Any]
 ) -> dg.RunRequest:
     """A persist run for one attempt: its answer (`text`) or why there is none
-    (`executor_error`)."""
+    (`executor_error`), with what the attempt asked for (from its submission's record, so
+    that the run loads nothing of the derive run)."""
+    config = {
+        "derivation_id": submission.derivation_id,
+        "attempt": submission.attempt,
+        "plan_id": submission.plan_id,
+        "roles": list(submission.roles),
+        "acceptance_criteria": submission.acceptance_criteria,
+        "correlation_id": submission.correlation_id,
+        **proposal,
+    }
     return dg.RunRequest(
         run_key=run_key,
-        partition_key=story,
-        run_config={
-            "ops": {
-                "llm_proposal": {
-                    "config": {"derivation_id": derivation_id, "attempt": attempt, **proposal}
-                }
-            }
-        },
+        partition_key=submission.story,
+        run_config={"ops": {"llm_proposal": {"config": config}}},
         # Ahead of queued derive runs: finish the stories already started first.
-        tags={**attempt_tags(Phase.PERSIST, derivation_id, attempt), PRIORITY_TAG: "1"},
+        tags={
+            **attempt_tags(Phase.PERSIST, submission.derivation_id, submission.attempt),
+            PRIORITY_TAG: "1",
+        },
     )

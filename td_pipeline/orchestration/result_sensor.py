@@ -64,11 +64,7 @@ def derivation_result_sensor(
                 if isinstance(decoded, LlmFailureReport)
                 else {"text": decoded.text}
             )
-            run_requests.append(
-                persist_request(
-                    message.run_key, current.story, current.derivation_id, current.attempt, proposal
-                )
-            )
+            run_requests.append(persist_request(message.run_key, current, proposal))
             pending.append(message.reply)
     puller.ack(settled)
     puller.terminate(refused)

@@ -54,9 +54,7 @@ def llm_watchdog_sensor(
         run_requests.append(
             persist_request(
                 f"watchdog:{submission.derivation_id}:{submission.attempt}",
-                story,
-                submission.derivation_id,
-                submission.attempt,
+                submission,
                 {"executor_error": reason},
             )
         )

@@ -15,7 +15,9 @@ from td_pipeline.domain.values import DerivationId, PlanId, StoryId
 from td_pipeline_tests.fakes import FakeAttemptHistory
 
 STORY = "STORY-1"
-CURRENT = SubmittedAttempt(STORY, "d-2", 2, "deliberation-td:d-2:2-1", datetime.now(UTC), "r-1")
+CURRENT = SubmittedAttempt(
+    STORY, "d-2", 2, "deliberation-td:d-2:2-1", datetime.now(UTC), "r-1", "P-1", ("QA",), 3, None
+)
 
 
 def answer(derivation: str | None = "d-2", attempt: int | None = 2) -> LlmAnswer:

@@ -94,6 +94,10 @@ def add_submission(instance: dg.DagsterInstance, story: str, derivation: str) ->
                 "attempt": 1,
                 "deliberation_id": f"deliberation-td:{derivation}:1-1",
                 "submitted_at": datetime.now(UTC).isoformat(),
+                "plan_id": "PLAN-1",
+                "roles": "DEVELOPER, QA",
+                "acceptance_criteria": 3,
+                "correlation_id": "",
             },
         )
     )

@@ -40,6 +40,7 @@ from td_pipeline.sandbox.llm import ReplayLlm
 from td_pipeline_tests.orchestration.test_jobs import (
     PLAN,
     STORY,
+    answer_config,
     answer_of,
     derive_config,
     fleet_settings,
@@ -136,7 +137,7 @@ def test_a_planning_outage_is_retried_from_the_stored_answer_and_announced_once(
     submission = latest_submission(instance, STORY)
     assert submission is not None
     answer = answer_of(fleet, submission.deliberation_id)
-    proposal = {"llm_proposal": {"config": {"text": answer, "derivation_id": "d-outage"}}}
+    proposal = answer_config(answer, "d-outage")
     fleet.faults.unavailable_for(30)
     try:
         failed = run(fleet, instance, "persist_tasks", proposal, settings=settings)

@@ -30,6 +30,7 @@ from td_pipeline.orchestration.resources import (
     RayExecutorResource,
 )
 from td_pipeline.sandbox.fleet import LocalFleet
+from td_pipeline.sandbox.planning import load_sample_stories
 from td_pipeline_tests.support import wait_until
 
 STORY, PLAN = "STORY-REFUNDS", "PLAN-PAY-1"
@@ -111,6 +112,22 @@ async def stored_events(url: str, subject: str) -> list[dict[str, Any]]:
         await connection.close()
 
 
+def answer_config(text: str, derivation: str, plan: str = PLAN) -> dict[str, Any]:
+    """A persist run's config as the result sensor writes it from the submission's record."""
+    story = next(s for s in load_sample_stories() if s.plan_id == plan)
+    return {
+        "llm_proposal": {
+            "config": {
+                "text": text,
+                "derivation_id": derivation,
+                "plan_id": plan,
+                "roles": ["DEVELOPER", "QA"],
+                "acceptance_criteria": len(story.acceptance_criteria),
+            }
+        }
+    }
+
+
 def derive_config(derivation: str) -> dict[str, Any]:
     return {
         "plan_context": {
@@ -133,7 +150,7 @@ def test_derive_then_persist_against_the_fleet(
     assert submission.derivation_id.value == "d-1" and submission.deliberation_id
 
     answer = answer_of(fleet, submission.deliberation_id)
-    proposal = {"llm_proposal": {"config": {"text": answer, "derivation_id": "d-1"}}}
+    proposal = answer_config(answer, "d-1")
     persisted = run("persist_tasks", fleet, instance, proposal)
     again = run("persist_tasks", fleet, instance, proposal)
 
@@ -173,7 +190,7 @@ def test_unusable_answer_fails_with_its_issues(
     fleet: LocalFleet, instance: dg.DagsterInstance
 ) -> None:
     assert run("derive_tasks", fleet, instance, derive_config("d-3")).success
-    proposal = {"llm_proposal": {"config": {"text": "I'm sorry, I can't.", "derivation_id": "d-3"}}}
+    proposal = answer_config("I'm sorry, I can't.", "d-3")
 
     result = run("persist_tasks", fleet, instance, proposal)
 
@@ -250,9 +267,7 @@ def test_the_planning_check_fails_when_planning_lost_a_task(
     derived = run("derive_tasks", fleet, instance, derive_config(LOSSY))
     answer = answer_of(fleet, derived.output_for_node("executor_submission").deliberation_id)
     result = defs.resolve_job_def("persist_tasks").execute_in_process(
-        run_config={
-            "ops": {"llm_proposal": {"config": {"text": answer, "derivation_id": "d-lossy"}}}
-        },
+        run_config={"ops": answer_config(answer, LOSSY)},
         instance=instance,
         partition_key=STORY,
         resources={
@@ -273,3 +288,18 @@ def test_the_planning_check_fails_when_planning_lost_a_task(
         stored_events(fleet.environment()["NATS_URL"], "task.derivation.completed")
     )
     assert not [e for e in events if e["derivation_request_id"] == LOSSY]
+
+
+def test_a_persist_run_needs_nothing_of_the_derive_runs_storage(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    derived = run("derive_tasks", fleet, instance, derive_config("d-elsewhere"))
+    answer = answer_of(fleet, derived.output_for_node("executor_submission").deliberation_id)
+
+    # Another instance, another storage: as on another host, after the derive run's files.
+    with dg.instance_for_test() as elsewhere:
+        elsewhere.add_dynamic_partitions(story_partitions.name, [STORY])
+        persisted = run("persist_tasks", fleet, elsewhere, answer_config(answer, "d-elsewhere"))
+
+    assert persisted.success
+    assert persisted.output_for_node("planning_tasks").task_ids

@@ -299,6 +299,10 @@ def test_a_real_failure_is_tied_to_its_attempt_by_the_task_id(server: NatsServer
                     "attempt": 1,
                     "deliberation_id": "deliberation-td:d-0123456789abcdef:1-1",
                     "submitted_at": "2026-11-26T10:00:00+00:00",
+                    "plan_id": "PLAN-PAY-1",
+                    "roles": "DEVELOPER, QA",
+                    "acceptance_criteria": 4,
+                    "correlation_id": "corr-1",
                 },
             )
         )
@@ -309,6 +313,13 @@ def test_a_real_failure_is_tied_to_its_attempt_by_the_task_id(server: NatsServer
     config = request.run_config["ops"]["llm_proposal"]["config"]
     assert request.partition_key == "STORY-REFUNDS"
     assert (config["derivation_id"], config["attempt"]) == ("d-0123456789abcdef", 1)
+    # What the attempt asked for travels in the config: nothing of the derive run is loaded.
+    assert (config["plan_id"], config["roles"], config["acceptance_criteria"]) == (
+        "PLAN-PAY-1",
+        ["DEVELOPER", "QA"],
+        4,
+    )
+    assert config["correlation_id"] == "corr-1"
     assert "TimeoutError" in config["executor_error"] and "timed out" in config["executor_error"]
 
 
