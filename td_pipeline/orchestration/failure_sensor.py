@@ -1,13 +1,10 @@
 """One task.derivation.failed per failed attempt, saying whether td-pipeline retries by itself
-(`retries.after_failure` decides) or a person has to look."""
-
-from datetime import UTC, datetime
+(`retries.after_failure` decides) or a person has to look. An attempt the executor failed is
+announced sooner, by the sensor that learns it (`outcomes.announce_failed_attempt`); the
+failed run then finds its event published."""
 
 import dagster as dg
 
-from td_pipeline.application.retries import Retry, after_failure, failure_reason
-from td_pipeline.domain.events import DerivationFailed
-from td_pipeline.domain.values import DerivationId, PlanId, StoryId
 from td_pipeline.orchestration.attempts import (
     PARTITION_TAG,
     derive_config_of,
@@ -15,7 +12,7 @@ from td_pipeline.orchestration.attempts import (
     run_attempt,
 )
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
-from td_pipeline.orchestration.outcomes import publish_outcome_once
+from td_pipeline.orchestration.outcomes import AskedAttempt, announce_failed_attempt
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
 
 
@@ -35,23 +32,16 @@ def derivation_failure_sensor(
         context.log.info(f"run {context.dagster_run.run_id} is not a derivation attempt")
         return
     failure = failure_of(context.instance, attempt)
-    decision = after_failure(failure, settings.max_attempts)
     asked = derive_config_of(context.instance, story, attempt.derivation_id)
     if asked is None:
         context.log.warning(f"no derive run known for {story}; failed event not published")
         return
-    event = DerivationFailed(
-        plan_id=PlanId(asked["plan_id"]),
-        story_id=StoryId(story),
-        reason=failure_reason(failure, decision, settings.max_attempts),
-        requires_manual_review=not isinstance(decision, Retry),
-        occurred_at=datetime.now(UTC),
-        derivation_request_id=DerivationId(attempt.derivation_id),
-        attempt=attempt.attempt,
+    event = announce_failed_attempt(
+        context.instance,
+        nats,
+        story,
+        AskedAttempt(asked["plan_id"], attempt.derivation_id, asked.get("correlation_id")),
+        failure,
+        settings.max_attempts,
     )
-    published = publish_outcome_once(
-        context.instance, nats, story, event, asked.get("correlation_id")
-    )
-    context.log.info(
-        f"{story}: {event.reason} ({'published' if published else 'published before'})"
-    )
+    context.log.info(f"{story}: {event.reason}")

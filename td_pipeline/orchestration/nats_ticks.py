@@ -14,12 +14,14 @@ from typing import Any
 import dagster as dg
 
 from td_pipeline.application.attempt_history import SubmittedAttempt
+from td_pipeline.application.retries import AttemptFailure, Stage
 from td_pipeline.infrastructure.jetstream_consumer import (
     ConsumerSpec,
     JetStreamPuller,
     PulledMessage,
 )
 from td_pipeline.orchestration.attempts import Phase, attempt_tags
+from td_pipeline.orchestration.outcomes import AskedAttempt, announce_failed_attempt
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
 
 PRIORITY_TAG = "dagster/priority"
@@ -48,6 +50,26 @@ def settle_then_fetch(
     puller.ack(pending_acks(context.cursor))
     puller.ensure_consumer(consumer)
     return puller, puller.fetch(consumer, settings.sensor_batch, settings.sensor_fetch_seconds)
+
+
+def announce_llm_failure(
+    instance: dg.DagsterInstance,
+    nats: NatsResource,
+    submission: SubmittedAttempt,
+    reason: str,
+    max_attempts: int,
+) -> None:
+    """The failed event of an attempt whose LLM job failed, at once, rather than after the
+    failing persist run (which still records the failure for the UI and the retry schedule;
+    its event is then found published)."""
+    announce_failed_attempt(
+        instance,
+        nats,
+        submission.story,
+        AskedAttempt(submission.plan_id, submission.derivation_id, submission.correlation_id),
+        AttemptFailure(Stage.ANSWER, submission.attempt, retryable=True, description=reason),
+        max_attempts,
+    )
 
 
 def persist_request(

@@ -7,10 +7,15 @@ the UI next to the tasks."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 import dagster as dg
 
 from td_pipeline.application.outcome_once import should_publish
-from td_pipeline.domain.events import AttemptOutcome, DerivationCompleted
+from td_pipeline.application.retries import AttemptFailure, Retry, after_failure, failure_reason
+from td_pipeline.domain.events import AttemptOutcome, DerivationCompleted, DerivationFailed
+from td_pipeline.domain.values import DerivationId, PlanId, StoryId
 from td_pipeline.orchestration.attempts import OUTCOME_ASSET
 from td_pipeline.orchestration.resources import NatsResource
 
@@ -71,3 +76,36 @@ def publish_outcome_once(
         )
     )
     return True
+
+
+def announce_failed_attempt(
+    instance: dg.DagsterInstance,
+    nats: NatsResource,
+    story: str,
+    asked: AskedAttempt,
+    failure: AttemptFailure,
+    max_attempts: int,
+) -> DerivationFailed:
+    """The attempt's one failed event, saying whether td-pipeline retries by itself
+    (`after_failure` decides, as for the retry schedule) or a person has to look."""
+    decision = after_failure(failure, max_attempts)
+    event = DerivationFailed(
+        plan_id=PlanId(asked.plan_id),
+        story_id=StoryId(story),
+        reason=failure_reason(failure, decision, max_attempts),
+        requires_manual_review=not isinstance(decision, Retry),
+        occurred_at=datetime.now(UTC),
+        derivation_request_id=DerivationId(asked.derivation_id),
+        attempt=failure.attempt,
+    )
+    publish_outcome_once(instance, nats, story, event, asked.correlation_id)
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class AskedAttempt:
+    """What the failed event names of the attempt: its plan, derivation and correlation id."""
+
+    plan_id: str
+    derivation_id: str
+    correlation_id: str | None

@@ -11,7 +11,12 @@ from td_pipeline.infrastructure.nats_mappers import decode_agent_failure, decode
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_FAILED
 from td_pipeline.orchestration.attempts import InstanceAttemptHistory
 from td_pipeline.orchestration.jobs import persist_job
-from td_pipeline.orchestration.nats_ticks import cursor_with, persist_request, settle_then_fetch
+from td_pipeline.orchestration.nats_ticks import (
+    announce_llm_failure,
+    cursor_with,
+    persist_request,
+    settle_then_fetch,
+)
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
 
 EARLY_ANSWER_DELAY_SECONDS = 3.0
@@ -59,11 +64,13 @@ def derivation_result_sensor(
             settled.append(message.reply)
         else:
             current = route.attempt
-            proposal = (
-                {"executor_error": decoded.reason}
-                if isinstance(decoded, LlmFailureReport)
-                else {"text": decoded.text}
-            )
+            if isinstance(decoded, LlmFailureReport):
+                announce_llm_failure(
+                    context.instance, nats, current, decoded.reason, settings.max_attempts
+                )
+                proposal = {"executor_error": decoded.reason}
+            else:
+                proposal = {"text": decoded.text}
             run_requests.append(persist_request(message.run_key, current, proposal))
             pending.append(message.reply)
     puller.ack(settled)

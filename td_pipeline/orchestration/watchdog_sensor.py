@@ -9,8 +9,12 @@ from td_pipeline.application.lost_jobs import why_lost
 from td_pipeline.application.ports import DeliberationStatus, PortError
 from td_pipeline.orchestration.attempts import latest_run, waiting_attempts
 from td_pipeline.orchestration.jobs import persist_job
-from td_pipeline.orchestration.nats_ticks import persist_request
-from td_pipeline.orchestration.resources import DerivationSettings, RayExecutorResource
+from td_pipeline.orchestration.nats_ticks import announce_llm_failure, persist_request
+from td_pipeline.orchestration.resources import (
+    DerivationSettings,
+    NatsResource,
+    RayExecutorResource,
+)
 
 WATCHDOG_INTERVAL_SECONDS = 10  # how soon a failed or lost job is noticed
 
@@ -25,6 +29,7 @@ WATCHDOG_INTERVAL_SECONDS = 10  # how soon a failed or lost job is noticed
 def llm_watchdog_sensor(
     context: dg.SensorEvaluationContext,
     executor: RayExecutorResource,
+    nats: NatsResource,
     settings: DerivationSettings,
 ) -> dg.SensorResult:
     now = datetime.now(UTC)
@@ -51,6 +56,7 @@ def llm_watchdog_sensor(
         if reason is None:
             continue
         context.log.warning(f"{story}: {reason}")
+        announce_llm_failure(context.instance, nats, submission, reason, settings.max_attempts)
         run_requests.append(
             persist_request(
                 f"watchdog:{submission.derivation_id}:{submission.attempt}",

@@ -224,6 +224,7 @@ def test_the_watchdog_fails_an_unanswered_attempt_once(
     time.sleep(1.2)  # the scenario: the LLM timeout (1 s) passes without an answer
     resources_for_tick = {
         "executor": resources(fleet)["executor"],
+        "nats": resources(fleet)["nats"],
         "settings": settings,
     }
     with dg.build_sensor_context(instance=instance, resources=resources_for_tick) as context:
@@ -233,10 +234,21 @@ def test_the_watchdog_fails_an_unanswered_attempt_once(
     config_sent = request.run_config["ops"]["llm_proposal"]["config"]
     assert request.partition_key == ANSWER_LOST and request.run_key == "watchdog:d-lost:1"
     assert config_sent["executor_error"].startswith("LLM timeout after 1s")
+    # The failed event goes out with the tick, before the failing run is even started...
+    announced = [
+        e for e in events(fleet, "task.derivation.failed") if e["derivation_request_id"] == "d-lost"
+    ]
+    assert [e["requires_manual_review"] for e in announced] == [False]
     failed = run(fleet, instance, "persist_tasks", request.run_config["ops"], story=ANSWER_LOST)
     assert not failed.success
     (found,) = [f for f in failed_stories(instance, 3) if f.story == ANSWER_LOST]
     assert found.failure.stage is Stage.ANSWER and found.decision == Retry(Restart.RESUBMIT, 2)
+    # ...and the run's failure does not announce it again.
+    fail_sensor(fleet, instance, failed, settings)
+    again = [
+        e for e in events(fleet, "task.derivation.failed") if e["derivation_request_id"] == "d-lost"
+    ]
+    assert again == announced
 
 
 class FailingAtOnce:
