@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from td_pipeline.orchestration.resources import close_shared_nats_connections
+from td_pipeline.infrastructure.shared_nats import close_shared_nats_connections
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -16,8 +16,8 @@ from td_pipeline.orchestration.failure_sensor import derivation_failure_sensor
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
 from td_pipeline.orchestration.persist_assets import llm_proposal, planning_tasks, task_graph
 from td_pipeline.orchestration.request_sensor import derivation_request_sensor
-from td_pipeline.orchestration.resources import resources_from_environment
 from td_pipeline.orchestration.result_sensor import derivation_result_sensor
+from td_pipeline.orchestration.settings_wiring import resources_from_environment
 from td_pipeline.orchestration.watchdog_sensor import llm_watchdog_sensor
 
 defs = dg.Definitions(

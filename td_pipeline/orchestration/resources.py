@@ -5,15 +5,8 @@ process). Tests swap in the fake twins at the bottom of td_pipeline_tests/orches
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import os
-import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 import dagster as dg
-from pydantic import Field, PrivateAttr, SecretStr
+from pydantic import Field, PrivateAttr
 
 from td_pipeline.application.ports import ContextPort, ExecutorPort, PlanningPort
 from td_pipeline.domain.events import DerivationOutcome
@@ -25,9 +18,9 @@ from td_pipeline.infrastructure.event_mappers import outbound_message
 from td_pipeline.infrastructure.executor_client import GrpcExecutorClient
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings
 from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec, JetStreamPuller
-from td_pipeline.infrastructure.jetstream_publisher import JetStreamPublisher
 from td_pipeline.infrastructure.nats_auth import NatsAuth
 from td_pipeline.infrastructure.planning_client import GrpcPlanningClient
+from td_pipeline.infrastructure.shared_nats import shared_connections
 from td_pipeline.infrastructure.subjects import (
     AGENT_RESPONSE_COMPLETED,
     AGENT_RESPONSE_FAILED,
@@ -35,7 +28,7 @@ from td_pipeline.infrastructure.subjects import (
     DERIVATION_REQUESTED,
     DERIVATION_STREAM,
 )
-from td_pipeline.settings import Settings, SettingsError, read_settings
+from td_pipeline.settings import Settings
 
 
 class GrpcServiceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -141,75 +134,6 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
         )
 
 
-Connection = TypeVar("Connection", JetStreamPublisher, JetStreamPuller)
-
-
-def _alive(connection: Connection | None) -> Connection | None:
-    """The connection, unless it gave up reconnecting during a long outage (then closed, so
-    that its loop thread stops, and replaced by the caller)."""
-    if connection is not None and connection.is_closed:
-        with contextlib.suppress(Exception):
-            connection.close()
-        return None
-    return connection
-
-
-class _ProcessConnections:
-    """NATS connections shared by everything in one process, one per server and kind.
-
-    Dagster may build a new resource object for every run and sensor tick; caching on the
-    object would open (and leak) a connection each time."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._publishers: dict[tuple[str, NatsAuth], JetStreamPublisher] = {}
-        self._pullers: dict[tuple[str, NatsAuth], JetStreamPuller] = {}
-
-    def _forget_after_fork(self) -> None:
-        if self._pid != os.getpid():  # connections do not survive fork(): start afresh
-            self._publishers, self._pullers, self._pid = {}, {}, os.getpid()
-
-    def publisher(self, url: str, auth: NatsAuth) -> JetStreamPublisher:
-        with self._lock:
-            self._forget_after_fork()
-            current = _alive(self._publishers.get((url, auth)))
-            if current is None:
-                current = self._publishers[(url, auth)] = JetStreamPublisher(url, auth)
-            return current
-
-    def puller(self, url: str, auth: NatsAuth) -> JetStreamPuller:
-        with self._lock:
-            self._forget_after_fork()
-            current = _alive(self._pullers.get((url, auth)))
-            if current is None:
-                current = self._pullers[(url, auth)] = JetStreamPuller(url, auth)
-            return current
-
-    def close_all(self) -> None:
-        with self._lock:
-            if self._pid != os.getpid():
-                return
-            connections: list[JetStreamPublisher | JetStreamPuller] = [
-                *self._publishers.values(),
-                *self._pullers.values(),
-            ]
-            self._publishers, self._pullers = {}, {}
-        for connection in connections:
-            with contextlib.suppress(Exception):  # closing at exit: the server may be gone
-                connection.close()
-
-
-_connections = _ProcessConnections()
-# Stop reconnect loops before the interpreter goes (they would log into its last output).
-atexit.register(_connections.close_all)
-
-
-def close_shared_nats_connections() -> None:
-    """Close this process's shared NATS connections (they reopen on next use)."""
-    _connections.close_all()
-
-
 class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where derivation events come from and go to. Secrets arrive as `dg.EnvVar`s (the UI
     and run configs show the variable's name, never its value)."""
@@ -259,11 +183,11 @@ class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         )
 
     def puller(self) -> JetStreamPuller:
-        return _connections.puller(self.url, self.auth())
+        return shared_connections.puller(self.url, self.auth())
 
     def publish(self, subject: str, body: bytes, message_id: str) -> None:
         """Publish to JetStream and wait for its ack; the message id makes a repeat land once."""
-        _connections.publisher(self.url, self.auth()).publish(subject, body, message_id)
+        shared_connections.publisher(self.url, self.auth()).publish(subject, body, message_id)
 
     def publish_outcome(self, event: DerivationOutcome, correlation_id: str | None) -> None:
         message = outbound_message(event, envelope=self.envelope, correlation_id=correlation_id)
@@ -272,80 +196,3 @@ class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 CONSUMER_ACK_WAIT_SECONDS = 120.0
 CONSUMER_MAX_DELIVER = 10
-
-
-def _required(value: str, variable: str) -> str:
-    if not value.strip():
-        raise SettingsError(f"bad setting: {variable} is not set")
-    return value
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
-def nats_from_settings(settings: Settings) -> NatsResource:
-    return NatsResource(
-        url=_required(settings.nats_url, "NATS_URL"),
-        user=settings.nats_user,
-        password=_secret(settings.nats_password),
-        token=_secret(settings.nats_token),
-        credentials_path=settings.nats_credentials_path,
-        tls_ca_path=settings.nats_tls_ca_path,
-        tls_cert_path=settings.nats_tls_cert_path,
-        tls_key_path=settings.nats_tls_key_path,
-        envelope=settings.event_envelope,
-        request_stream=settings.request_stream,
-        responses_stream=settings.responses_stream,
-        request_durable=settings.request_durable,
-        result_durable=settings.result_durable,
-    )
-
-
-GrpcResource = TypeVar("GrpcResource", PlanningResource, ContextResource, RayExecutorResource)
-
-
-def grpc_from_settings(
-    kind: type[GrpcResource], address: str, variable: str, settings: Settings
-) -> GrpcResource:
-    return kind(
-        address=_required(address, variable),
-        tls_ca_path=settings.grpc_tls_ca_path,
-        tls_cert_path=settings.grpc_tls_cert_path,
-        tls_key_path=settings.grpc_tls_key_path,
-    )
-
-
-def resources_from_environment() -> dict[str, dg.ResourceDefinition]:
-    """The pipeline's resources, built from the settings when a run or a sensor tick starts
-    (not when the code location loads): a bad value fails that run or tick with one line
-    naming the variable. Secrets are read from the environment there and never reach run
-    config, tags or the UI."""
-
-    def built(make: Callable[[Settings], Any], description: str) -> dg.ResourceDefinition:
-        return dg.ResourceDefinition(
-            resource_fn=lambda _: make(read_settings()), description=description
-        )
-
-    return {
-        "planning": built(
-            lambda s: grpc_from_settings(
-                PlanningResource, s.planning_address, "PLANNING_SERVICE_ADDRESS", s
-            ),
-            "Planning (PLANNING_SERVICE_ADDRESS, TD_GRPC_TLS_*)",
-        ),
-        "context_service": built(
-            lambda s: grpc_from_settings(
-                ContextResource, s.context_address, "CONTEXT_SERVICE_ADDRESS", s
-            ),
-            "Context (CONTEXT_SERVICE_ADDRESS, TD_GRPC_TLS_*)",
-        ),
-        "executor": built(
-            lambda s: grpc_from_settings(
-                RayExecutorResource, s.executor_address, "RAY_EXECUTOR_ADDRESS", s
-            ),
-            "The Ray Executor (RAY_EXECUTOR_ADDRESS, TD_GRPC_TLS_*)",
-        ),
-        "settings": built(DerivationSettings.from_settings, "How derivations are done (TD_*)"),
-        "nats": built(nats_from_settings, "NATS JetStream (NATS_*, TD_*_STREAM, TD_*_DURABLE)"),
-    }

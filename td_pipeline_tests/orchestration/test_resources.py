@@ -9,8 +9,8 @@ from td_pipeline.orchestration.resources import (
     DerivationSettings,
     NatsResource,
     PlanningResource,
-    resources_from_environment,
 )
+from td_pipeline.orchestration.settings_wiring import resources_from_environment
 from td_pipeline.sandbox.planning import PlanningStore, load_sample_stories, serve_planning
 from td_pipeline.settings import SettingsError
 
