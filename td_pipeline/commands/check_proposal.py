@@ -25,7 +25,6 @@ DEFAULT_ROLES = "DEVELOPER"  # what the pipeline assumes when a request names no
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
         "check-proposal",
-        help="lint an LLM answer the way the pipeline will",
         description=(
             "Parse, validate and analyse an LLM answer. Exit 0 when valid, 1 when invalid, "
             "2 on a usage error."

@@ -2,7 +2,10 @@
 
 Reads the Dagster instance in $DAGSTER_HOME, lists the stories whose latest attempt failed
 with the decision the backfill takes (the same function), and launches the retries through
-`dagster job launch`, so that they queue like any other run."""
+`dagster job launch -m td_pipeline.orchestration.definitions` (the installed package; no
+workspace file needed), so that they queue like any other run. The daemon finds the run's code
+location by name: `--workspace` launches through a workspace file instead, for a deployment
+whose code location has another name."""
 
 from __future__ import annotations
 
@@ -19,16 +22,15 @@ from td_pipeline.application.retries import Retry
 from td_pipeline.orchestration.attempts import PARTITION_TAG
 from td_pipeline.orchestration.backfill import FailedStory, failed_stories, retry_launch
 from td_pipeline.orchestration.jobs import retry_job
-from td_pipeline.sandbox.dagster_processes import WORKSPACE
 from td_pipeline.settings import SettingsError, read_settings
 
 EXIT_OK, EXIT_LAUNCH_FAILED, EXIT_USAGE = 0, 1, 2
+DEFINITIONS_MODULE = "td_pipeline.orchestration.definitions"
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
         "retry-failed",
-        help="retry the stories whose latest attempt failed, as the scheduled backfill does",
         description="Lists the stories whose latest derivation attempt failed and what the "
         "backfill decides for each; launches the retries unless --dry-run. Reads the Dagster "
         "instance in $DAGSTER_HOME.",
@@ -40,7 +42,12 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=None,
         help="per derivation (default: TD_MAX_ATTEMPTS, as the daemon's schedule reads it)",
     )
-    parser.add_argument("--workspace", type=Path, default=WORKSPACE)
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        metavar="FILE",
+        help=f"launch through this workspace file (default: the module {DEFINITIONS_MODULE})",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -56,6 +63,11 @@ def describe(failed: FailedStory) -> str:
             f"{head} -> {failed.decision.restart.value} as attempt {failed.decision.next_attempt}"
         )
     return f"{head} -> left for manual review: {failed.decision.why}"
+
+
+def code_location(workspace: Path | None) -> tuple[str, str]:
+    """How `dagster job launch` finds the job: the given workspace, else the package's module."""
+    return ("-w", str(workspace)) if workspace else ("-m", DEFINITIONS_MODULE)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
         if launch is None or args.dry_run:
             continue
         command = [
-            str(Path(sys.executable).with_name("dagster")),
-            *("job", "launch", "-w", str(args.workspace), "-j", retry_job.name),
+            *(sys.executable, "-m", "dagster", "job", "launch"),
+            *code_location(args.workspace),
+            *("-j", retry_job.name),
             *("--op-selection", ",".join(launch.assets)),
             *("--config-json", json.dumps(launch.run_config)),
             *("--tags", json.dumps({**launch.tags, PARTITION_TAG: launch.story})),

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,16 +19,16 @@ from pathlib import Path
 import nats
 from nats.js.api import DeliverPolicy
 
-from td_pipeline.infrastructure.subjects import DERIVATION_COMPLETED, DERIVATION_REQUESTED
-from td_pipeline.sandbox import bench_floor
-from td_pipeline.sandbox.dagster_processes import (
+from td_pipeline.devtools import bench_floor
+from td_pipeline.devtools.dagster_processes import (
     INSTANCE_CONFIG,
     REPO,
     DagsterProcesses,
     prepare_home,
 )
+from td_pipeline.infrastructure.subjects import DERIVATION_COMPLETED, DERIVATION_REQUESTED
 from td_pipeline.sandbox.fleet import LocalFleet
-from td_pipeline.sandbox.nats_server import ensure_streams
+from td_pipeline.sandbox.nats_server import NatsServerMissing, ensure_streams, nats_server_binary
 from td_pipeline.sandbox.planning import load_sample_stories, story_copies
 
 WORKSPACE = """load_from:
@@ -35,7 +36,7 @@ WORKSPACE = """load_from:
       module_name: td_pipeline.orchestration.definitions
       working_directory: {repo}
   - python_module:
-      module_name: td_pipeline.sandbox.bench_floor
+      module_name: td_pipeline.devtools.bench_floor
       working_directory: {repo}
 """
 
@@ -59,7 +60,7 @@ class Phase:
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    bench = subcommands.add_parser("bench", help="benchmarks")
+    bench = subcommands.add_parser("bench")
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="KIND")
     e2e = kinds.add_parser(
         "e2e", help="request -> completed event through the daemon, against the engine floor"
@@ -83,6 +84,11 @@ def run_e2e(args: argparse.Namespace) -> int:
         return 2
     if not args.instance_config.is_file():
         print(f"td-pipeline bench e2e: no instance config at {args.instance_config}")
+        return 2
+    try:
+        nats_server_binary()
+    except NatsServerMissing as error:
+        print(f"td-pipeline bench e2e: {error}", file=sys.stderr)
         return 2
     stories = story_copies(load_sample_stories(), args.stories)
     with tempfile.TemporaryDirectory(prefix="td-bench-") as scratch:

@@ -11,8 +11,8 @@ import dagster as dg
 
 from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec
 from td_pipeline.infrastructure.subjects import StreamSpec
+from td_pipeline.orchestration.nats_ticks import PRIORITY_TAG, settle_then_fetch
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
-from td_pipeline.orchestration.sensors import PRIORITY_TAG, settle_then_fetch
 
 FLOOR_STREAM = StreamSpec("BENCH_FLOOR", ("bench.floor.>",))
 REQUESTED = "bench.floor.requested"

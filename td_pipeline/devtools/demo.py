@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -22,14 +23,16 @@ import dagster as dg
 import nats
 from nats.js.api import DeliverPolicy
 
+from td_pipeline.devtools.dagster_processes import DagsterProcesses, prepare_home
 from td_pipeline.infrastructure.subjects import (
     DERIVATION_COMPLETED,
     DERIVATION_FAILED,
     DERIVATION_REQUESTED,
 )
-from td_pipeline.sandbox.dagster_processes import DagsterProcesses, prepare_home
 from td_pipeline.sandbox.fleet import LocalFleet
+from td_pipeline.sandbox.nats_server import NatsServerMissing, nats_server_binary
 from td_pipeline.sandbox.planning import SampleStory, load_sample_stories
+from td_pipeline.sandbox.state_dir import DEFAULT_STATE_DIR
 
 EXIT_OK, EXIT_UNEXPECTED = 0, 1
 PROGRESS_EVERY_SECONDS = 10.0
@@ -49,12 +52,9 @@ class StoryOutcome:
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser(
-        "demo",
-        help="run the whole pipeline locally: fleet, Dagster daemon and UI, every sample story",
-    )
+    parser = subcommands.add_parser("demo")
     parser.add_argument("--once", action="store_true", help="exit after the summary")
-    parser.add_argument("--state-dir", type=Path, default=Path(".sandbox"))
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--dagster-home", type=Path, default=Path(".dagster_home"))
     parser.add_argument("--port", type=int, default=3000, help="the Dagster UI's port")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for events")
@@ -73,6 +73,11 @@ def _port_is_free(port: int) -> bool:
 def run_demo(args: argparse.Namespace) -> int:
     if not _port_is_free(args.port):
         print(f"td-pipeline demo: port {args.port} on 127.0.0.1 is taken; use --port")
+        return 2
+    try:
+        nats_server_binary()
+    except NatsServerMissing as error:
+        print(f"td-pipeline demo: {error}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -21,9 +21,7 @@ from td_pipeline.sandbox.planning import (
     load_sample_stories,
     serve_planning,
 )
-
-ENV_FILE_NAME = "sandbox.env"
-STORE_FILE_NAME = "planning.sqlite"
+from td_pipeline.sandbox.state_dir import ENV_FILE_NAME, STORE_FILE_NAME
 
 
 @dataclass
@@ -90,11 +88,3 @@ class LocalFleet:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def read_env_file(state_dir: Path) -> dict[str, str]:
-    path = state_dir / ENV_FILE_NAME
-    if not path.is_file():
-        return {}
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {name.strip(): " ".join(shlex.split(value)) for name, value in pairs}

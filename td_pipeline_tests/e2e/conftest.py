@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from td_pipeline.sandbox.dagster_processes import DagsterProcesses, prepare_home
+from td_pipeline.devtools.dagster_processes import DagsterProcesses, prepare_home
 from td_pipeline.sandbox.fleet import LocalFleet
 
 

