@@ -19,7 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "retry-failed": (
         "td_pipeline.commands.retry_failed",
-        "retry the stories whose latest attempt failed, as the scheduled backfill does",
+        "retry the stories whose latest attempt failed, as the retry schedule does",
     ),
     "sandbox": ("td_pipeline.sandbox.cli", "the local fleet (NATS, Planning, ...)"),
     "request": ("td_pipeline.commands.request", "publish a derivation request"),

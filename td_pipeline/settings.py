@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from td_pipeline.domain.roles import CANONICAL_ROLES
 
-DEFAULT_BACKFILL_CRON = "*/15 * * * *"
+DEFAULT_RETRY_CRON = "*/15 * * * *"
 
 
 class SettingsError(ValueError):
@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     transient_retry_seconds: float = Field(
         60.0, ge=0, validation_alias="TD_TRANSIENT_RETRY_SECONDS"
     )
-    backfill_cron: str = Field(DEFAULT_BACKFILL_CRON, validation_alias="TD_BACKFILL_CRON")
+    retry_cron: str = Field(
+        DEFAULT_RETRY_CRON, validation_alias=AliasChoices("TD_RETRY_CRON", "TD_BACKFILL_CRON")
+    )
     known_roles: Annotated[tuple[str, ...], NoDecode] = Field(
         tuple(sorted(role.value for role in CANONICAL_ROLES)), validation_alias="TD_KNOWN_ROLES"
     )
@@ -84,7 +86,7 @@ class Settings(BaseSettings):
             return names
         return value
 
-    @field_validator("backfill_cron")
+    @field_validator("retry_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
         fields = value.split()

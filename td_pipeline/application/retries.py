@@ -1,6 +1,6 @@
 """What happens after an attempt fails, and how a step rides out a short outage.
 
-One decision backs the failed event (`requires_manual_review`), the scheduled backfill and
+One decision backs the failed event (`requires_manual_review`), the retry schedule and
 `td-pipeline retry-failed`, so they can never disagree."""
 
 from __future__ import annotations

@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from td_pipeline.domain.assessment import (
-    DerivationRules,
-    InvalidProposal,
-    ProposalAssessment,
-    ValidProposal,
-    assess_proposal,
-)
 from td_pipeline.domain.roles import role_from_text
 from td_pipeline.domain.task_graph import TaskCountRange, TaskGraph
+from td_pipeline.domain.validation import (
+    DerivationRules,
+    InvalidProposal,
+    ProposalVerdict,
+    ValidProposal,
+    validate_proposal,
+)
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_ROLES = "DEVELOPER"  # what the pipeline assumes when a request names no role
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         return _usage_error(f"cannot read {args.file}: {error.strerror or error}")
 
-    assessment = assess_proposal(text, rules)
+    assessment = validate_proposal(text, rules)
     if args.json:
         print(json.dumps(assessment_as_json(assessment, rules), indent=2, ensure_ascii=False))
     else:
@@ -121,7 +121,7 @@ def graph_as_json(graph: TaskGraph, criteria_count: int) -> dict[str, Any]:
     }
 
 
-def assessment_as_json(assessment: ProposalAssessment, rules: DerivationRules) -> dict[str, Any]:
+def assessment_as_json(assessment: ProposalVerdict, rules: DerivationRules) -> dict[str, Any]:
     if isinstance(assessment, InvalidProposal):
         return {
             "errors": [
@@ -136,7 +136,7 @@ def assessment_as_json(assessment: ProposalAssessment, rules: DerivationRules) -
     return {**verdict, "warnings": list(assessment.warnings)}
 
 
-def assessment_report(assessment: ProposalAssessment, source: str, rules: DerivationRules) -> str:
+def assessment_report(assessment: ProposalVerdict, source: str, rules: DerivationRules) -> str:
     if isinstance(assessment, InvalidProposal):
         lines = [f"INVALID  {source}: {len(assessment.issues)} problem(s)"]
         lines += [f"  [{issue.code.value}] {issue.message}" for issue in assessment.issues]

@@ -1,7 +1,7 @@
-"""`td-pipeline retry-failed [--dry-run]`: what the scheduled backfill would do, now.
+"""`td-pipeline retry-failed [--dry-run]`: what the retry schedule would do, now.
 
 Reads the Dagster instance in $DAGSTER_HOME, lists the stories whose latest attempt failed
-with the decision the backfill takes (the same function), and launches the retries through
+with the decision the retry schedule takes (the same function), and launches the retries through
 `dagster job launch -m td_pipeline.orchestration.definitions` (the installed package; no
 workspace file needed), so that they queue like any other run. The daemon finds the run's code
 location by name: `--workspace` launches through a workspace file instead, for a deployment
@@ -20,8 +20,8 @@ import dagster as dg
 
 from td_pipeline.application.retries import Retry
 from td_pipeline.orchestration.attempts import PARTITION_TAG
-from td_pipeline.orchestration.backfill import FailedStory, failed_stories, retry_launch
 from td_pipeline.orchestration.jobs import retry_job
+from td_pipeline.orchestration.retry_schedule import FailedStory, failed_stories, retry_launch
 from td_pipeline.settings import SettingsError, read_settings
 
 EXIT_OK, EXIT_LAUNCH_FAILED, EXIT_USAGE = 0, 1, 2
@@ -32,7 +32,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser = subcommands.add_parser(
         "retry-failed",
         description="Lists the stories whose latest derivation attempt failed and what the "
-        "backfill decides for each; launches the retries unless --dry-run. Reads the Dagster "
+        "retry schedule decides for each; launches the retries unless --dry-run. Reads the Dagster "
         "instance in $DAGSTER_HOME.",
     )
     parser.add_argument("--dry-run", action="store_true", help="list, launch nothing")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from td_pipeline.orchestration.backfill import failed_derivation_backfill
 from td_pipeline.orchestration.derive_assets import (
     derivation_prompt,
     executor_submission,
@@ -17,6 +16,7 @@ from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
 from td_pipeline.orchestration.persist_assets import llm_proposal, planning_tasks, task_graph
 from td_pipeline.orchestration.request_sensor import derivation_request_sensor
 from td_pipeline.orchestration.result_sensor import derivation_result_sensor
+from td_pipeline.orchestration.retry_schedule import failed_derivation_retries
 from td_pipeline.orchestration.settings_wiring import resources_from_environment
 from td_pipeline.orchestration.watchdog_sensor import llm_watchdog_sensor
 
@@ -37,6 +37,6 @@ defs = dg.Definitions(
         llm_watchdog_sensor,
         derivation_failure_sensor,
     ],
-    schedules=[failed_derivation_backfill],
+    schedules=[failed_derivation_retries],
     resources=resources_from_environment(),
 )

@@ -26,5 +26,5 @@ retry_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(DERIVE, PERSIST),
     executor_def=dg.in_process_executor,
     description="A failed attempt again, from the step that failed (launched by the "
-    "scheduled backfill and `td-pipeline retry-failed` with a subset of the assets).",
+    "retry schedule and `td-pipeline retry-failed` with a subset of the assets).",
 )

@@ -21,12 +21,12 @@ from td_pipeline.application.persistence import (
     persist_task_graph,
 )
 from td_pipeline.application.ports import PortError
-from td_pipeline.domain.assessment import DerivationRules, InvalidProposal, assess_proposal
 from td_pipeline.domain.derivation import DerivationAttempt
 from td_pipeline.domain.events import DerivationCompleted
 from td_pipeline.domain.planning_limits import fit_for_planning
 from td_pipeline.domain.roles import derivation_roles, role_from_text
 from td_pipeline.domain.task_graph import TaskGraph
+from td_pipeline.domain.validation import DerivationRules, InvalidProposal, validate_proposal
 from td_pipeline.domain.values import DerivationId, PlanId
 from td_pipeline.orchestration.attempts import RETRYABLE, latest_submission
 from td_pipeline.orchestration.jobs import PERSIST
@@ -130,7 +130,7 @@ def task_graph(
         criteria_count=criteria,
         task_count=settings.task_count(),
     )
-    verdict = assess_proposal(llm_proposal.text, rules)
+    verdict = validate_proposal(llm_proposal.text, rules)
     if isinstance(verdict, InvalidProposal):
         problems = "; ".join(f"[{i.code.value}] {i.message}" for i in verdict.issues)
         # Retryable: the next attempt asks the LLM again.

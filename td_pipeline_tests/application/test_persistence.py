@@ -4,8 +4,8 @@ import pytest
 
 from td_pipeline.application.persistence import persist_task_graph
 from td_pipeline.application.ports import Unavailable
-from td_pipeline.domain.assessment import DerivationRules, ValidProposal, assess_proposal
 from td_pipeline.domain.task_graph import TaskCountRange, TaskGraph
+from td_pipeline.domain.validation import DerivationRules, ValidProposal, validate_proposal
 from td_pipeline.domain.values import PlanId, Role, StoryId, TaskKey
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings
 from td_pipeline.infrastructure.planning_client import GrpcPlanningClient
@@ -27,7 +27,7 @@ ANSWER = """{"tasks": [
 
 
 def graph() -> TaskGraph:
-    verdict = assess_proposal(
+    verdict = validate_proposal(
         ANSWER, DerivationRules((Role("DEVELOPER"), Role("QA")), 0, TaskCountRange())
     )
     assert isinstance(verdict, ValidProposal)
@@ -81,7 +81,7 @@ def test_titles_match_ignoring_case_and_white_space() -> None:
     planning = FakePlanning()
     persist_task_graph(planning, PLAN, STORY, graph())
     renamed = ANSWER.replace("Audit trail", "  audit   TRAIL ")
-    verdict = assess_proposal(
+    verdict = validate_proposal(
         renamed, DerivationRules((Role("DEVELOPER"), Role("QA")), 0, TaskCountRange())
     )
     assert isinstance(verdict, ValidProposal)

@@ -12,9 +12,9 @@ import random
 import time
 from collections.abc import Callable
 
-from td_pipeline.domain.assessment import DerivationRules, ValidProposal, assess_drafts
 from td_pipeline.domain.proposal import ParsedProposal, parse_proposal
 from td_pipeline.domain.task_graph import TaskCountRange, TaskGraph
+from td_pipeline.domain.validation import DerivationRules, ValidProposal, validate_drafts
 from td_pipeline.domain.values import Role
 
 SIZES = (20, 200, 2_000)
@@ -76,12 +76,12 @@ def main() -> None:
         repeats = 20 if size < 2_000 else 3
         parsed = parse_proposal(text)
         assert isinstance(parsed, ParsedProposal)
-        assessment = assess_drafts(parsed, rules)
+        assessment = validate_drafts(parsed, rules)
         assert isinstance(assessment, ValidProposal), assessment
         graph = assessment.graph
 
         parse_s = best_of(repeats, lambda: parse_proposal(text))  # noqa: B023
-        validate_s = best_of(repeats, lambda: assess_drafts(parsed, rules))  # noqa: B023
+        validate_s = best_of(repeats, lambda: validate_drafts(parsed, rules))  # noqa: B023
         analyse_s = best_of(repeats, lambda: analyse(graph))  # noqa: B023
         rows.append((size, len(graph.edges), parse_s, validate_s, analyse_s))
 

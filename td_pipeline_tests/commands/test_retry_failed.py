@@ -14,7 +14,7 @@ import yaml
 
 from td_pipeline.commands.retry_failed import DEFINITIONS_MODULE
 from td_pipeline.devtools.dagster_processes import WORKSPACE, prepare_home
-from td_pipeline.orchestration.backfill import failed_derivation_backfill
+from td_pipeline.orchestration.retry_schedule import failed_derivation_retries
 from td_pipeline.orchestration.settings_wiring import resources_from_environment
 
 STORY = "STORY-REFUNDS"
@@ -64,7 +64,7 @@ def schedule_decides(home: Path, monkeypatch: pytest.MonkeyPatch, cap: str) -> b
             instance=instance, resources={"settings": resources_from_environment()["settings"]}
         ) as context,
     ):
-        result = failed_derivation_backfill(context)
+        result = failed_derivation_retries(context)
     return isinstance(result, list) and len(result) == 1
 
 

@@ -8,17 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from td_pipeline.domain.assessment import (
-    DerivationRules,
-    InvalidProposal,
-    ValidProposal,
-    assess_proposal,
-)
 from td_pipeline.domain.proposal import (
     ProposalFormat,
     TaskReferences,
 )
 from td_pipeline.domain.task_graph import TaskCountRange
+from td_pipeline.domain.validation import (
+    DerivationRules,
+    InvalidProposal,
+    ValidProposal,
+    validate_proposal,
+)
 from td_pipeline.domain.values import Role
 from td_pipeline_tests.domain.test_proposal import parsed
 from td_pipeline_tests.domain.test_proposal import unparseable as refused
@@ -244,7 +244,7 @@ def test_a_list_after_a_json_plan_is_not_a_second_plan() -> None:
 
 
 def verdict(text: str) -> ValidProposal:
-    result = assess_proposal(text, RULES)
+    result = validate_proposal(text, RULES)
     assert isinstance(result, ValidProposal), result
     return result
 
@@ -268,7 +268,7 @@ def test_references_by_position_when_ids_are_t_numbers_and_the_number_matches() 
 
 def test_a_position_whose_id_has_another_number_resolves_nothing() -> None:
     text = json.dumps([{"id": "T2", "title": "A"}, {"id": "T1", "title": "B", "depends_on": [1]}])
-    result = assess_proposal(text, RULES)
+    result = validate_proposal(text, RULES)
     assert isinstance(result, InvalidProposal)
     assert result.codes == ("unknown_dependency",)
 
@@ -363,7 +363,7 @@ def test_warnings_for_the_same_guess_name_all_their_tasks_once() -> None:
     )
 )
 def test_any_text_gets_a_verdict_never_an_exception(text: str) -> None:
-    assert isinstance(assess_proposal(text, RULES), ValidProposal | InvalidProposal)
+    assert isinstance(validate_proposal(text, RULES), ValidProposal | InvalidProposal)
 
 
 @pytest.mark.parametrize(

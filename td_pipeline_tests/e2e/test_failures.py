@@ -1,5 +1,5 @@
 """Failure handling end to end: real NATS, the sandbox services with their fault knobs, and a
-real dagster-daemon running the sensors, the watchdog and the scheduled backfill (every
+real dagster-daemon running the sensors, the watchdog and the retry schedule (every
 minute here, with a 5 s LLM timeout and two attempts per derivation)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 SETTINGS = {
     "TD_LLM_TIMEOUT_SECONDS": "5",
     "TD_MAX_ATTEMPTS": "2",
-    "TD_BACKFILL_CRON": "* * * * *",
+    "TD_RETRY_CRON": "* * * * *",
     "TD_TRANSIENT_RETRY_SECONDS": "60",
 }
 

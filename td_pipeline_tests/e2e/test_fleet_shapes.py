@@ -36,7 +36,7 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
 @pytest.fixture
 def dagster(fleet: LocalFleet, tmp_path: Path) -> Iterator[DagsterProcesses]:
     # The default LLM timeout (600 s): a failed job must be noticed without waiting for it.
-    environment = {**fleet.environment(), "TD_BACKFILL_CRON": "* * * * *"}
+    environment = {**fleet.environment(), "TD_RETRY_CRON": "* * * * *"}
     with DagsterProcesses(
         prepare_home(tmp_path / "dagster_home"), environment, tmp_path / "logs"
     ) as processes:

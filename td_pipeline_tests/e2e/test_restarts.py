@@ -36,8 +36,8 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
 @pytest.fixture
 def dagster(fleet: LocalFleet, tmp_path: Path) -> Iterator[DagsterProcesses]:
     home = prepare_home(tmp_path / "dagster_home")
-    # The backfill every minute, so that a run lost with a killed daemon is retried in time.
-    environment = {**fleet.environment(), "TD_BACKFILL_CRON": "* * * * *"}
+    # The retry schedule every minute, so that a run lost with a killed daemon is retried in time.
+    environment = {**fleet.environment(), "TD_RETRY_CRON": "* * * * *"}
     with DagsterProcesses(home, environment, tmp_path / "logs") as processes:
         yield processes
 

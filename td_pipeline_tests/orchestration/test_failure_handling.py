@@ -1,5 +1,5 @@
 """Failure handling one layer at a time, in process, against the sandbox fleet: the failure
-sensor, the outcome record, the watchdog, executor failures and the backfill's decisions.
+sensor, the outcome record, the watchdog, executor failures and the retry schedule's decisions.
 (The e2e tests run the same pieces through a real daemon.)"""
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from td_pipeline.application.retries import GiveUp, Restart, Retry, Stage
 from td_pipeline.domain.events import DerivationCompleted
 from td_pipeline.domain.values import DerivationId, PlanId, StoryId
 from td_pipeline.orchestration.attempts import latest_submission
-from td_pipeline.orchestration.backfill import failed_stories, retry_launch
 from td_pipeline.orchestration.definitions import defs
 from td_pipeline.orchestration.failure_sensor import derivation_failure_sensor
 from td_pipeline.orchestration.outcomes import publish_outcome_once, published_outcomes
@@ -34,6 +33,7 @@ from td_pipeline.orchestration.resources import (
     NatsResource,
     RayExecutorResource,
 )
+from td_pipeline.orchestration.retry_schedule import failed_stories, retry_launch
 from td_pipeline.orchestration.watchdog_sensor import llm_watchdog_sensor
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.llm import ReplayLlm

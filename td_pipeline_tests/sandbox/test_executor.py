@@ -17,11 +17,11 @@ import nats
 import pytest
 
 from td_pipeline.application.ports import ExecutorSubmission
-from td_pipeline.domain.assessment import DerivationRules, ValidProposal, assess_proposal
 from td_pipeline.domain.plan import StoryPlan
 from td_pipeline.domain.prompt import DerivationBrief, RoleContext, build_prompt
 from td_pipeline.domain.roles import role_from_text
 from td_pipeline.domain.task_graph import TaskCountRange
+from td_pipeline.domain.validation import DerivationRules, ValidProposal, validate_proposal
 from td_pipeline.domain.values import DerivationId, PlanId, StoryId
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as pb
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as pb_grpc
@@ -150,7 +150,7 @@ def test_round_trip_publishes_the_fleet_shape_and_a_valid_graph(
         story.plan_id,
     )
     roles = tuple(role_from_text(r) for r in story.roles)
-    verdict = assess_proposal(
+    verdict = validate_proposal(
         event["proposal"]["content"],
         DerivationRules(roles, len(story.acceptance_criteria), TaskCountRange(2, 12)),
     )
@@ -230,7 +230,7 @@ def test_offline_planner_answers_every_sample_story_validly(story_id: str) -> No
         rules = DerivationRules(
             tuple(role_from_text(r) for r in story.roles), len(story.acceptance_criteria), limits
         )
-        verdict = assess_proposal(content, rules)
+        verdict = validate_proposal(content, rules)
         assert isinstance(verdict, ValidProposal), (limits, verdict)
         assert verdict.graph.uncovered_criteria(len(story.acceptance_criteria)) == ()
 

@@ -89,7 +89,7 @@ class InvalidProposal:
         return tuple(sorted({issue.code.value for issue in self.issues}))
 
 
-ProposalAssessment = ValidProposal | InvalidProposal
+ProposalVerdict = ValidProposal | InvalidProposal
 
 
 def match_role(answer_role: str, allowed: Sequence[Role]) -> Role | None:
@@ -268,7 +268,7 @@ def _edges(drafts: Sequence[TaskDraft], keys: Sequence[TaskKey]) -> _Edges:
     return _Edges(tuple(edges), tuple(issues), tuple(warnings))
 
 
-def assess_drafts(parsed: ParsedProposal, rules: DerivationRules) -> ProposalAssessment:
+def validate_drafts(parsed: ParsedProposal, rules: DerivationRules) -> ProposalVerdict:
     checked = [
         _check_draft(draft, position, rules) for position, draft in enumerate(parsed.tasks, start=1)
     ]
@@ -304,10 +304,10 @@ def assess_drafts(parsed: ParsedProposal, rules: DerivationRules) -> ProposalAss
     return ValidProposal(graph=graph, format=parsed.format, notes=merged_warnings(warnings))
 
 
-def assess_proposal(text: str, rules: DerivationRules) -> ProposalAssessment:
+def validate_proposal(text: str, rules: DerivationRules) -> ProposalVerdict:
     """The pipeline's one verdict on an LLM answer."""
     parsed = parse_proposal(text)
     if isinstance(parsed, UnparseableProposal):
         code = IssueCode.EMPTY if parsed.reason_code == "empty" else IssueCode.UNPARSEABLE
         return InvalidProposal(issues=(Issue(code, parsed.message),))
-    return assess_drafts(parsed, rules)
+    return validate_drafts(parsed, rules)

@@ -1,4 +1,4 @@
-"""The scheduled backfill of failed derivations, and the plan `td-pipeline retry-failed` shows.
+"""The retry schedule of failed derivations, and the plan `td-pipeline retry-failed` shows.
 
 A story whose latest attempt failed is run again from the step that failed: persistence
 again from the stored answer (the LLM is not called), anything earlier by asking the LLM
@@ -31,9 +31,9 @@ from td_pipeline.orchestration.attempts import (
 )
 from td_pipeline.orchestration.jobs import retry_job
 from td_pipeline.orchestration.resources import DerivationSettings
-from td_pipeline.settings import DEFAULT_BACKFILL_CRON, SettingsError, read_settings
+from td_pipeline.settings import DEFAULT_RETRY_CRON, SettingsError, read_settings
 
-BACKFILL_CRON_VARIABLE = "TD_BACKFILL_CRON"
+RETRY_CRON_VARIABLE = "TD_RETRY_CRON"
 LOOK_BACK = timedelta(days=7)  # failures older than this are left to people
 DERIVE_ASSETS = ("plan_context", "story_context", "derivation_prompt", "executor_submission")
 PERSIST_ASSETS = ("llm_proposal", "task_graph", "planning_tasks")
@@ -116,24 +116,24 @@ def retry_launch(instance: dg.DagsterInstance, failed: FailedStory) -> RetryLaun
     )
 
 
-def backfill_cron() -> str:
+def retry_cron() -> str:
     """Dagster needs the cron when the code location loads. A bad setting must not stop it
     from loading: the default applies, and the schedule's ticks fail on the settings with the
     line that names the variable."""
     try:
-        return read_settings().backfill_cron
+        return read_settings().retry_cron
     except SettingsError:
-        return DEFAULT_BACKFILL_CRON
+        return DEFAULT_RETRY_CRON
 
 
 @dg.schedule(
-    cron_schedule=backfill_cron(),
+    cron_schedule=retry_cron(),
     job=retry_job,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Re-runs story partitions whose latest attempt failed, from the step that "
-    f"failed, up to the attempt cap (cron from {BACKFILL_CRON_VARIABLE}).",
+    f"failed, up to the attempt cap (cron from {RETRY_CRON_VARIABLE}).",
 )
-def failed_derivation_backfill(
+def failed_derivation_retries(
     context: dg.ScheduleEvaluationContext, settings: DerivationSettings
 ) -> list[dg.RunRequest] | dg.SkipReason:
     launches = [
