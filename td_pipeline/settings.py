@@ -13,6 +13,12 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from td_pipeline.domain.roles import CANONICAL_ROLES
+from td_pipeline.infrastructure.subjects import (
+    AGENT_RESPONSES_STREAM,
+    DERIVATION_STREAM,
+    REQUEST_DURABLE,
+    RESULT_DURABLE,
+)
 
 DEFAULT_RETRY_CRON = "*/15 * * * *"
 
@@ -44,14 +50,12 @@ class Settings(BaseSettings):
     nats_tls_ca_path: str | None = Field(None, validation_alias="NATS_TLS_CA")
     nats_tls_cert_path: str | None = Field(None, validation_alias="NATS_TLS_CERT")
     nats_tls_key_path: str | None = Field(None, validation_alias="NATS_TLS_KEY")
-    request_stream: str = Field("task_derivation", validation_alias="TD_REQUEST_STREAM")
-    request_durable: str = Field(
-        "task-derivation-request-consumer", validation_alias="TD_REQUEST_DURABLE"
+    request_stream: str = Field(DERIVATION_STREAM.name, validation_alias="TD_REQUEST_STREAM")
+    request_durable: str = Field(REQUEST_DURABLE, validation_alias="TD_REQUEST_DURABLE")
+    responses_stream: str = Field(
+        AGENT_RESPONSES_STREAM.name, validation_alias="TD_RESPONSES_STREAM"
     )
-    responses_stream: str = Field("AGENT_RESPONSES", validation_alias="TD_RESPONSES_STREAM")
-    result_durable: str = Field(
-        "task-derivation-result-consumer", validation_alias="TD_RESULT_DURABLE"
-    )
+    result_durable: str = Field(RESULT_DURABLE, validation_alias="TD_RESULT_DURABLE")
     event_envelope: bool = Field(False, validation_alias="TD_EVENT_ENVELOPE")
 
     # gRPC TLS (CA) or mTLS (CA, client certificate and key) to the three services.

@@ -30,3 +30,6 @@ class StreamSpec:
 DERIVATION_STREAM = StreamSpec("task_derivation", ("task.derivation.>",))
 AGENT_RESPONSES_STREAM = StreamSpec("AGENT_RESPONSES", ("agent.response.>",))
 FLEET_STREAMS = (DERIVATION_STREAM, AGENT_RESPONSES_STREAM)
+# The durable consumers td-pipeline creates (contracts §1; names are configuration).
+REQUEST_DURABLE = "task-derivation-request-consumer"
+RESULT_DURABLE = "task-derivation-result-consumer"

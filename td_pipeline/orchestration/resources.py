@@ -27,6 +27,8 @@ from td_pipeline.infrastructure.subjects import (
     AGENT_RESPONSES_STREAM,
     DERIVATION_REQUESTED,
     DERIVATION_STREAM,
+    REQUEST_DURABLE,
+    RESULT_DURABLE,
 )
 from td_pipeline.settings import Settings
 
@@ -149,8 +151,8 @@ class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     envelope: bool = False  # wrap outcome events in the fleet's envelope
     request_stream: str = DERIVATION_STREAM.name
     responses_stream: str = AGENT_RESPONSES_STREAM.name
-    request_durable: str = "task-derivation-request-consumer"
-    result_durable: str = "task-derivation-result-consumer"
+    request_durable: str = REQUEST_DURABLE
+    result_durable: str = RESULT_DURABLE
 
     def auth(self) -> NatsAuth:
         return NatsAuth(
