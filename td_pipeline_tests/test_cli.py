@@ -13,7 +13,8 @@ import pytest
 
 from td_pipeline.cli import SUBCOMMANDS, main
 from td_pipeline.sandbox.grpc_server import RunningServer
-from td_pipeline.sandbox.planning import PlanningStore, serve_planning
+from td_pipeline.sandbox.planning import serve_planning
+from td_pipeline.sandbox.planning_store import PlanningStore
 
 ANSWER = Path(__file__).resolve().parent / "corpus" / "answers" / "01-plain-json.txt"
 HEAVY = {"dagster", "nats", "grpc"}

@@ -49,7 +49,7 @@ def print_sandbox_dependencies(args: argparse.Namespace, titles: dict[str, str])
     store_file = args.state_dir / STORE_FILE_NAME
     if not store_file.is_file():
         return
-    from td_pipeline.sandbox.planning import PlanningStore
+    from td_pipeline.sandbox.planning_store import PlanningStore
 
     dependencies = PlanningStore(store_file).dependencies(args.story)
     print(f"{len(dependencies)} dependenc{'y' if len(dependencies) == 1 else 'ies'}:")

@@ -29,7 +29,7 @@ from td_pipeline.devtools.dagster_processes import (
 from td_pipeline.infrastructure.subjects import DERIVATION_COMPLETED, DERIVATION_REQUESTED
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.nats_server import NatsServerMissing, ensure_streams, nats_server_binary
-from td_pipeline.sandbox.planning import load_sample_stories, story_copies
+from td_pipeline.sandbox.planning_store import load_sample_stories, story_copies
 
 WORKSPACE = """load_from:
   - python_module:

@@ -31,7 +31,7 @@ from td_pipeline.infrastructure.subjects import (
 )
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.nats_server import NatsServerMissing, nats_server_binary
-from td_pipeline.sandbox.planning import SampleStory, load_sample_stories
+from td_pipeline.sandbox.planning_store import SampleStory, load_sample_stories
 from td_pipeline.sandbox.state_dir import DEFAULT_STATE_DIR
 
 EXIT_OK, EXIT_UNEXPECTED = 0, 1

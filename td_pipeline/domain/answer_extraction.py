@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from td_pipeline.domain.answer_json import scan_json
 from td_pipeline.domain.answer_legacy import scan_legacy
-from td_pipeline.domain.answer_markdown import scan_lists, scan_tables
+from td_pipeline.domain.answer_lists import scan_lists
 from td_pipeline.domain.answer_model import AnswerWarning, Candidate, WarningKind
+from td_pipeline.domain.answer_tables import scan_tables
 
 _OPEN = re.compile(r"<(?:think|thinking|reasoning)>", re.IGNORECASE)
 _CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from td_pipeline.domain.answer_markdown import lines_of
+from td_pipeline.domain.answer_lines import lines_of
 from td_pipeline.domain.answer_model import Candidate, ProposalFormat, RawTask, TaskDraft
 
 # `TASK_ID:`, `Task ID:`, `**TITLE:**`, `- ROLE:` ... one field per line.

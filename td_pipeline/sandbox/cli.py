@@ -14,9 +14,12 @@ import threading
 from pathlib import Path
 
 from td_pipeline.sandbox.fleet import LocalFleet
-from td_pipeline.sandbox.llm import LlmBackend, OfflinePlanner, OpenAICompatibleLlm, ReplayLlm
+from td_pipeline.sandbox.llm import LlmBackend
 from td_pipeline.sandbox.nats_server import NatsServerMissing, nats_server_binary
+from td_pipeline.sandbox.offline_planner import OfflinePlanner
+from td_pipeline.sandbox.openai_llm import OpenAICompatibleLlm
 from td_pipeline.sandbox.planning import PlanningFaults
+from td_pipeline.sandbox.replay_llm import ReplayLlm
 from td_pipeline.sandbox.state_dir import DEFAULT_STATE_DIR, ENV_FILE_NAME
 
 EXIT_OK, EXIT_CANNOT_START = 0, 1

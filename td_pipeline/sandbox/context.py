@@ -13,7 +13,7 @@ import grpc
 from td_pipeline.gen.fleet.context.v1 import context_pb2 as pb
 from td_pipeline.gen.fleet.context.v1 import context_pb2_grpc as pb_grpc
 from td_pipeline.sandbox.grpc_server import RunningServer, start_grpc_server
-from td_pipeline.sandbox.planning import PlanningStore, SampleStory
+from td_pipeline.sandbox.planning_store import PlanningStore, SampleStory
 
 # Which parts of a story's context each role is told; any other role gets the default.
 ROLE_SCOPES: dict[str, tuple[str, ...]] = {

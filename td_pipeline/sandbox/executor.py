@@ -33,9 +33,9 @@ from td_pipeline.sandbox.llm import (
     LlmBackend,
     LlmFailure,
     LlmRequest,
-    OpenAICompatibleLlm,
     UnpublishedLlmFailure,
 )
+from td_pipeline.sandbox.openai_llm import OpenAICompatibleLlm
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,15 +12,11 @@ from types import TracebackType
 from td_pipeline.sandbox.context import serve_context
 from td_pipeline.sandbox.executor import RunningExecutor, serve_executor
 from td_pipeline.sandbox.grpc_server import RunningServer
-from td_pipeline.sandbox.llm import LlmBackend, OfflinePlanner
+from td_pipeline.sandbox.llm import LlmBackend
 from td_pipeline.sandbox.nats_server import NatsServer
-from td_pipeline.sandbox.planning import (
-    PlanningFaults,
-    PlanningStore,
-    SampleStory,
-    load_sample_stories,
-    serve_planning,
-)
+from td_pipeline.sandbox.offline_planner import OfflinePlanner
+from td_pipeline.sandbox.planning import PlanningFaults, serve_planning
+from td_pipeline.sandbox.planning_store import PlanningStore, SampleStory, load_sample_stories
 from td_pipeline.sandbox.state_dir import ENV_FILE_NAME, STORE_FILE_NAME
 
 

@@ -9,12 +9,8 @@ from td_pipeline.domain.validation import DerivationRules, ValidProposal, valida
 from td_pipeline.domain.values import PlanId, Role, StoryId, TaskKey
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings
 from td_pipeline.infrastructure.planning_client import GrpcPlanningClient
-from td_pipeline.sandbox.planning import (
-    PlanningFaults,
-    PlanningStore,
-    load_sample_stories,
-    serve_planning,
-)
+from td_pipeline.sandbox.planning import PlanningFaults, serve_planning
+from td_pipeline.sandbox.planning_store import PlanningStore, load_sample_stories
 from td_pipeline_tests.fakes import FakePlanning
 
 PLAN, STORY = PlanId("PLAN-PAY-1"), StoryId("STORY-REFUNDS")

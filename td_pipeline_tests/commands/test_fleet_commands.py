@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from td_pipeline.sandbox.fleet import LocalFleet
-from td_pipeline.sandbox.planning import StoredDependency, StoredTask
+from td_pipeline.sandbox.planning_store import StoredDependency, StoredTask
 
 CLI = [str(Path(sys.executable).with_name("td-pipeline"))]
 

@@ -19,7 +19,8 @@ import pytest
 
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2, ray_executor_pb2_grpc
 from td_pipeline.gen.fleet.task_derivation.v1 import task_derivation_pb2, task_derivation_pb2_grpc
-from td_pipeline.sandbox.planning import PlanningStore, load_sample_stories, serve_planning
+from td_pipeline.sandbox.planning import serve_planning
+from td_pipeline.sandbox.planning_store import PlanningStore, load_sample_stories
 
 PROTO_ROOT = Path(__file__).resolve().parents[2] / "protos" / "td_pipeline" / "gen"
 

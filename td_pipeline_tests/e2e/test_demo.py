@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from td_pipeline.sandbox.planning import load_sample_stories
+from td_pipeline.sandbox.planning_store import load_sample_stories
 
 pytestmark = pytest.mark.e2e
 

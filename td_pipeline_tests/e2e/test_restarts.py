@@ -18,7 +18,7 @@ import pytest
 
 from td_pipeline.devtools.dagster_processes import DagsterProcesses, prepare_home
 from td_pipeline.sandbox.fleet import LocalFleet
-from td_pipeline.sandbox.planning import load_sample_stories, story_copies
+from td_pipeline.sandbox.planning_store import load_sample_stories, story_copies
 from td_pipeline_tests.e2e.test_daemon import request_and_collect
 from td_pipeline_tests.support import wait_until
 

@@ -32,7 +32,7 @@ from td_pipeline.infrastructure.grpc_channel import ChannelSettings
 from td_pipeline.infrastructure.nats_mappers import decode_agent_failure, decode_agent_response
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_COMPLETED, AGENT_RESPONSE_FAILED
 from td_pipeline.sandbox.fleet import LocalFleet
-from td_pipeline.sandbox.llm import ReplayLlm
+from td_pipeline.sandbox.replay_llm import ReplayLlm
 from td_pipeline_tests.support import wait_until
 
 

@@ -22,12 +22,8 @@ from td_pipeline.domain.values import (
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings
 from td_pipeline.infrastructure.planning_client import GrpcPlanningClient
 from td_pipeline.infrastructure.planning_mappers import creation_commands
-from td_pipeline.sandbox.planning import (
-    PlanningFaults,
-    PlanningStore,
-    load_sample_stories,
-    serve_planning,
-)
+from td_pipeline.sandbox.planning import PlanningFaults, serve_planning
+from td_pipeline.sandbox.planning_store import PlanningStore, load_sample_stories
 
 PLAN, STORY = PlanId("PLAN-PAY-1"), StoryId("STORY-REFUNDS")
 

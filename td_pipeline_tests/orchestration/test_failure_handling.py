@@ -36,7 +36,7 @@ from td_pipeline.orchestration.resources import (
 from td_pipeline.orchestration.retry_schedule import failed_stories, retry_launch
 from td_pipeline.orchestration.watchdog_sensor import llm_watchdog_sensor
 from td_pipeline.sandbox.fleet import LocalFleet
-from td_pipeline.sandbox.llm import ReplayLlm
+from td_pipeline.sandbox.replay_llm import ReplayLlm
 from td_pipeline_tests.orchestration.test_jobs import (
     PLAN,
     STORY,

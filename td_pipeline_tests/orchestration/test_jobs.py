@@ -30,7 +30,7 @@ from td_pipeline.orchestration.resources import (
     RayExecutorResource,
 )
 from td_pipeline.sandbox.fleet import LocalFleet
-from td_pipeline.sandbox.planning import load_sample_stories
+from td_pipeline.sandbox.planning_store import load_sample_stories
 from td_pipeline_tests.support import wait_until
 
 STORY, PLAN = "STORY-REFUNDS", "PLAN-PAY-1"

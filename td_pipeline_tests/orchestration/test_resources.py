@@ -11,7 +11,8 @@ from td_pipeline.orchestration.resources import (
     PlanningResource,
 )
 from td_pipeline.orchestration.settings_wiring import resources_from_environment
-from td_pipeline.sandbox.planning import PlanningStore, load_sample_stories, serve_planning
+from td_pipeline.sandbox.planning import serve_planning
+from td_pipeline.sandbox.planning_store import PlanningStore, load_sample_stories
 from td_pipeline.settings import SettingsError
 
 

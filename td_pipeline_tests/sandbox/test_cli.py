@@ -14,7 +14,7 @@ import pytest
 
 from td_pipeline.cli import main
 from td_pipeline.sandbox import nats_server
-from td_pipeline.sandbox.llm import OFFLINE_MODEL, OfflinePlanner
+from td_pipeline.sandbox.offline_planner import OFFLINE_MODEL, OfflinePlanner
 from td_pipeline.sandbox.state_dir import read_env_file
 from td_pipeline_tests.support import wait_until
 

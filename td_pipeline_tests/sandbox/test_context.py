@@ -8,7 +8,7 @@ import pytest
 from td_pipeline.gen.fleet.context.v1 import context_pb2 as pb
 from td_pipeline.gen.fleet.context.v1 import context_pb2_grpc as pb_grpc
 from td_pipeline.sandbox.context import serve_context
-from td_pipeline.sandbox.planning import PlanningStore, load_sample_stories
+from td_pipeline.sandbox.planning_store import PlanningStore, load_sample_stories
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,14 @@ from td_pipeline.sandbox.planning import (
     MAX_DESCRIPTION_CHARACTERS,
     MAX_TITLE_CHARACTERS,
     PlanningFaults,
-    PlanningStore,
-    load_sample_stories,
     planning_role,
     serve_planning,
-    story_copies,
 )
+from td_pipeline.sandbox.planning_store import PlanningStore, load_sample_stories
 from td_pipeline_tests.support import wait_until
 
 STORIES = load_sample_stories()
 REFUNDS = next(s for s in STORIES if s.story_id == "STORY-REFUNDS")
-PLANNING_ROLES = {"DEV", "ARCHITECT", "QA", "PO", "SYSTEM"}  # Planning's RoleType values
 
 
 @pytest.fixture
@@ -76,18 +73,6 @@ def code_of(call: object) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as raised:
         call()  # type: ignore[operator]
     return raised.value.code()
-
-
-def test_seed_has_varied_realistic_stories() -> None:
-    assert len(STORIES) >= 10
-    assert len({s.plan_id for s in STORIES}) == len(STORIES)
-    for story in STORIES:
-        assert 2 <= len(story.acceptance_criteria) <= 6
-        assert 1 <= len(story.roles) <= 3
-        assert story.technical_notes and story.context["decisions"]
-        # Planning stores its own role names: a sample story carries no other.
-        assert set(story.roles) <= PLANNING_ROLES, story.roles
-    assert REFUNDS.roles == ("DEV", "QA")
 
 
 def test_get_plan_context(planning: pb_grpc.TaskDerivationPlanningServiceStub) -> None:
@@ -308,14 +293,3 @@ def test_health_service_reports_serving(channel: grpc.Channel) -> None:
         timeout=5,
     )
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
-
-
-def test_story_copies_get_their_own_ids() -> None:
-    samples = load_sample_stories()
-    copies = story_copies(samples, len(samples) + 3)
-
-    assert len({c.story_id for c in copies}) == len({c.plan_id for c in copies}) == len(copies)
-    assert copies[len(samples)].title == samples[0].title
-    assert copies[0].story_id == f"{samples[0].story_id}-C1"
-    with pytest.raises(ValueError, match="positive count"):
-        story_copies(samples, 0)

@@ -1,6 +1,6 @@
-"""Plans written as markdown: tables with recognisable headers, and numbered or bulleted lists
-(or `### Task 1: ...` headings) with inline fields: `(QA, 3h, high)`, `depends on 2, 3`,
-`after T1`, `blocked by #2`, or `Role: QA` lines under the item.
+"""Plans written as markdown lists: numbered or bulleted items (or `### Task 1: ...` headings)
+with inline fields: `(QA, 3h, high)`, `depends on 2, 3`, `after T1`, `blocked by #2`, or
+`Role: QA` lines under the item.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from td_pipeline.domain.answer_fields import canonical_field, is_none_word
+from td_pipeline.domain.answer_lines import Line, lines_of, unmarked
 from td_pipeline.domain.answer_model import (
     AnswerWarning,
     Candidate,
@@ -19,101 +20,6 @@ from td_pipeline.domain.answer_model import (
 )
 from td_pipeline.domain.roles import canonical_role
 from td_pipeline.domain.values import read_hours, read_priority
-
-
-@dataclass(frozen=True, slots=True)
-class _Line:
-    start: int  # offset in the answer
-    end: int
-    text: str
-
-
-def lines_of(text: str, start: int, end: int) -> list[_Line]:
-    lines = []
-    position = start
-    for line in text[start:end].splitlines(keepends=True):
-        lines.append(_Line(position, position + len(line), line.rstrip("\r\n")))
-        position += len(line)
-    return lines
-
-
-def _unmarked(text: str) -> str:
-    """A cell or a title without markdown emphasis, code marks or `<br>`."""
-    text = re.sub(r"<br\s*/?>", "\n", text, flags=re.IGNORECASE)
-    return re.sub(r"\*\*|__|`", "", text).strip()
-
-
-# --- tables -------------------------------------------------------------------------------
-
-_SEPARATOR_ROW = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
-
-
-def _cells(line: str) -> list[str]:
-    row = line.strip()
-    row = row[1:] if row.startswith("|") else row
-    row = row[:-1] if row.endswith("|") and not row.endswith("\\|") else row
-    return [_unmarked(cell.replace("\\|", "|")) for cell in re.split(r"(?<!\\)\|", row)]
-
-
-def _header_names(cells: list[str]) -> list[str] | None:
-    """Field names for a header row, or None when no column holds the titles. A `Task`
-    column beside a `Title` column holds the ids."""
-    fields = [canonical_field(cell) for cell in cells]
-    if "title" not in fields:
-        return None
-    task_is_id = fields.count("title") > 1
-    return ["id" if task_is_id and cell.casefold() == "task" else cell for cell in cells]
-
-
-def _last_line(lines: list[_Line]) -> _Line | None:
-    return next((line for line in reversed(lines) if line.text.strip()), None)
-
-
-def _cut_short(header: _Line, row: _Line, cells: list[str], names: list[str]) -> bool:
-    """A last row with fewer cells than the header, or without the closing pipe the header
-    has, was cut off."""
-    closed = header.text.rstrip().endswith("|")
-    return len(cells) < len(names) or (closed and not row.text.rstrip().endswith("|"))
-
-
-@dataclass(frozen=True, slots=True)
-class MarkdownScan:
-    candidates: tuple[Candidate, ...]
-    truncated_at: int | None
-
-
-def scan_tables(text: str, start: int, end: int, *, may_be_cut: bool) -> MarkdownScan:
-    """Every table whose header names a title column; a last row cut short at the very end of
-    the answer makes it truncated."""
-    lines = lines_of(text, start, end)
-    candidates: list[Candidate] = []
-    index = 0
-    while index + 1 < len(lines):
-        header = lines[index]
-        names = _header_names(_cells(header.text)) if "|" in header.text else None
-        if names is None or not _SEPARATOR_ROW.match(lines[index + 1].text):
-            index += 1
-            continue
-        rows: list[_Line] = []
-        index += 2
-        while index < len(lines) and "|" in lines[index].text:
-            rows.append(lines[index])
-            index += 1
-        tasks = []
-        for row in rows:
-            cells = _cells(row.text)
-            if may_be_cut and row is _last_line(lines) and _cut_short(header, row, cells, names):
-                return MarkdownScan(tuple(candidates), row.start)
-            tasks.append(RawTask(dict(zip(names, cells, strict=False))))
-        note = AnswerWarning(WarningKind.SHAPE, "tasks read from a markdown table")
-        last = rows[-1].end if rows else lines[index - 1].end
-        candidates.append(
-            Candidate(ProposalFormat.MARKDOWN_TABLE, header.start, last, tuple(tasks), (note,))
-        )
-    return MarkdownScan(tuple(candidates), None)
-
-
-# --- lists --------------------------------------------------------------------------------
 
 _ITEM = re.compile(
     r"^(?P<indent>[ \t]*)(?:(?P<number>\d{1,3})[.)]|[-*+\u2022])[ \t]+(?P<text>\S.*)$"
@@ -214,11 +120,11 @@ _LEADING = " :-\u2013\u2014"
 
 def _title_and_rest(text: str) -> tuple[str, str]:
     if bold := _BOLD_TITLE.match(text):
-        return _unmarked(bold.group("title")), bold.group("rest").lstrip(_LEADING)
+        return unmarked(bold.group("title")), bold.group("rest").lstrip(_LEADING)
     end = _TITLE_END.search(text)
     if end is None:
-        return _unmarked(text), ""
-    return _unmarked(text[: end.start()]), text[end.start() :].lstrip(_LEADING)
+        return unmarked(text), ""
+    return unmarked(text[: end.start()]), text[end.start() :].lstrip(_LEADING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +150,7 @@ def _item_task(item: _Item) -> RawTask:
             fields[field] = key_value.group("value").strip()
         elif line.strip():
             description.append(_dependencies(re.sub(r"^\s*[-*+\u2022]\s+", "", line), fields))
-    fields["description"] = "\n".join(_unmarked(part) for part in description if part.strip())
+    fields["description"] = "\n".join(unmarked(part) for part in description if part.strip())
     if not fields["depends_on"]:
         del fields["depends_on"]
     return RawTask(fields, key=item.key)
@@ -257,7 +163,7 @@ def _label(text: str) -> tuple[str | None, str]:
     return label.group("number") or label.group("id"), text[label.end() :]
 
 
-def _list_items(lines: list[_Line]) -> list[tuple[int, _Item, int]]:
+def _list_items(lines: list[Line]) -> list[tuple[int, _Item, int]]:
     """Top-level items as (start offset, item, end offset): task headings, else numbered
     items at the outermost indent, else bullets at the outermost indent."""
     headings = [
@@ -281,7 +187,7 @@ def _list_items(lines: list[_Line]) -> list[tuple[int, _Item, int]]:
     return items
 
 
-def _outermost_items(lines: list[_Line]) -> list[tuple[int, str | None, str]]:
+def _outermost_items(lines: list[Line]) -> list[tuple[int, str | None, str]]:
     """Items at the outermost indent; a bullet right under a numbered item (no paragraph
     between) belongs to that item."""
     found = [(i, m) for i, line in enumerate(lines) if (m := _ITEM.match(line.text))]
@@ -300,7 +206,7 @@ def _outermost_items(lines: list[_Line]) -> list[tuple[int, str | None, str]]:
     return tops
 
 
-def _item_lines(lines: list[_Line], start: int, stop: int, *, heading: bool) -> list[int]:
+def _item_lines(lines: list[Line], start: int, stop: int, *, heading: bool) -> list[int]:
     """The lines that belong to an item: up to the next item, or, in a list, up to a
     paragraph that follows a blank line without indentation (the list has ended)."""
     taken = []
