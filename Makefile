@@ -21,15 +21,15 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy td_pipeline
 
-# The fast tier: everything but the end-to-end tests (real NATS and gRPC servers on loopback
-# where a layer needs them, no Dagster daemon). About a minute here.
+# The fast tier: everything but the end-to-end tests and the in-process pipeline runs (real
+# NATS and gRPC servers on loopback where a layer needs them, no Dagster run). Under a minute.
 unit: install
-	$(PY) -m pytest -n 2 -m "not e2e"
+	$(PY) -m pytest -n 2 -m "not e2e and not pipeline"
 
-# The end-to-end tier: real daemons, two test files at a time (they spend most of their time
-# waiting on sensors, so they overlap well even on 2 cores).
+# The end-to-end tier: real daemons, and the jobs run in process against the local fleet; two
+# test files at a time (they spend most of their time waiting, so they overlap well).
 e2e: install
-	$(PY) -m pytest -n 2 --dist loadfile -m e2e
+	$(PY) -m pytest -n 2 --dist loadfile -m "e2e or pipeline"
 
 # The code location loads (with whatever settings the environment has; bad ones do not stop it).
 validate: install

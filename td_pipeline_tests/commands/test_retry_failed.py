@@ -17,6 +17,8 @@ from td_pipeline.devtools.dagster_processes import WORKSPACE, prepare_home
 from td_pipeline.orchestration.retry_schedule import failed_derivation_retries
 from td_pipeline.orchestration.settings_wiring import resources_from_environment
 
+pytestmark = pytest.mark.pipeline  # Dagster runs: in `make e2e`, not the fast tier
+
 STORY = "STORY-REFUNDS"
 DERIVE_CONFIG = {"plan_id": "PLAN-PAY-1", "derivation_id": "d-1"}
 

@@ -47,6 +47,8 @@ from td_pipeline_tests.orchestration.test_jobs import (
     resources,
 )
 
+pytestmark = pytest.mark.pipeline  # Dagster runs: in `make e2e`, not the fast tier
+
 ANSWER_LOST = "STORY-MFA"  # the replayed LLM never answers this one
 
 

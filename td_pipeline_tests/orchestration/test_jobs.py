@@ -33,6 +33,8 @@ from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.planning_store import load_sample_stories
 from td_pipeline_tests.support import wait_until
 
+pytestmark = pytest.mark.pipeline  # Dagster runs: in `make e2e`, not the fast tier
+
 STORY, PLAN = "STORY-REFUNDS", "PLAN-PAY-1"
 
 
