@@ -118,7 +118,8 @@ class JetStreamPuller:
 
     def fetch(self, spec: ConsumerSpec, batch: int, timeout_seconds: float) -> list[PulledMessage]:
         """Up to `batch` messages, waiting at most `timeout_seconds` for the first."""
-        return self._loop.run(self._fetch(spec, batch, timeout_seconds), timeout_seconds + 5)
+        # The margin only guards against a hang; a loaded machine can stall the loop for seconds.
+        return self._loop.run(self._fetch(spec, batch, timeout_seconds), timeout_seconds + 15)
 
     async def _fetch(
         self, spec: ConsumerSpec, batch: int, timeout_seconds: float
