@@ -17,6 +17,7 @@ from td_pipeline.orchestration.resources import (
 )
 
 WATCHDOG_INTERVAL_SECONDS = 10  # how soon a failed or lost job is noticed
+LOOK_BACK = timedelta(hours=6)
 
 
 @dg.sensor(
@@ -35,9 +36,11 @@ def llm_watchdog_sensor(
     now = datetime.now(UTC)
     timeout = settings.llm_timeout_seconds
     run_requests: list[dg.RunRequest] = []
-    # Only attempts still in flight: submitted within the time an answer may take (a
-    # completed job's answer gets twice the timeout), not every story ever derived.
-    for submission in waiting_attempts(context.instance, now - timedelta(seconds=3 * timeout)):
+    # Only recent submissions not answered yet, not every story ever derived. The window is
+    # far wider than an answer may take (a completed job's gets twice the timeout), so that
+    # an attempt is still looked at after the daemon was away for hours.
+    since = now - max(timedelta(seconds=3 * timeout), LOOK_BACK)
+    for submission in waiting_attempts(context.instance, since):
         story = submission.story
         latest = latest_run(context.instance, story)
         if latest is None or latest.run.run_id != submission.run_id:
