@@ -1,15 +1,15 @@
 """What `td-pipeline request | watch | tasks` share: where the fleet's servers are, and one
 line instead of a traceback when one cannot be reached.
 
-Addresses come from flags, else the environment (NATS_URL, PLANNING_SERVICE_ADDRESS, ...),
-else `<state-dir>/sandbox.env` written by `td-pipeline sandbox up`. The sandbox's module is
+Addresses come from flags, else the settings (`td_pipeline.settings`: NATS_URL,
+PLANNING_SERVICE_ADDRESS, ..., and NATS credentials and TLS as the pipeline uses them), else
+`<state-dir>/sandbox.env` written by `td-pipeline sandbox up`. The sandbox's module is
 imported only for that last look-up: a real fleet needs none of it."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +18,9 @@ import nats
 from nats.aio.client import Client
 from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
+
+from td_pipeline.infrastructure.nats_auth import nats_auth
+from td_pipeline.settings import Settings, SettingsError, read_settings
 
 DEFAULT_STATE_DIR = Path(".sandbox")  # where `td-pipeline sandbox up` writes sandbox.env
 CONNECT_TIMEOUT_SECONDS = 3.0
@@ -51,8 +54,23 @@ def _guarded(handler: Handler) -> Handler:
     return run
 
 
+_ADDRESSES: dict[str, Callable[[Settings], str]] = {
+    "NATS_URL": lambda settings: settings.nats_url,
+    "PLANNING_SERVICE_ADDRESS": lambda settings: settings.planning_address,
+    "CONTEXT_SERVICE_ADDRESS": lambda settings: settings.context_address,
+    "RAY_EXECUTOR_ADDRESS": lambda settings: settings.executor_address,
+}
+
+
+def settings() -> Settings:
+    try:
+        return read_settings()
+    except SettingsError as error:
+        raise Unreachable(str(error)) from None
+
+
 def address(args: argparse.Namespace, flag: str | None, variable: str) -> str:
-    value = flag or os.environ.get(variable)
+    value: str | None = flag or _ADDRESSES[variable](settings())
     if not value:
         from td_pipeline.sandbox.state_dir import read_env_file
 
@@ -73,6 +91,7 @@ async def connect_nats(url: str) -> Client:
         return await asyncio.wait_for(
             nats.connect(
                 url,
+                **nats_auth(settings()).connect_options(),
                 connect_timeout=2,
                 max_reconnect_attempts=0,
                 allow_reconnect=False,

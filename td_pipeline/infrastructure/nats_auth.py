@@ -11,6 +11,10 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import SecretStr
+
+from td_pipeline.settings import Settings
+
 
 @dataclass(frozen=True, slots=True)
 class NatsAuth:
@@ -61,3 +65,20 @@ class NatsAuth:
 
 
 NO_AUTH = NatsAuth()
+
+
+def nats_auth(settings: Settings) -> NatsAuth:
+    """How the settings say to connect (NATS_USER/PASSWORD, NATS_TOKEN, NATS_CREDS, NATS_TLS_*)."""
+    return NatsAuth(
+        user=settings.nats_user,
+        password=_secret(settings.nats_password),
+        token=_secret(settings.nats_token),
+        credentials_path=settings.nats_credentials_path,
+        tls_ca_path=settings.nats_tls_ca_path,
+        tls_cert_path=settings.nats_tls_cert_path,
+        tls_key_path=settings.nats_tls_key_path,
+    )
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

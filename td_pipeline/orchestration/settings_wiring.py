@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import dagster as dg
-from pydantic import SecretStr
 
+from td_pipeline.infrastructure.nats_auth import nats_auth
 from td_pipeline.orchestration.resources import (
     ContextResource,
     DerivationSettings,
@@ -25,20 +25,17 @@ def _required(value: str, variable: str) -> str:
     return value
 
 
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
 def nats_from_settings(settings: Settings) -> NatsResource:
+    auth = nats_auth(settings)
     return NatsResource(
         url=_required(settings.nats_url, "NATS_URL"),
-        user=settings.nats_user,
-        password=_secret(settings.nats_password),
-        token=_secret(settings.nats_token),
-        credentials_path=settings.nats_credentials_path,
-        tls_ca_path=settings.nats_tls_ca_path,
-        tls_cert_path=settings.nats_tls_cert_path,
-        tls_key_path=settings.nats_tls_key_path,
+        user=auth.user,
+        password=auth.password,
+        token=auth.token,
+        credentials_path=auth.credentials_path,
+        tls_ca_path=auth.tls_ca_path,
+        tls_cert_path=auth.tls_cert_path,
+        tls_key_path=auth.tls_key_path,
         envelope=settings.event_envelope,
         request_stream=settings.request_stream,
         responses_stream=settings.responses_stream,

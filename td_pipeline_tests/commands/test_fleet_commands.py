@@ -134,3 +134,28 @@ def test_missing_addresses_are_explained(tmp_path: Path) -> None:
     result = run("tasks", "--story", "S", "--state-dir", str(tmp_path), env=environment)
     assert result.returncode == 1
     assert "sandbox up" in result.stderr
+
+
+def test_fleet_commands_read_the_pipelines_settings(tmp_path: Path) -> None:
+    """The same settings as the pipeline: an address from PLANNING_SERVICE_ADDRESS, and a bad
+    setting refused in one line naming it."""
+    from_settings = run(
+        "tasks",
+        "--story",
+        "S",
+        "--state-dir",
+        str(tmp_path),
+        env={"PLANNING_SERVICE_ADDRESS": "127.0.0.1:1"},
+    )
+    bad = run(
+        "watch",
+        "--timeout",
+        "1",
+        "--state-dir",
+        str(tmp_path),
+        env={"NATS_URL": "nats://127.0.0.1:1", "TD_MAX_ATTEMPTS": "three"},
+    )
+
+    assert from_settings.returncode == 1 and "127.0.0.1:1" in from_settings.stderr
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith("td-pipeline: bad setting: TD_MAX_ATTEMPTS")
