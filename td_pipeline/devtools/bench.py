@@ -28,7 +28,7 @@ from td_pipeline.devtools.dagster_processes import (
 )
 from td_pipeline.infrastructure.subjects import DERIVATION_COMPLETED, DERIVATION_REQUESTED
 from td_pipeline.sandbox.fleet import LocalFleet
-from td_pipeline.sandbox.nats_server import NatsServerMissing, ensure_streams, nats_server_binary
+from td_pipeline.sandbox.nats_server import ensure_streams, missing_nats_server
 from td_pipeline.sandbox.planning_store import load_sample_stories, story_copies
 
 WORKSPACE = """load_from:
@@ -85,10 +85,8 @@ def run_e2e(args: argparse.Namespace) -> int:
     if not args.instance_config.is_file():
         print(f"td-pipeline bench e2e: no instance config at {args.instance_config}")
         return 2
-    try:
-        nats_server_binary()
-    except NatsServerMissing as error:
-        print(f"td-pipeline bench e2e: {error}", file=sys.stderr)
+    if (missing := missing_nats_server()) is not None:
+        print(f"td-pipeline bench e2e: {missing}", file=sys.stderr)
         return 2
     stories = story_copies(load_sample_stories(), args.stories)
     with tempfile.TemporaryDirectory(prefix="td-bench-") as scratch:

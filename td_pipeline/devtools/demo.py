@@ -30,7 +30,7 @@ from td_pipeline.infrastructure.subjects import (
     DERIVATION_REQUESTED,
 )
 from td_pipeline.sandbox.fleet import LocalFleet
-from td_pipeline.sandbox.nats_server import NatsServerMissing, nats_server_binary
+from td_pipeline.sandbox.nats_server import missing_nats_server
 from td_pipeline.sandbox.planning_store import SampleStory, load_sample_stories
 from td_pipeline.sandbox.state_dir import DEFAULT_STATE_DIR
 
@@ -74,10 +74,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if not _port_is_free(args.port):
         print(f"td-pipeline demo: port {args.port} on 127.0.0.1 is taken; use --port")
         return 2
-    try:
-        nats_server_binary()
-    except NatsServerMissing as error:
-        print(f"td-pipeline demo: {error}", file=sys.stderr)
+    if (missing := missing_nats_server()) is not None:
+        print(f"td-pipeline demo: {missing}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -45,6 +45,15 @@ def nats_server_binary() -> Path:
     return binary
 
 
+def missing_nats_server() -> str | None:
+    """Why the local fleet cannot start (the one line a command prints), or None."""
+    try:
+        nats_server_binary()
+    except NatsServerMissing as error:
+        return str(error)
+    return None
+
+
 class NatsServer:
     """Starts on `start()` (or `with`), stops and reaps on `stop()`. Stores JetStream data
     under `store_dir`, or a temporary folder removed on stop."""
