@@ -15,11 +15,12 @@ def why_lost(
 
     A job the executor does not know (or failed) is lost once it had the time to register; so
     is one it reports `completed` with an empty proposal (the fleet's executor reports a failed
-    LLM call that way), once the result sensor had the time to handle a failure the executor
-    published. One still running fails after the timeout; one completed has its answer on
-    NATS, so the result sensor gets twice the timeout to pick it up."""
+    LLM call that way), once the result sensor had a look at a failure the executor published
+    (a duplicate is harmless: the attempt's failed event goes out once). One still running
+    fails after the timeout; one completed has its answer on NATS, so the result sensor gets
+    twice the timeout to pick it up."""
     status = job.status
-    if job.failed_silently and waited >= 2 * look:
+    if job.failed_silently and waited >= look:
         detail = f": {job.error}" if job.error else ""
         return f"LLM job {deliberation_id} completed without an answer (the LLM failed){detail}"
     if status in LOST_STATUSES and waited >= look:

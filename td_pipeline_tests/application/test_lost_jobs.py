@@ -30,9 +30,9 @@ def test_the_watchdog_tells_waiting_from_lost(status: str, waited: float, lost: 
 
 def test_a_job_completed_without_a_proposal_fails_once_the_result_sensor_had_its_look() -> None:
     # The fleet's executor reports a failed LLM call as `completed` with an empty proposal. A
-    # failure it published is the result sensor's; the watchdog takes over after two looks.
+    # failure it published is the result sensor's first; the watchdog takes over after a look.
     job = DeliberationStatus("completed", has_proposal=False)
-    assert why_lost(job, 15, 600, "j-1", LOOK) is None
-    assert why_lost(job, 20, 600, "j-1", LOOK) == (
+    assert why_lost(job, 5, 600, "j-1", LOOK) is None
+    assert why_lost(job, 10, 600, "j-1", LOOK) == (
         "LLM job j-1 completed without an answer (the LLM failed)"
     )
