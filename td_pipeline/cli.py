@@ -25,6 +25,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "request": ("td_pipeline.commands.request", "publish a derivation request"),
     "watch": ("td_pipeline.commands.watch", "print derivation events as they arrive"),
     "tasks": ("td_pipeline.commands.tasks", "the tasks Planning holds for a story"),
+    "serve-metrics": (
+        "td_pipeline.commands.serve_metrics",
+        "serve /metrics, /health and /ready for Prometheus and probes",
+    ),
     "demo": (
         "td_pipeline.devtools.demo",
         "run the whole pipeline locally: fleet, Dagster daemon and UI, every sample story",

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         tuple(sorted(role.value for role in CANONICAL_ROLES)), validation_alias="TD_KNOWN_ROLES"
     )
 
+    # `td-pipeline serve-metrics`: where it listens (loopback unless told), and how old the
+    # Dagster daemon's heartbeats may be while /ready still answers 200.
+    metrics_host: str = Field("127.0.0.1", validation_alias="TD_METRICS_HOST")
+    metrics_port: int = Field(9108, ge=1, le=65535, validation_alias="TD_METRICS_PORT")
+    daemon_heartbeat_tolerance_seconds: float = Field(
+        120.0, gt=0, validation_alias="TD_DAEMON_HEARTBEAT_TOLERANCE_SECONDS"
+    )
+
     @field_validator("known_roles", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

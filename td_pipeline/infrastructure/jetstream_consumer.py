@@ -14,6 +14,7 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig
@@ -68,6 +69,19 @@ class PulledMessage:
     def run_key(self) -> str:
         # Sequence numbers restart when a stream is recreated; the timestamp keeps it unique.
         return f"{self.stream}:{self.stream_sequence}:{self.timestamp_ns}"
+
+
+def pulled_message(message: Msg) -> PulledMessage:
+    """A JetStream message with the facts read from its metadata."""
+    return PulledMessage(
+        subject=message.subject,
+        data=message.data,
+        reply=message.reply,
+        stream=message.metadata.stream,
+        stream_sequence=message.metadata.sequence.stream,
+        timestamp_ns=int(message.metadata.timestamp.timestamp() * 1_000_000_000),
+        num_delivered=message.metadata.num_delivered,
+    )
 
 
 class JetStreamPuller:
@@ -134,18 +148,7 @@ class JetStreamPuller:
             messages = await subscription.fetch(batch, timeout=timeout_seconds)
         except NatsTimeoutError:
             return []  # nothing arrived: the normal answer of an idle stream
-        return [
-            PulledMessage(
-                subject=message.subject,
-                data=message.data,
-                reply=message.reply,
-                stream=message.metadata.stream,
-                stream_sequence=message.metadata.sequence.stream,
-                timestamp_ns=int(message.metadata.timestamp.timestamp() * 1_000_000_000),
-                num_delivered=message.metadata.num_delivered,
-            )
-            for message in messages
-        ]
+        return [pulled_message(message) for message in messages]
 
     def ack(self, replies: Sequence[str]) -> None:
         self._settle(replies, ACK)

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from td_pipeline.application.derivation_metrics import Completed, Failed, Requested, StreamFact
+from td_pipeline.application.request_intake import derivation_id_for
 from td_pipeline.domain.derivation import (
     DerivationRequest,
     LlmAnswer,
@@ -30,10 +32,17 @@ from td_pipeline.infrastructure.executor_client import (
 from td_pipeline.infrastructure.payloads import (
     AgentResponseCompleted,
     AgentResponseFailed,
+    DerivationCompletedPayload,
+    DerivationFailedPayload,
     DerivationRequestedPayload,
     EventEnvelope,
     ProposalBody,
     ResponseConstraints,
+)
+from td_pipeline.infrastructure.subjects import (
+    DERIVATION_COMPLETED,
+    DERIVATION_FAILED,
+    DERIVATION_REQUESTED,
 )
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -276,4 +285,30 @@ def _failure_ids(failure: AgentResponseFailed) -> tuple[PlanId | None, StoryId |
     return (
         read(PlanId, constraints.plan_id, constraints.metadata_text("plan_id")),
         read(StoryId, constraints.story_id, constraints.metadata_text("story_id")),
+    )
+
+
+def decode_stream_fact(
+    subject: str, data: bytes, message_key: str, stored_at: float
+) -> StreamFact | None:
+    """A message of the derivation stream as a fact for the metrics (None: not one of ours,
+    or an outcome event we cannot read). Every request counts, valid or not; its derivation id
+    is the one the request sensor gives it (from the same message key)."""
+    if subject == DERIVATION_REQUESTED:
+        return Requested(derivation_id_for(message_key).value, stored_at)
+    if subject not in (DERIVATION_COMPLETED, DERIVATION_FAILED):
+        return None
+    unwrapped = _payload(data, MAX_PAYLOAD_BYTES)
+    if isinstance(unwrapped, Refused):
+        return None
+    raw, _ = unwrapped
+    try:
+        if subject == DERIVATION_COMPLETED:
+            completed = DerivationCompletedPayload.model_validate(raw)
+            return Completed(completed.derivation_request_id, stored_at)
+        failed = DerivationFailedPayload.model_validate(raw)
+    except ValidationError:
+        return None
+    return Failed(
+        failed.derivation_request_id, failed.reason, failed.requires_manual_review, stored_at
     )

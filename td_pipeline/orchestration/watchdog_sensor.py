@@ -20,6 +20,14 @@ WATCHDOG_INTERVAL_SECONDS = 10  # how soon a failed or lost job is noticed
 LOOK_BACK = timedelta(hours=6)
 
 
+def waiting_since(now: datetime, llm_timeout_seconds: int) -> datetime:
+    """Where the look for unanswered submissions starts: only recent ones, not every story
+    ever derived. The window is far wider than an answer may take (a completed job's gets
+    twice the timeout), so that an attempt is still looked at after the daemon was away for
+    hours."""
+    return now - max(timedelta(seconds=3 * llm_timeout_seconds), LOOK_BACK)
+
+
 @dg.sensor(
     job=persist_job,
     minimum_interval_seconds=WATCHDOG_INTERVAL_SECONDS,
@@ -36,11 +44,7 @@ def llm_watchdog_sensor(
     now = datetime.now(UTC)
     timeout = settings.llm_timeout_seconds
     run_requests: list[dg.RunRequest] = []
-    # Only recent submissions not answered yet, not every story ever derived. The window is
-    # far wider than an answer may take (a completed job's gets twice the timeout), so that
-    # an attempt is still looked at after the daemon was away for hours.
-    since = now - max(timedelta(seconds=3 * timeout), LOOK_BACK)
-    for submission in waiting_attempts(context.instance, since):
+    for submission in waiting_attempts(context.instance, waiting_since(now, timeout)):
         story = submission.story
         latest = latest_run(context.instance, story)
         if latest is None or latest.run.run_id != submission.run_id:

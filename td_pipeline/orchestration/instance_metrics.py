@@ -1,0 +1,88 @@
+"""What the Dagster instance tells the metrics server: runs queued and under way, the daemon's
+heartbeats, each sensor's last successful tick and the attempts waiting on the LLM.
+
+Each reading is a bounded query (counts, one tick per sensor, the watchdog's window of recent
+submissions), never a walk over every story partition."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+from dagster._core.scheduler.instigation import InstigatorType, TickStatus
+
+from td_pipeline.orchestration.attempts import waiting_attempts
+from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
+from td_pipeline.orchestration.watchdog_sensor import waiting_since
+
+JOB_NAMES = tuple(job.name for job in (derive_job, persist_job, retry_job))
+QUEUED = (dg.DagsterRunStatus.QUEUED,)
+IN_PROGRESS = (
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
+SUCCESSFUL_TICKS = [TickStatus.SUCCESS, TickStatus.SKIPPED]  # skipped: nothing to do, no error
+
+
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    queued: Mapping[str, int]  # per job
+    in_progress: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class LlmWaiting:
+    attempts: int
+    oldest_seconds: float  # 0 when none waits
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonHeartbeats:
+    required: tuple[str, ...]  # the daemons this instance needs
+    ages: Mapping[str, float]  # seconds since each daemon's last heartbeat
+
+
+class InstanceReadings:
+    """Readings of one Dagster instance, each a few bounded queries."""
+
+    def __init__(self, instance: dg.DagsterInstance, llm_timeout_seconds: int) -> None:
+        self._instance = instance
+        self._llm_timeout_seconds = llm_timeout_seconds
+
+    def run_counts(self) -> RunCounts:
+        def count(job: str, statuses: tuple[dg.DagsterRunStatus, ...]) -> int:
+            filters = dg.RunsFilter(job_name=job, statuses=list(statuses))
+            return self._instance.get_runs_count(filters=filters)
+
+        return RunCounts(
+            queued={job: count(job, QUEUED) for job in JOB_NAMES},
+            in_progress={job: count(job, IN_PROGRESS) for job in JOB_NAMES},
+        )
+
+    def daemon_heartbeats(self, now: datetime) -> DaemonHeartbeats:
+        beats = self._instance.get_daemon_heartbeats()
+        return DaemonHeartbeats(
+            required=tuple(self._instance.get_required_daemon_types()),
+            ages={daemon: now.timestamp() - beat.timestamp for daemon, beat in beats.items()},
+        )
+
+    def sensor_success_ages(self, now: datetime) -> dict[str, float]:
+        """Seconds since each sensor's last successful (or skipped) tick; a sensor that never
+        had one is left out."""
+        ages: dict[str, float] = {}
+        for state in self._instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+            ticks = self._instance.get_ticks(
+                state.instigator_origin_id, state.selector_id, limit=1, statuses=SUCCESSFUL_TICKS
+            )
+            if ticks:
+                ages[state.instigator_name] = now.timestamp() - ticks[0].timestamp
+        return ages
+
+    def llm_waiting(self, now: datetime) -> LlmWaiting:
+        """Submissions to the LLM that no answer or failure closed yet, in the watchdog's window."""
+        waiting = waiting_attempts(self._instance, waiting_since(now, self._llm_timeout_seconds))
+        ages = [(now - attempt.submitted_at.astimezone(UTC)).total_seconds() for attempt in waiting]
+        return LlmWaiting(len(ages), max(ages, default=0.0))
