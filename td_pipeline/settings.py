@@ -7,6 +7,8 @@ location still loads. Nothing here imports Dagster, NATS or gRPC."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -21,6 +23,9 @@ from td_pipeline.infrastructure.subjects import (
 )
 
 DEFAULT_RETRY_CRON = "*/15 * * * *"
+# The settings that are secrets. Dagster resolves them from the environment as `dg.EnvVar`s
+# (orchestration/settings_wiring.py): the UI shows the variable's name, run configs nothing.
+SECRET_VARIABLES = ("NATS_PASSWORD", "NATS_TOKEN")
 
 
 class SettingsError(ValueError):
@@ -47,6 +52,7 @@ class Settings(BaseSettings):
     nats_password: SecretStr | None = Field(None, validation_alias="NATS_PASSWORD")
     nats_token: SecretStr | None = Field(None, validation_alias="NATS_TOKEN")
     nats_credentials_path: str | None = Field(None, validation_alias="NATS_CREDS")
+    nats_nkey_seed_path: str | None = Field(None, validation_alias="NATS_NKEY_SEED")
     nats_tls_ca_path: str | None = Field(None, validation_alias="NATS_TLS_CA")
     nats_tls_cert_path: str | None = Field(None, validation_alias="NATS_TLS_CERT")
     nats_tls_key_path: str | None = Field(None, validation_alias="NATS_TLS_KEY")
@@ -118,10 +124,20 @@ def _one_line(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def read_settings() -> Settings:
-    """The settings from the environment; SettingsError names each variable that is wrong."""
+def secret_variables_set() -> tuple[str, ...]:
+    """Which of the secret variables are set (not empty); their values are not read here."""
+    return tuple(name for name in SECRET_VARIABLES if os.environ.get(name))
+
+
+def read_settings(secrets: Mapping[str, str] | None = None) -> Settings:
+    """The settings from the environment, the `secrets` (variable -> value, as Dagster
+    resolved them) taking precedence; SettingsError names each variable that is wrong."""
+    unknown = sorted(set(secrets or {}) - set(SECRET_VARIABLES))
+    if unknown:
+        raise SettingsError(f"bad setting: {', '.join(unknown)} is not a secret setting")
     try:
-        settings = Settings()  # type: ignore[call-arg]  # every field from the environment
+        # The rest from the environment; the aliases (variable names) are the keywords.
+        settings = Settings(**(secrets or {}))  # type: ignore[arg-type]
     except ValidationError as error:
         raise SettingsError(f"bad setting: {_one_line(error)}") from None
     if settings.min_tasks > settings.max_tasks:

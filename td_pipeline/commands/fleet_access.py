@@ -16,9 +16,10 @@ from pathlib import Path
 
 import nats
 from nats.aio.client import Client
-from nats.errors import NoServersError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from td_pipeline.infrastructure.connection_errors import nats_failure, redacted_url
 from td_pipeline.infrastructure.nats_auth import nats_auth
 from td_pipeline.settings import Settings, SettingsError, read_settings
 
@@ -88,10 +89,14 @@ async def _quiet(error: Exception) -> None:
 
 async def connect_nats(url: str) -> Client:
     try:
+        auth = nats_auth(settings())
+    except SettingsError as error:
+        raise Unreachable(str(error)) from None
+    try:
         return await asyncio.wait_for(
             nats.connect(
                 url,
-                **nats_auth(settings()).connect_options(),
+                **auth.connect_options(),
                 connect_timeout=2,
                 max_reconnect_attempts=0,
                 allow_reconnect=False,
@@ -101,7 +106,8 @@ async def connect_nats(url: str) -> Client:
         )
     except (TimeoutError, NatsTimeoutError) as error:
         raise Unreachable(
-            f"cannot reach NATS at {url}: no answer within {CONNECT_TIMEOUT_SECONDS:.0f}s"
+            f"cannot reach NATS at {redacted_url(url)}: no answer within "
+            f"{CONNECT_TIMEOUT_SECONDS:.0f}s"
         ) from error
-    except (OSError, NoServersError) as error:
-        raise Unreachable(f"cannot reach NATS at {url}: {error}") from error
+    except (OSError, NatsError) as error:
+        raise Unreachable(f"cannot reach {nats_failure(url, error, auth)}") from None

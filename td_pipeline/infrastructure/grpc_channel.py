@@ -16,6 +16,7 @@ from typing import TypeVar
 import grpc
 
 from td_pipeline.application.ports import NotFound, PortError, Rejected, Unavailable
+from td_pipeline.infrastructure.connection_errors import grpc_tls_failure
 
 T = TypeVar("T")
 
@@ -28,6 +29,7 @@ class ChannelSettings:
     tls_ca_path: str | None = None
     tls_cert_path: str | None = None  # with tls_key_path: mutual TLS
     tls_key_path: str | None = None
+    peer: str = "gRPC peer"  # who listens there ("Planning"), for one-line errors
 
     def __post_init__(self) -> None:
         if not self.address.strip() or ":" not in self.address:
@@ -116,12 +118,25 @@ def call(what: str, settings: ChannelSettings, rpc: Callable[[float], T]) -> T:
     try:
         return rpc(settings.timeout_seconds)
     except grpc.RpcError as error:
-        raise translate(what, settings.address, error) from error
+        raise translate(what, settings.address, error, settings) from error
 
 
-def translate(what: str, address: str, error: grpc.RpcError) -> PortError:
+def translate(
+    what: str, address: str, error: grpc.RpcError, settings: ChannelSettings | None = None
+) -> PortError:
     code: grpc.StatusCode = error.code()
     details: str = error.details() or code.name
+    if settings is not None and code == grpc.StatusCode.UNAVAILABLE:
+        tls_failure = grpc_tls_failure(
+            settings.peer,
+            address,
+            details,
+            tls=settings.tls_ca_path is not None or settings.tls_cert_path is not None,
+            client_cert=settings.tls_cert_path is not None,
+        )
+        if tls_failure is not None:
+            # How we are set up, not an outage: no retry inside the step can fix it.
+            return PortError(tls_failure)
     message = f"{what} at {address}: {code.name}: {details}"
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFound(message)

@@ -9,7 +9,9 @@ import logging
 
 import nats
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 
+from td_pipeline.infrastructure.connection_errors import nats_failure
 from td_pipeline.infrastructure.event_loop_thread import EventLoopThread
 from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
 
@@ -20,18 +22,18 @@ PUBLISH_TIMEOUT_SECONDS = 10.0
 log = logging.getLogger(__name__)
 
 
-async def _log_error(error: Exception) -> None:
-    # nats-py's default logs a full traceback for every failed reconnect attempt.
-    log.warning("NATS connection: %s", error or type(error).__name__)
-
-
 class JetStreamPublisher:
     def __init__(self, url: str, auth: NatsAuth = NO_AUTH) -> None:
         self._loop = EventLoopThread("jetstream-publisher")
+        self._seen: list[Exception] = []
         try:
             self._connection: Client = self._loop.run(
                 self._connect(url, auth), CONNECT_TIMEOUT_SECONDS
             )
+        except (OSError, NatsError, TimeoutError) as error:
+            self._loop.stop()  # one line: a wrong CA, refused credentials, no server
+            reason = nats_failure(url, error, auth, self._seen)
+            raise ConnectionError(f"cannot reach {reason}") from None
         except BaseException:
             self._loop.stop()
             raise
@@ -44,8 +46,13 @@ class JetStreamPublisher:
             connect_timeout=2,
             max_reconnect_attempts=120,
             reconnect_time_wait=0.5,
-            error_cb=_log_error,
+            error_cb=self._log_error,
         )
+
+    async def _log_error(self, error: Exception) -> None:
+        # nats-py's default logs a full traceback for every failed reconnect attempt.
+        self._seen[-10:] = [*self._seen[-9:], error]
+        log.warning("NATS connection: %s", error or type(error).__name__)
 
     @property
     def is_closed(self) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from td_pipeline.settings import Settings
+from td_pipeline.settings import Settings, SettingsError
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,7 @@ class NatsAuth:
     password: str | None = None
     token: str | None = None
     credentials_path: str | None = None  # a `.creds` file (JWT + nkey seed)
+    nkey_seed_path: str | None = None  # a file holding a user's nkey seed (`SU...`)
     tls_ca_path: str | None = None
     tls_cert_path: str | None = None  # a client certificate, for servers that verify one
     tls_key_path: str | None = None
@@ -29,6 +30,18 @@ class NatsAuth:
     def __post_init__(self) -> None:
         if bool(self.user) != bool(self.password):
             raise ValueError("NATS user and password go together")
+        logins = [
+            name
+            for name, given in (
+                ("NATS_USER/NATS_PASSWORD", self.user),
+                ("NATS_TOKEN", self.token),
+                ("NATS_CREDS", self.credentials_path),
+                ("NATS_NKEY_SEED", self.nkey_seed_path),
+            )
+            if given
+        ]
+        if len(logins) > 1:
+            raise ValueError(f"choose one NATS login, not {' and '.join(logins)}")
         if bool(self.tls_cert_path) != bool(self.tls_key_path):
             raise ValueError("a NATS client certificate needs its key (and the key its cert)")
         if self.tls_cert_path and not self.tls_ca_path:
@@ -41,6 +54,7 @@ class NatsAuth:
                 ("user", self.user),
                 ("token", self.token),
                 ("credentials", self.credentials_path),
+                ("nkey", self.nkey_seed_path),
                 ("tls", self.tls_ca_path),
             )
             if value
@@ -56,6 +70,8 @@ class NatsAuth:
             options["token"] = self.token
         if self.credentials_path:
             options["user_credentials"] = self.credentials_path
+        if self.nkey_seed_path:
+            options["nkeys_seed"] = self.nkey_seed_path
         if self.tls_ca_path:
             context = ssl.create_default_context(cafile=self.tls_ca_path)
             if self.tls_cert_path and self.tls_key_path:
@@ -68,16 +84,21 @@ NO_AUTH = NatsAuth()
 
 
 def nats_auth(settings: Settings) -> NatsAuth:
-    """How the settings say to connect (NATS_USER/PASSWORD, NATS_TOKEN, NATS_CREDS, NATS_TLS_*)."""
-    return NatsAuth(
-        user=settings.nats_user,
-        password=_secret(settings.nats_password),
-        token=_secret(settings.nats_token),
-        credentials_path=settings.nats_credentials_path,
-        tls_ca_path=settings.nats_tls_ca_path,
-        tls_cert_path=settings.nats_tls_cert_path,
-        tls_key_path=settings.nats_tls_key_path,
-    )
+    """How the settings say to connect (NATS_USER/PASSWORD, NATS_TOKEN, NATS_CREDS,
+    NATS_NKEY_SEED, NATS_TLS_*); SettingsError when they contradict each other."""
+    try:
+        return NatsAuth(
+            user=settings.nats_user,
+            password=_secret(settings.nats_password),
+            token=_secret(settings.nats_token),
+            credentials_path=settings.nats_credentials_path,
+            nkey_seed_path=settings.nats_nkey_seed_path,
+            tls_ca_path=settings.nats_tls_ca_path,
+            tls_cert_path=settings.nats_tls_cert_path,
+            tls_key_path=settings.nats_tls_key_path,
+        )
+    except ValueError as error:
+        raise SettingsError(f"bad setting: {error}") from None
 
 
 def _secret(value: SecretStr | None) -> str | None:

@@ -5,6 +5,8 @@ process). Tests swap in the fake twins at the bottom of td_pipeline_tests/orches
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
@@ -36,6 +38,8 @@ from td_pipeline.settings import Settings
 class GrpcServiceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where a fleet service listens and how to call it."""
 
+    PEER: ClassVar[str] = "gRPC peer"  # named in one-line errors
+
     address: str
     timeout_seconds: float = 5.0
     retry_attempts: int = 4
@@ -51,10 +55,12 @@ class GrpcServiceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             tls_ca_path=self.tls_ca_path,
             tls_cert_path=self.tls_cert_path,
             tls_key_path=self.tls_key_path,
+            peer=self.PEER,
         )
 
 
 class PlanningResource(GrpcServiceResource):
+    PEER: ClassVar[str] = "Planning"
     _client: GrpcPlanningClient | None = PrivateAttr(default=None)
 
     def client(self) -> PlanningPort:
@@ -64,6 +70,7 @@ class PlanningResource(GrpcServiceResource):
 
 
 class ContextResource(GrpcServiceResource):
+    PEER: ClassVar[str] = "Context"
     token_budget: int = 0
     _client: GrpcContextClient | None = PrivateAttr(default=None)
 
@@ -74,6 +81,7 @@ class ContextResource(GrpcServiceResource):
 
 
 class RayExecutorResource(GrpcServiceResource):
+    PEER: ClassVar[str] = "Ray Executor"
     _client: GrpcExecutorClient | None = PrivateAttr(default=None)
 
     def client(self) -> ExecutorPort:
@@ -142,9 +150,10 @@ class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     url: str
     user: str | None = None
-    password: str | None = None
-    token: str | None = None
+    password: str | None = Field(default=None, repr=False)  # never in a log line
+    token: str | None = Field(default=None, repr=False)
     credentials_path: str | None = None
+    nkey_seed_path: str | None = None
     tls_ca_path: str | None = None
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
@@ -160,6 +169,7 @@ class NatsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             password=self.password,
             token=self.token,
             credentials_path=self.credentials_path,
+            nkey_seed_path=self.nkey_seed_path,
             tls_ca_path=self.tls_ca_path,
             tls_cert_path=self.tls_cert_path,
             tls_key_path=self.tls_key_path,

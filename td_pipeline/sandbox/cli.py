@@ -20,7 +20,8 @@ from td_pipeline.sandbox.offline_planner import OfflinePlanner
 from td_pipeline.sandbox.openai_llm import OpenAICompatibleLlm
 from td_pipeline.sandbox.planning import PlanningFaults
 from td_pipeline.sandbox.replay_llm import ReplayLlm
-from td_pipeline.sandbox.state_dir import DEFAULT_STATE_DIR, ENV_FILE_NAME
+from td_pipeline.sandbox.secure_fleet import Login
+from td_pipeline.sandbox.state_dir import DEFAULT_STATE_DIR, ENV_FILE_NAME, FLEET_ENV_FILE_NAME
 
 EXIT_OK, EXIT_CANNOT_START = 0, 1
 
@@ -34,6 +35,18 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     up.add_argument("--llm-url", help="OpenAI-compatible base URL (with --llm openai)")
     up.add_argument("--llm-model", default="", help="model name (with --llm openai)")
     up.add_argument("--replay-dir", type=Path, help="canned answers per story (--llm replay)")
+    up.add_argument(
+        "--secure",
+        action="store_true",
+        help="TLS and a login on NATS (a user allowed only td-pipeline's subjects), mutual TLS "
+        "on gRPC, with a throw-away CA in <state-dir>/tls",
+    )
+    up.add_argument(
+        "--nats-login",
+        choices=[login.value for login in Login],
+        default=Login.PASSWORD.value,
+        help="with --secure: td-pipeline's NATS user and password, or one token",
+    )
     faults = up.add_argument_group("Planning fault knobs (for trying failure handling)")
     faults.add_argument("--planning-latency", type=float, default=0.0, metavar="SECONDS")
     faults.add_argument(
@@ -79,10 +92,23 @@ def sandbox_up(args: argparse.Namespace) -> int:
     )
     if args.planning_unavailable_for:
         faults.unavailable_for(args.planning_unavailable_for)
-    with LocalFleet(args.state_dir, backend=backend, faults=faults) as fleet:
-        for line in fleet.env_lines():
+    fleet = LocalFleet(
+        args.state_dir,
+        backend=backend,
+        faults=faults,
+        secure=args.secure,
+        login=Login(args.nats_login),
+    )
+    with fleet:
+        for line in fleet.env_lines(hide_secrets=True):
             print(line)
         print(f"# written to {args.state_dir / ENV_FILE_NAME}; Ctrl-C stops", flush=True)
+        if args.secure:
+            print(
+                f"# requests as the fleet (td-pipeline's user may not publish them): "
+                f"{args.state_dir / FLEET_ENV_FILE_NAME}",
+                flush=True,
+            )
         stop.wait()
     print("# sandbox stopped", flush=True)
     return EXIT_OK

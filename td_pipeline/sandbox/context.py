@@ -12,7 +12,7 @@ import grpc
 
 from td_pipeline.gen.fleet.context.v1 import context_pb2 as pb
 from td_pipeline.gen.fleet.context.v1 import context_pb2_grpc as pb_grpc
-from td_pipeline.sandbox.grpc_server import RunningServer, start_grpc_server
+from td_pipeline.sandbox.grpc_server import RunningServer, ServerTls, start_grpc_server
 from td_pipeline.sandbox.planning_store import PlanningStore, SampleStory
 
 # Which parts of a story's context each role is told; any other role gets the default.
@@ -85,11 +85,13 @@ class ContextServicer(pb_grpc.ContextServiceServicer):
         )
 
 
-def serve_context(store: PlanningStore, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+def serve_context(
+    store: PlanningStore, host: str = "127.0.0.1", port: int = 0, tls: ServerTls | None = None
+) -> RunningServer:
     servicer = ContextServicer(store)
 
     def register(server: Any) -> None:
         pb_grpc.add_ContextServiceServicer_to_server(servicer, server)
 
     service = pb.DESCRIPTOR.services_by_name["ContextService"].full_name
-    return start_grpc_server([register], [service], host=host, port=port)
+    return start_grpc_server([register], [service], host=host, port=port, tls=tls)

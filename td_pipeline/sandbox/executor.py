@@ -26,8 +26,9 @@ import grpc
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as pb
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as pb_grpc
 from td_pipeline.infrastructure.jetstream_publisher import JetStreamPublisher
+from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_COMPLETED, AGENT_RESPONSE_FAILED
-from td_pipeline.sandbox.grpc_server import RunningServer, start_grpc_server
+from td_pipeline.sandbox.grpc_server import RunningServer, ServerTls, start_grpc_server
 from td_pipeline.sandbox.llm import (
     LlmAnswer,
     LlmBackend,
@@ -255,9 +256,14 @@ class RunningExecutor:
 
 
 def serve_executor(
-    nats_url: str, backend: LlmBackend, host: str = "127.0.0.1", port: int = 0
+    nats_url: str,
+    backend: LlmBackend,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: ServerTls | None = None,
+    nats_auth: NatsAuth = NO_AUTH,
 ) -> RunningExecutor:
-    publisher = JetStreamPublisher(nats_url)
+    publisher = JetStreamPublisher(nats_url, nats_auth)
     servicer = RayExecutorServicer(backend, publisher)
 
     def register(server: Any) -> None:
@@ -265,7 +271,7 @@ def serve_executor(
 
     service = pb.DESCRIPTOR.services_by_name["RayExecutorService"].full_name
     try:
-        server = start_grpc_server([register], [service], host=host, port=port)
+        server = start_grpc_server([register], [service], host=host, port=port, tls=tls)
     except BaseException:
         publisher.close()
         raise

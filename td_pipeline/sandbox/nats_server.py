@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sysconfig
 import tempfile
@@ -21,7 +22,9 @@ import nats
 from nats.js.api import StreamConfig
 from nats.js.errors import BadRequestError
 
+from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
 from td_pipeline.infrastructure.subjects import FLEET_STREAMS, StreamSpec
+from td_pipeline.sandbox.nats_config import NatsSecurity, write_server_config
 
 START_TIMEOUT_SECONDS = 10.0
 
@@ -56,9 +59,18 @@ def missing_nats_server() -> str | None:
 
 class NatsServer:
     """Starts on `start()` (or `with`), stops and reaps on `stop()`. Stores JetStream data
-    under `store_dir`, or a temporary folder removed on stop."""
+    under `store_dir`, or a temporary folder removed on stop. With `security`, the server
+    requires TLS and credentials (`sandbox.nats_config`), and `admin` is how the sandbox
+    itself logs in (to create the streams)."""
 
-    def __init__(self, store_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        store_dir: Path | None = None,
+        security: NatsSecurity | None = None,
+        admin: NatsAuth = NO_AUTH,
+    ) -> None:
+        self.security = security
+        self.admin = admin
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
         if store_dir is None:
             self._temporary = tempfile.TemporaryDirectory(prefix="td-nats-")
@@ -84,22 +96,30 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         ports_dir = self.store_dir / "ports"
         ports_dir.mkdir(exist_ok=True)
+        config: list[str] = []
+        environment = None
+        if self.security is not None:
+            path = write_server_config(self.security, self.store_dir / "nats-server.conf")
+            config = ["-c", str(path)]
+            environment = {**os.environ, **self.security.server_environment()}
         self._process = subprocess.Popen(
             [
                 str(nats_server_binary()),
+                *config,
                 *("-a", "127.0.0.1", "-p", str(port or -1), "-js"),
                 *("-sd", str(self.store_dir / "jetstream")),
                 *("--ports_file_dir", str(ports_dir)),
                 *("-l", str(self.store_dir / "nats-server.log")),
             ],
             stdin=subprocess.DEVNULL,
+            env=environment,
             # Its own session: a terminal's Ctrl-C must reach us, not the server, so that we
             # stop our NATS clients before the server goes away.
             start_new_session=True,
         )
         try:
             self._url = self._wait_for_port(ports_dir / f"nats-server_{self._process.pid}.ports")
-            asyncio.run(ensure_streams(self._url, streams))
+            asyncio.run(ensure_streams(self._url, streams, auth=self.admin))
         except BaseException:
             self.stop()
             raise
@@ -115,7 +135,8 @@ class NatsServer:
                 raise RuntimeError(f"nats-server exited with {self._process.returncode}: {tail}")
             if ports_file.exists() and (text := ports_file.read_text()).strip():
                 url: str = json.loads(text)["nats"][0]
-                return url
+                # With TLS, the ports file still says nats://; clients must speak TLS first.
+                return url.replace("nats://", "tls://", 1) if self.security else url
             time.sleep(0.01)
         raise TimeoutError(f"nats-server did not report its port in {START_TIMEOUT_SECONDS}s")
 
@@ -156,11 +177,15 @@ class NatsServer:
 
 
 async def ensure_streams(
-    url: str, streams: Sequence[StreamSpec], timeout_seconds: float = 5.0
+    url: str,
+    streams: Sequence[StreamSpec],
+    timeout_seconds: float = 5.0,
+    auth: NatsAuth = NO_AUTH,
 ) -> None:
     """Create the streams, or update one whose config changed; waits until JetStream answers."""
     connection = await asyncio.wait_for(
-        nats.connect(url, connect_timeout=2, max_reconnect_attempts=0), timeout_seconds
+        nats.connect(url, **auth.connect_options(), connect_timeout=2, max_reconnect_attempts=0),
+        timeout_seconds,
     )
     try:
         jetstream = connection.jetstream(timeout=timeout_seconds)

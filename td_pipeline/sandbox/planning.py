@@ -18,7 +18,7 @@ import grpc
 
 from td_pipeline.gen.fleet.task_derivation.v1 import task_derivation_pb2 as pb
 from td_pipeline.gen.fleet.task_derivation.v1 import task_derivation_pb2_grpc as pb_grpc
-from td_pipeline.sandbox.grpc_server import RunningServer, start_grpc_server
+from td_pipeline.sandbox.grpc_server import RunningServer, ServerTls, start_grpc_server
 from td_pipeline.sandbox.planning_store import PlanningStore, StoredDependency, StoredTask
 
 
@@ -194,6 +194,7 @@ def serve_planning(
     faults: PlanningFaults | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    tls: ServerTls | None = None,
 ) -> RunningServer:
     servicer = PlanningServicer(store, faults or PlanningFaults())
 
@@ -201,4 +202,4 @@ def serve_planning(
         pb_grpc.add_TaskDerivationPlanningServiceServicer_to_server(servicer, server)
 
     service = pb.DESCRIPTOR.services_by_name["TaskDerivationPlanningService"].full_name
-    return start_grpc_server([register], [service], host=host, port=port)
+    return start_grpc_server([register], [service], host=host, port=port, tls=tls)

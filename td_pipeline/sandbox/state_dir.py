@@ -6,12 +6,21 @@ without loading the local fleet."""
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
 DEFAULT_STATE_DIR = Path(".sandbox")
 ENV_FILE_NAME = "sandbox.env"
+FLEET_ENV_FILE_NAME = "fleet.env"  # secure mode: the fleet's own NATS identity (requests)
 STORE_FILE_NAME = "planning.sqlite"
+
+
+def write_private(path: Path, lines: list[str]) -> None:
+    """The lines, readable by their owner only (they may hold the sandbox's secrets)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write("\n".join(lines) + "\n")
 
 
 def read_env_file(state_dir: Path) -> dict[str, str]:
