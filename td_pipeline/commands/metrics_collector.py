@@ -22,7 +22,6 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from td_pipeline.application.derivation_metrics import DerivationTally, FailureClass
 from td_pipeline.application.readiness import Check, Readiness, daemon_check
@@ -190,7 +189,7 @@ class PipelineCollector(Collector):
             [],
             [
                 *(
-                    (floatToGoString(bound), count)
+                    (str(float(bound)), count)  # "20.0", as prometheus_client writes `le`
                     for bound, count in zip(latency.bounds, latency.cumulative, strict=False)
                 ),
             ],

@@ -24,6 +24,7 @@ import nats
 from nats.js.api import DeliverPolicy
 
 from td_pipeline.devtools.dagster_processes import DagsterProcesses, prepare_home
+from td_pipeline.devtools.metrics_process import serving_metrics
 from td_pipeline.infrastructure.subjects import (
     DERIVATION_COMPLETED,
     DERIVATION_FAILED,
@@ -57,6 +58,12 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--dagster-home", type=Path, default=Path(".dagster_home"))
     parser.add_argument("--port", type=int, default=3000, help="the Dagster UI's port")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9108,
+        help="serve-metrics' port (a free one when it is taken)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for events")
     parser.set_defaults(handler=run_demo)
 
@@ -88,9 +95,15 @@ def run_demo(args: argparse.Namespace) -> int:
         processes = DagsterProcesses(
             home, fleet.environment(), args.state_dir.resolve() / "logs", webserver_port=args.port
         )
-        with processes:
+        metrics_port = args.metrics_port if _port_is_free(args.metrics_port) else 0
+        metrics_log = processes.log_dir / "serve-metrics.log"
+        with (
+            processes,
+            serving_metrics(fleet.environment(), home, metrics_log, metrics_port) as metrics,
+        ):
             processes.wait_for_webserver()
             print(f"Dagster UI: {processes.webserver_url}  (logs in {processes.log_dir})")
+            print(f"metrics: {metrics.url}/metrics  (health: {metrics.url}/ready)", flush=True)
             outcomes = asyncio.run(
                 derive_all(fleet.environment()["NATS_URL"], stories, args.timeout)
             )
@@ -99,7 +112,8 @@ def run_demo(args: argparse.Namespace) -> int:
             if not args.once:
                 print(
                     f"\nthe UI stays up at {processes.webserver_url}/assets "
-                    "(story partitions under planning_tasks); Ctrl-C stops everything",
+                    "(story partitions under planning_tasks), the metrics at "
+                    f"{metrics.url}/metrics; Ctrl-C stops everything",
                     flush=True,
                 )
                 stop.wait()

@@ -64,4 +64,5 @@ def test_demo_once_derives_every_sample_story_and_stops_everything(tmp_path: Pat
         assert outcome == "completed" and int(tasks) > 0 and int(dependencies) >= 0, line
     assert f"{len(stories)} of {len(stories)} stories derived" in result.stdout
     assert "Dagster UI: http://127.0.0.1:" in result.stdout
+    assert "metrics: http://127.0.0.1:" in result.stdout  # serve-metrics runs beside it
     assert processes_mentioning(str(tmp_path)) == []
