@@ -15,10 +15,11 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import NoServersError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from td_pipeline.infrastructure.connection_errors import nats_failure
 from td_pipeline.infrastructure.event_loop_thread import EventLoopThread
 from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
 
@@ -90,22 +91,26 @@ class JetStreamPuller:
     ) -> None:
         self._loop = EventLoopThread("jetstream-puller")
         self._subscriptions: dict[str, Any] = {}
+        seen: list[Exception] = []
         try:
             self._connection: Client = self._loop.run(
-                self._connect(url, auth, connect_timeout_seconds), connect_timeout_seconds + 1
+                self._connect(url, auth, connect_timeout_seconds, seen),
+                connect_timeout_seconds + 1,
             )
-        except (OSError, NoServersError, TimeoutError, NatsTimeoutError) as error:
-            # ssl.SSLError is an OSError: a wrong CA or a plaintext server ends here too.
+        except (OSError, NatsError, TimeoutError) as error:
+            # ssl.SSLError is an OSError: a wrong CA or a plaintext server ends here too, and
+            # refused credentials as nats-py's Error: one line saying which and what to check.
             self._loop.stop()
-            raise ConnectionError(f"cannot reach NATS at {url}: {error!r}") from error
+            raise ConnectionError(f"cannot reach {nats_failure(url, error, auth, seen)}") from None
         except BaseException:
             self._loop.stop()
             raise
 
     @staticmethod
-    async def _connect(url: str, auth: NatsAuth, timeout: float) -> Client:
+    async def _connect(url: str, auth: NatsAuth, timeout: float, seen: list[Exception]) -> Client:
         async def quiet(error: Exception) -> None:
             """Failures surface as exceptions from our calls; no traceback logging."""
+            seen.append(error)
 
         # A dead server must fail a sensor tick fast, not block it for minutes.
         return await asyncio.wait_for(
