@@ -67,6 +67,16 @@ class RunAttempt:
         return config
 
 
+WILL_RETRY_TAG = "dagster/will_retry"
+
+
+def relaunched_by_dagster(run: dg.DagsterRun) -> bool:
+    """Dagster's run retries (dagster.yaml `run_retries`) launch this failed run again: it died
+    before any step failed (a worker that never started, a killed daemon). Not a failed
+    derivation attempt: no failed event, no retry of ours."""
+    return run.tags.get(WILL_RETRY_TAG, "").lower() == "true"
+
+
 def run_attempt(run: dg.DagsterRun) -> RunAttempt | None:
     """Read from the run config, so that runs launched by hand from the CLI count too."""
     ops = run.run_config.get("ops", {}) if isinstance(run.run_config, dict) else {}

@@ -9,6 +9,7 @@ from td_pipeline.orchestration.attempts import (
     PARTITION_TAG,
     derive_config_of,
     failure_of,
+    relaunched_by_dagster,
     run_attempt,
 )
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
@@ -30,6 +31,9 @@ def derivation_failure_sensor(
     story = context.dagster_run.tags.get(PARTITION_TAG)
     if attempt is None or story is None:
         context.log.info(f"run {context.dagster_run.run_id} is not a derivation attempt")
+        return
+    if relaunched_by_dagster(context.dagster_run):
+        context.log.info(f"{story}: the run died before any step failed; Dagster relaunches it")
         return
     failure = failure_of(context.instance, attempt)
     asked = derive_config_of(context.instance, story, attempt.derivation_id)

@@ -28,6 +28,7 @@ from td_pipeline.orchestration.attempts import (
     derive_config_of,
     failure_of,
     latest_run,
+    relaunched_by_dagster,
 )
 from td_pipeline.orchestration.jobs import retry_job
 from td_pipeline.orchestration.resources import DerivationSettings
@@ -81,6 +82,8 @@ def failed_stories(
         latest = latest_run(instance, story)
         if latest is None or latest.run.status != dg.DagsterRunStatus.FAILURE:
             continue  # a later attempt ran, or is running
+        if relaunched_by_dagster(latest.run):
+            continue  # Dagster launches it again: not a failed attempt
         failure = failure_of(instance, latest)
         in_flight = bool(
             instance.get_run_ids(

@@ -291,3 +291,24 @@ def test_an_executor_that_fails_the_job_at_once_fails_the_attempt_for_a_retry(
     ]
     assert len(mine) == 1 and mine[0]["requires_manual_review"] is False
     assert "GPU pool exhausted" in mine[0]["reason"]
+
+
+def test_a_run_dagster_relaunches_is_no_failed_attempt(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    """A run that died before any step failed (its worker never started, the daemon was
+    killed) is launched again by Dagster's run retries: no failed event, no retry of ours."""
+    config = derive_config("d-relaunched")
+    config["plan_context"]["config"]["plan_id"] = "PLAN-NOPE"
+    died = run(fleet, instance, "derive_tasks", config)
+    instance.add_run_tags(died.run_id, {"dagster/will_retry": "true"})  # as Dagster marks it
+
+    fail_sensor(fleet, instance, died, DerivationSettings())
+
+    mine = [
+        e
+        for e in events(fleet, "task.derivation.failed")
+        if e["derivation_request_id"] == "d-relaunched"
+    ]
+    assert mine == []
+    assert not [f for f in failed_stories(instance, 3) if f.latest.derivation_id == "d-relaunched"]
