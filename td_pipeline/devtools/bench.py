@@ -19,7 +19,7 @@ from pathlib import Path
 import nats
 from nats.js.api import DeliverPolicy
 
-from td_pipeline.devtools import bench_floor
+from td_pipeline.devtools import bench_floor, bench_ticks
 from td_pipeline.devtools.dagster_processes import (
     INSTANCE_CONFIG,
     REPO,
@@ -76,6 +76,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "deploy/dagster-postgres.yaml with DAGSTER_PG_* set for PostgreSQL)",
     )
     e2e.set_defaults(handler=run_e2e)
+    bench_ticks.register(kinds)
 
 
 def run_e2e(args: argparse.Namespace) -> int:

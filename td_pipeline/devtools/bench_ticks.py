@@ -1,0 +1,380 @@
+"""`td-pipeline bench ticks`: what one request-sensor tick and one result-sensor tick cost with
+few and with many existing story partitions.
+
+Each size gets its own Dagster instance (a temporary DAGSTER_HOME with the repository's
+`dagster.yaml`) and its own NATS server on loopback. Both are seeded first: N story
+partitions (added straight to the instance, in chunks), and a history for a few of them (an
+earlier derivation that completed, and a current one submitted to the LLM). Then, turn by
+turn for the two sizes, the same small set of requests (new stories and re-derivations) and
+of answers (for the submitted stories) is published, and the real sensors are evaluated the
+way the code server evaluates them (`evaluate_tick`, which also checks every run request's
+partition); what they asked for is then stored as the daemon would (partitions, queued runs).
+The figure per size is the median tick; the ratio between the sizes is taken in one run,
+since the machines are noisy."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import nats
+
+from td_pipeline.devtools.dagster_processes import prepare_home
+from td_pipeline.domain.values import DerivationId
+from td_pipeline.infrastructure.executor_client import derivation_task_id
+from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_COMPLETED, DERIVATION_REQUESTED
+from td_pipeline.orchestration.attempts import (
+    RUN_KEY_TAG,
+    SUBMISSION_ASSET,
+    Phase,
+    attempt_tags,
+)
+from td_pipeline.orchestration.definitions import defs
+from td_pipeline.orchestration.partitions import STORIES
+from td_pipeline.orchestration.request_sensor import derivation_request_sensor
+from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
+from td_pipeline.orchestration.result_sensor import derivation_result_sensor
+from td_pipeline.sandbox.nats_server import NatsServer, missing_nats_server
+
+PARTITION_CHUNK = 1_000  # keys per add_dynamic_partitions call (SQLite bounds a statement)
+PLAN = "PLAN-BENCH-1"
+RATIO_GOAL = 1.5
+SENSORS = (derivation_request_sensor, derivation_result_sensor)
+
+
+def story(index: int) -> str:
+    return f"STORY-BENCH-{index:06d}"
+
+
+def derivation(index: int, generation: str) -> str:
+    return f"d-bench-{generation}-{index:06d}"
+
+
+@dataclass(frozen=True, slots=True)
+class SensorTimes:
+    """One sensor's median tick at each size, in milliseconds."""
+
+    sensor: str
+    small_ms: float
+    large_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.large_ms / self.small_ms if self.small_ms > 0 else float("inf")
+
+
+def tick_table(rows: Sequence[SensorTimes], small: int, large: int) -> str:
+    """The report: one line a sensor, its median tick at both sizes and their ratio."""
+    headers = ("sensor", f"{small:,} partitions (ms)", f"{large:,} partitions (ms)", "ratio")
+    cells = [
+        (row.sensor, f"{row.small_ms:.1f}", f"{row.large_ms:.1f}", f"x{row.ratio:.2f}")
+        for row in rows
+    ]
+    widths = [max(len(line[n]) for line in (headers, *cells)) for n in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        first, *rest = values
+        return "  ".join(
+            [first.ljust(widths[0]), *(v.rjust(w) for v, w in zip(rest, widths[1:], strict=True))]
+        )
+
+    return "\n".join([line(headers), *(line(cells_) for cells_ in cells)])
+
+
+def within_goal(rows: Sequence[SensorTimes], goal: float = RATIO_GOAL) -> bool:
+    return all(row.ratio <= goal for row in rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What every turn publishes: `requests` requests (a fifth of them re-derive a story with
+    a history, the rest are new stories) and `answers` answers, each for a story whose current
+    submission is recorded and not yet answered. The same at every size."""
+
+    requests: int
+    answers: int
+    turns: int  # timed turns; one more warms up
+
+    @property
+    def submitted_stories(self) -> int:
+        return self.answers * (self.turns + 1)
+
+    def answered_stories(self, turn: int) -> range:
+        return range(turn * self.answers, (turn + 1) * self.answers)
+
+    def request_stories(self, turn: int) -> list[str]:
+        again = [story(n) for n in self.answered_stories(turn)][: self.requests // 5]
+        fresh = [f"STORY-NEW-{turn:03d}-{n:03d}" for n in range(self.requests - len(again))]
+        return fresh + again
+
+
+@dataclass
+class SizedSetup:
+    """One size: its instance, its NATS server, the sensors' cursors and tick times."""
+
+    partitions: int
+    instance: dg.DagsterInstance
+    url: str
+    cursors: dict[str, str | None] = field(default_factory=dict)
+    times_ms: dict[str, list[float]] = field(default_factory=dict)
+
+
+def add_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
+    for start in range(0, len(keys), PARTITION_CHUNK):
+        instance.add_dynamic_partitions(STORIES, list(keys[start : start + PARTITION_CHUNK]))
+
+
+def _derive_config(index: int, generation: str) -> dict[str, Any]:
+    config = {"plan_id": PLAN, "derivation_id": derivation(index, generation), "attempt": 1}
+    return {"ops": {"plan_context": {"config": config}}}
+
+
+def _persist_config(index: int, generation: str) -> dict[str, Any]:
+    config = {"derivation_id": derivation(index, generation), "attempt": 1, "text": "{}"}
+    return {"ops": {"llm_proposal": {"config": config}}}
+
+
+def _add_run(
+    instance: dg.DagsterInstance,
+    job: str,
+    config: dict[str, Any],
+    tags: dict[str, str],
+    status: dg.DagsterRunStatus,
+) -> None:
+    instance.add_run(dg.DagsterRun(job_name=job, run_config=config, tags=tags, status=status))
+
+
+def seed_history(instance: dg.DagsterInstance, stories: int) -> None:
+    """For each of the first `stories` stories: an earlier derivation, derived and persisted,
+    and the current one, derived and submitted to the LLM (its answer still to come)."""
+    done = dg.DagsterRunStatus.SUCCESS
+    for index in range(stories):
+        partition = {"dagster/partition": story(index)}
+        for generation in ("old", "now"):
+            tags = {**partition, **attempt_tags(Phase.DERIVE, derivation(index, generation), 1)}
+            _add_run(instance, "derive_tasks", _derive_config(index, generation), tags, done)
+        old_persist = {**partition, **attempt_tags(Phase.PERSIST, derivation(index, "old"), 1)}
+        _add_run(instance, "persist_tasks", _persist_config(index, "old"), old_persist, done)
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key=SUBMISSION_ASSET,
+                partition=story(index),
+                metadata={
+                    "derivation_id": derivation(index, "now"),
+                    "attempt": 1,
+                    "deliberation_id": f"deliberation-{index}",
+                    "submitted_at": datetime.now(UTC).isoformat(),
+                    "plan_id": PLAN,
+                    "roles": "DEVELOPER",
+                    "acceptance_criteria": 2,
+                    "correlation_id": "",
+                },
+            )
+        )
+
+
+def answer(index: int) -> dict[str, Any]:
+    """`agent.response.completed` for a story's current attempt, as the executor sends it."""
+    task_id = derivation_task_id(DerivationId(derivation(index, "now")), 1)
+    metadata = {
+        "task_type": "TASK_DERIVATION",
+        "story_id": story(index),
+        "plan_id": PLAN,
+        "derivation_id": derivation(index, "now"),
+        "attempt": "1",
+        "task_id": task_id,
+    }
+    tasks = [{"id": "T1", "title": "Bench task", "role": "DEVELOPER", "depends_on": []}]
+    return {
+        "task_id": task_id,
+        "agent_id": "bench-agent",
+        "role": "DEVELOPER",
+        "status": "completed",
+        "proposal": {"content": json.dumps({"tasks": tasks}), "model": "bench"},
+        "success": True,
+        "constraints": {"story_id": story(index), "plan_id": PLAN, "metadata": metadata},
+    }
+
+
+async def _publish(url: str, messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    connection = await nats.connect(url)
+    try:
+        jetstream = connection.jetstream()
+        for subject, body in messages:
+            await jetstream.publish(subject, json.dumps(body).encode())
+    finally:
+        await connection.close()
+
+
+def store_result(
+    instance: dg.DagsterInstance,
+    job: str,
+    partitions: Sequence[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest],
+    runs: Sequence[dg.RunRequest],
+) -> None:
+    """What the daemon does with a tick's result: add its partitions, create its runs (not
+    started: a queued run would need a code location's origin)."""
+    for added in partitions:
+        if isinstance(added, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
+    for request in runs:
+        tags = {**request.tags, RUN_KEY_TAG: request.run_key or ""}
+        _add_run(instance, job, dict(request.run_config), tags, dg.DagsterRunStatus.NOT_STARTED)
+
+
+def timed_tick(setup: SizedSetup, sensor: dg.SensorDefinition) -> tuple[float, int]:
+    """One tick of `sensor`, evaluated and resolved as the code server does: milliseconds,
+    and how many runs it asked for."""
+    started = time.perf_counter()
+    with dg.build_sensor_context(
+        instance=setup.instance,
+        # As in the code server: with a ref, run requests' partitions are checked.
+        instance_ref=setup.instance.get_ref(),
+        cursor=setup.cursors.get(sensor.name),
+        definitions=defs,
+        resources={
+            "nats": NatsResource(url=setup.url),
+            "settings": DerivationSettings(vllm_url="bench://none", vllm_model="bench"),
+        },
+    ) as context:
+        result = sensor.evaluate_tick(context)
+    elapsed = (time.perf_counter() - started) * 1000
+    setup.cursors[sensor.name] = result.cursor
+    store_result(
+        setup.instance,
+        sensor.job.name,
+        result.dynamic_partitions_requests or [],
+        result.run_requests or [],
+    )
+    return elapsed, len(result.run_requests or [])
+
+
+def publish_turn(setup: SizedSetup, workload: Workload, turn: int) -> dict[str, int]:
+    """Publish a turn's requests and answers; how many runs each sensor should ask for."""
+    requests = [
+        (DERIVATION_REQUESTED, {"plan_id": PLAN, "story_id": key})
+        for key in workload.request_stories(turn)
+    ]
+    answers = [(AGENT_RESPONSE_COMPLETED, answer(i)) for i in workload.answered_stories(turn)]
+    asyncio.run(_publish(setup.url, requests + answers))
+    return {
+        derivation_request_sensor.name: len(requests),
+        derivation_result_sensor.name: len(answers),
+    }
+
+
+def run_turn(setups: Sequence[SizedSetup], workload: Workload, turn: int) -> None:
+    """A turn: its messages published at every size, then each sensor ticks at each size in
+    turn (the closer the ticks compared, the more alike the machine's load on them)."""
+    expected = [publish_turn(setup, workload, turn) for setup in setups]
+    for sensor in SENSORS:
+        for setup, runs_expected in zip(setups, expected, strict=True):
+            elapsed, runs = timed_tick(setup, sensor)
+            if runs != runs_expected[sensor.name]:  # the figures would be of another path
+                raise RuntimeError(
+                    f"{sensor.name} asked for {runs} runs, not {runs_expected[sensor.name]}"
+                )
+            if turn > 0:  # turn 0 warms up (connections, consumers, imports)
+                setup.times_ms.setdefault(sensor.name, []).append(elapsed)
+
+
+@contextmanager
+def sized_setup(root: Path, partitions: int, workload: Workload) -> Iterator[SizedSetup]:
+    with ExitStack() as stack:
+        server = stack.enter_context(NatsServer(store_dir=root / "nats"))
+        home = prepare_home(root / "home")
+        instance = stack.enter_context(dg.DagsterInstance.from_config(str(home)))
+        started = time.monotonic()
+        add_partitions(instance, [story(n) for n in range(partitions)])
+        seed_history(instance, workload.submitted_stories)
+        print(
+            f"  {partitions:,} partitions, {workload.submitted_stories} stories with a history: "
+            f"{time.monotonic() - started:.1f}s",
+            flush=True,
+        )
+        yield SizedSetup(partitions, instance, server.url)
+
+
+def measure(small: int, large: int, workload: Workload, root: Path) -> list[SensorTimes]:
+    """Both sizes set up side by side and their ticks interleaved (which goes first
+    alternates), so that the machine's load weighs on both alike."""
+    with (
+        sized_setup(root / "small", small, workload) as low,
+        sized_setup(root / "large", large, workload) as high,
+    ):
+        for turn in range(workload.turns + 1):
+            run_turn((low, high) if turn % 2 else (high, low), workload, turn)
+        return [
+            SensorTimes(
+                sensor.name,
+                statistics.median(low.times_ms[sensor.name]),
+                statistics.median(high.times_ms[sensor.name]),
+            )
+            for sensor in SENSORS
+        ]
+
+
+def register(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ticks = kinds.add_parser(
+        "ticks", help="a request- and a result-sensor tick with few and with many partitions"
+    )
+    ticks.add_argument("--small", type=int, default=100, help="partitions (default 100)")
+    ticks.add_argument("--large", type=int, default=50_000, help="partitions (default 50,000)")
+    ticks.add_argument("--requests", type=int, default=20, help="requests a tick (default 20)")
+    ticks.add_argument("--answers", type=int, default=10, help="answers a tick (default 10)")
+    ticks.add_argument(
+        "--turns", type=int, default=9, help="timed ticks per sensor and size (default 9)"
+    )
+    ticks.set_defaults(handler=run_ticks)
+
+
+def usage_error(args: argparse.Namespace) -> str | None:
+    workload = Workload(args.requests, args.answers, args.turns)
+    if min(args.requests, args.answers, args.turns) < 1:
+        return "--requests, --answers and --turns must be at least 1"
+    if not 0 < args.small < args.large:
+        return "--small must be at least 1 and below --large"
+    if workload.submitted_stories > args.small:
+        return (
+            f"--small must hold the {workload.submitted_stories} stories with a history "
+            "(--answers x (--turns + 1))"
+        )
+    return None
+
+
+def run_ticks(args: argparse.Namespace) -> int:
+    if (problem := usage_error(args)) is not None:
+        print(f"td-pipeline bench ticks: {problem}", file=sys.stderr)
+        return 2
+    if (missing := missing_nats_server()) is not None:
+        print(f"td-pipeline bench ticks: {missing}", file=sys.stderr)
+        return 2
+    workload = Workload(args.requests, args.answers, args.turns)
+    print(
+        f"{args.requests} requests and {args.answers} answers a tick, median of "
+        f"{args.turns} ticks, with {args.small:,} and {args.large:,} story partitions"
+    )
+    logging.disable(logging.INFO)  # the sensors' line per tick; warnings still show
+    try:
+        with tempfile.TemporaryDirectory(prefix="td-bench-ticks-") as scratch:
+            rows = measure(args.small, args.large, workload, Path(scratch))
+    finally:
+        logging.disable(logging.NOTSET)
+    print()
+    print(tick_table(rows, args.small, args.large))
+    verdict = "within" if within_goal(rows) else "OVER"
+    print(f"\nlarger / smaller: {verdict} the x{RATIO_GOAL} goal")
+    return 0

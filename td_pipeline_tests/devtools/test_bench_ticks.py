@@ -1,0 +1,71 @@
+"""`td-pipeline bench ticks`: its report and workload (pure), and one run at tiny sizes."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from td_pipeline.cli import main
+from td_pipeline.devtools.bench_ticks import (
+    SensorTimes,
+    Workload,
+    story,
+    tick_table,
+    usage_error,
+    within_goal,
+)
+
+
+def test_the_table_shows_both_sizes_and_their_ratio() -> None:
+    rows = [SensorTimes("request", 20.0, 25.0), SensorTimes("result", 40.0, 80.0)]
+
+    lines = tick_table(rows, 100, 50_000).splitlines()
+
+    assert lines[0].split("  ")[0].strip() == "sensor"
+    assert "100 partitions (ms)" in lines[0] and "50,000 partitions (ms)" in lines[0]
+    assert lines[1].split() == ["request", "20.0", "25.0", "x1.25"]
+    assert lines[2].split() == ["result", "40.0", "80.0", "x2.00"]
+    assert len({len(line) for line in lines}) == 1  # columns line up
+    assert within_goal(rows[:1]) and not within_goal(rows)
+
+
+def test_a_ratio_over_nothing_is_infinite_not_an_error() -> None:
+    assert SensorTimes("request", 0.0, 1.0).ratio == float("inf")
+
+
+def test_every_turn_answers_stories_of_its_own_and_requests_new_ones_and_old() -> None:
+    workload = Workload(requests=10, answers=5, turns=3)
+
+    answered = [set(workload.answered_stories(turn)) for turn in range(4)]
+    requested = [workload.request_stories(turn) for turn in range(4)]
+
+    assert workload.submitted_stories == 20
+    assert set().union(*answered) == set(range(20))  # each seeded story answered once
+    assert all(len(stories) == 10 and len(set(stories)) == 10 for stories in requested)
+    # A fifth re-derive a story with a history (its partition exists); the rest are new.
+    assert requested[1][-2:] == [story(5), story(6)]
+    assert not set(requested[0]) & set(requested[1])
+
+
+def _args(small: int, large: int, answers: int = 2, turns: int = 2) -> argparse.Namespace:
+    return argparse.Namespace(small=small, large=large, requests=4, answers=answers, turns=turns)
+
+
+def test_the_sizes_must_hold_the_seeded_history() -> None:
+    assert usage_error(_args(10, 50)) is None
+    assert "--small must be at least 1 and below --large" in str(usage_error(_args(50, 50)))
+    assert "6 stories with a history" in str(usage_error(_args(5, 50)))
+    assert "at least 1" in str(usage_error(_args(10, 50, turns=0)))
+
+
+def test_the_benchmark_runs_at_tiny_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    arguments = ["bench", "ticks", "--small", "10", "--large", "50"]
+    exit_code = main([*arguments, "--requests", "2", "--answers", "2", "--turns", "2"])
+
+    out = capsys.readouterr().out
+    assert exit_code == 0
+    assert "10 partitions (ms)" in out and "50 partitions (ms)" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("derivation_")]
+    assert [row[0] for row in rows] == ["derivation_request_sensor", "derivation_result_sensor"]
+    assert all(row[3].startswith("x") for row in rows)
