@@ -13,21 +13,33 @@ from td_pipeline.devtools.bench_ticks import (
     story,
     tick_table,
     usage_error,
+    verdict,
     within_goal,
 )
 
 
-def test_the_table_shows_both_sizes_and_their_ratio() -> None:
-    rows = [SensorTimes("request", 20.0, 25.0), SensorTimes("result", 40.0, 80.0)]
+def test_the_table_shows_both_sizes_their_ratio_and_reads_of_every_key() -> None:
+    rows = [SensorTimes("request", 20.0, 25.0), SensorTimes("result", 40.0, 80.0, 3)]
 
     lines = tick_table(rows, 100, 50_000).splitlines()
 
     assert lines[0].split("  ")[0].strip() == "sensor"
     assert "100 partitions (ms)" in lines[0] and "50,000 partitions (ms)" in lines[0]
-    assert lines[1].split() == ["request", "20.0", "25.0", "x1.25"]
-    assert lines[2].split() == ["result", "40.0", "80.0", "x2.00"]
+    assert lines[1].split() == ["request", "20.0", "25.0", "x1.25", "0"]
+    assert lines[2].split() == ["result", "40.0", "80.0", "x2.00", "3"]
     assert len({len(line) for line in lines}) == 1  # columns line up
-    assert within_goal(rows[:1]) and not within_goal(rows)
+
+
+def test_the_goal_is_the_ratio_and_no_read_of_every_key() -> None:
+    fast = SensorTimes("request", 20.0, 29.0)
+
+    assert within_goal([fast]) and verdict([fast]).endswith(
+        "within the x1.5 goal; no read of every key"
+    )
+    assert not within_goal([SensorTimes("request", 20.0, 31.0)])
+    assert not within_goal([SensorTimes("request", 20.0, 21.0, full_reads=1)])
+    assert "OVER" in verdict([fast, SensorTimes("result", 10.0, 20.0, 2)])
+    assert "2 reads of every partition key" in verdict([SensorTimes("result", 10.0, 10.0, 2)])
 
 
 def test_a_ratio_over_nothing_is_infinite_not_an_error() -> None:
@@ -68,4 +80,5 @@ def test_the_benchmark_runs_at_tiny_sizes(capsys: pytest.CaptureFixture[str]) ->
     assert "10 partitions (ms)" in out and "50 partitions (ms)" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("derivation_")]
     assert [row[0] for row in rows] == ["derivation_request_sensor", "derivation_result_sensor"]
-    assert all(row[3].startswith("x") for row in rows)
+    assert all(row[3].startswith("x") and row[4] == "0" for row in rows)
+    assert "no read of every key" in out
