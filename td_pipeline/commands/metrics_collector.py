@@ -159,6 +159,7 @@ class PipelineCollector(Collector):
             self._tally = DerivationTally()  # a counter reset, which Prometheus understands
         for sequence, fact in batch.facts:
             self._tally.observe(fact, sequence)
+        self._tally.observe(None, batch.read_to)  # past sequences deleted from the stream
         return True
 
     def _stream_metrics(self) -> list[Metric]:

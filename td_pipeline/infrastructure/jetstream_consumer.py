@@ -68,8 +68,13 @@ class PulledMessage:
 
     @property
     def run_key(self) -> str:
-        # Sequence numbers restart when a stream is recreated; the timestamp keeps it unique.
-        return f"{self.stream}:{self.stream_sequence}:{self.timestamp_ns}"
+        return stream_run_key(self.stream, self.stream_sequence, self.timestamp_ns)
+
+
+def stream_run_key(stream: str, sequence: int, timestamp_ns: int) -> str:
+    """A stream message's run key (the request's derivation id is made from it)."""
+    # Sequence numbers restart when a stream is recreated; the timestamp keeps it unique.
+    return f"{stream}:{sequence}:{timestamp_ns}"
 
 
 def pulled_message(message: Msg) -> PulledMessage:

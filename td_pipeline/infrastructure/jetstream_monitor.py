@@ -1,36 +1,50 @@
-"""What the metrics server asks NATS: is it there, how far behind are the durable consumers, and
-what is new in the derivation stream since the last look.
+"""What the metrics server (and `td-pipeline watch`) asks NATS: is it there, how far behind
+are the durable consumers, and what is new in the derivation stream since the last look.
 
-The stream is read through an ephemeral consumer of our own (no acks, in memory, gone when we
-are), from the sequence after the last one read: each look reads a bounded number of
-messages, and the counts built from them survive a restart because they are rebuilt from the
-stream's start. The connection belongs to one event-loop thread and reconnects by itself."""
+The stream is read by sequence with JetStream's message get (`$JS.API.STREAM.MSG.GET.<stream>`),
+not through a consumer. That API is read-only and names the stream alone, so td-pipeline's
+least-privilege NATS user needs one subject for it and no right to create consumers or to pull
+from one (`$JS.API.CONSUMER.CREATE.<stream>` plus `MSG.NEXT.<stream>.*` would let it pull from
+Planning's consumers too; a consumer of a fixed name would be state on the server that two
+metrics servers would share, and deleting it to restart elsewhere would need one more right).
+Direct get would need the fleet's streams to allow it (`allow_direct`), which is not ours to
+set. The gets are pipelined (~11k messages/s with TLS here), at most `limit` sequences a look,
+from the sequence after the last one read; a deleted sequence is skipped. The counts built from
+them survive a restart because they are rebuilt from the stream's start. The connection belongs
+to one event-loop thread and reconnects by itself."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import base64
+import json
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import nats
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from td_pipeline.application.derivation_metrics import StreamFact
 from td_pipeline.infrastructure.event_loop_thread import EventLoopThread
-from td_pipeline.infrastructure.jetstream_consumer import PulledMessage, pulled_message
+from td_pipeline.infrastructure.jetstream_consumer import stream_run_key
 from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
 from td_pipeline.infrastructure.nats_mappers import decode_stream_fact
 
-CONSUMER_IDLE_SECONDS = 300.0  # the server deletes our reader this long after we stopped
-PAGE = 500
+IN_FLIGHT = 250  # message gets awaited together
+NO_MESSAGE = 10037  # JetStream's error code for a sequence that holds no message (deleted)
+_TIME = re.compile(r"(?P<seconds>[^.]+?)(?:\.(?P<fraction>\d{1,9}))?(?P<zone>Z|[+-]\d\d:\d\d)")
 
 
 class NatsUnavailable(Exception):
     """NATS could not answer; the message says why in a few words."""
+
+
+class StreamRestarted(Exception):
+    """The stream was deleted and created again: counts start over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +59,101 @@ class ConsumerLag:
 class StreamBatch:
     facts: tuple[tuple[int, StreamFact | None], ...]  # (stream sequence, fact), in order
     restarted: bool  # the stream is behind what was read before: it was recreated
+    read_to: int = 0  # every sequence up to this one was read (some may have been deleted)
 
 
-@dataclass
-class _Reader:
-    subscription: Any  # nats-py's JetStreamContext.PullSubscription
-    next_sequence: int
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    subject: str
+    data: bytes
+    stream: str
+    stream_sequence: int
+    timestamp_ns: int  # as a consumer's message metadata gives it (see `_metadata_ns`)
+
+    @property
+    def run_key(self) -> str:
+        """The request sensor's run key for the same message."""
+        return stream_run_key(self.stream, self.stream_sequence, self.timestamp_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPage:
+    messages: tuple[StoredMessage, ...]
+    read_to: int  # every sequence up to this one was read or held no message
+    created: datetime | None  # when the stream was created (a new value: it was recreated)
+
+
+async def read_stream(
+    connection: Client, stream: str, after: int, limit: int, timeout: float, budget: float
+) -> StreamPage:
+    """The messages of `stream` after sequence `after`, at most `limit` sequences of them, in
+    order; no new batch of gets starts after `budget` seconds. Raises StreamRestarted when the
+    stream's last sequence is below `after`."""
+    deadline = asyncio.get_running_loop().time() + budget
+    info = await connection.jetstream(timeout=timeout).stream_info(stream)
+    state = info.state
+    if state.last_seq < after:
+        raise StreamRestarted(f"stream {stream} is at {state.last_seq}, was read to {after}")
+    first = max(after + 1, state.first_seq)  # older messages may have been removed
+    last = min(state.last_seq, first + limit - 1)
+    messages: list[StoredMessage] = []
+    read_to = max(after, last) if first > last else after
+    for start in range(first, last + 1, IN_FLIGHT):
+        if start > first and asyncio.get_running_loop().time() > deadline:
+            break  # the rest on the next look
+        sequences = range(start, min(start + IN_FLIGHT, last + 1))
+        try:
+            page = await asyncio.gather(
+                *(_get_message(connection, stream, sequence, timeout) for sequence in sequences)
+            )
+        except (NatsError, TimeoutError):
+            if not messages and read_to == after:
+                raise
+            break  # keep what was read: the next look goes on from there
+        messages += [message for message in page if message is not None]
+        read_to = sequences[-1]
+    return StreamPage(tuple(messages), read_to, info.created)
+
+
+async def _get_message(
+    connection: Client, stream: str, sequence: int, timeout: float
+) -> StoredMessage | None:
+    reply = await connection.request(
+        f"$JS.API.STREAM.MSG.GET.{stream}", json.dumps({"seq": sequence}).encode(), timeout
+    )
+    answer = json.loads(reply.data)
+    error = answer.get("error")
+    if error is not None:
+        if error.get("err_code") == NO_MESSAGE:
+            return None  # deleted, or removed by the stream's limits since we looked
+        raise NatsUnavailable(f"stream {stream}: {error.get('description', error)}")
+    message = answer["message"]
+    return StoredMessage(
+        subject=message["subject"],
+        data=base64.b64decode(message.get("data", "")),
+        stream=stream,
+        stream_sequence=int(message["seq"]),
+        timestamp_ns=_metadata_ns(_nanoseconds(message["time"])),
+    )
+
+
+def _nanoseconds(text: str) -> int:
+    """Nanoseconds since the epoch of the server's RFC 3339 time (nanosecond precision)."""
+    match = _TIME.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    zone = match["zone"].replace("Z", "+00:00")
+    seconds = int(datetime.fromisoformat(match["seconds"] + zone).timestamp())
+    return seconds * 1_000_000_000 + int((match["fraction"] or "").ljust(9, "0"))
+
+
+def _metadata_ns(nanoseconds: int) -> int:
+    """The timestamp as the request sensor sees it: nats-py turns a consumer message's
+    nanoseconds into a datetime (as a float divided by 1e9: rounded, to microseconds), and the
+    run key holds that value. The derivation id comes from the run key, so this must be the
+    same number, computed the same way (an exact integer division can round the other way)."""
+    moment = datetime.fromtimestamp(float(nanoseconds) / 1_000_000_000.0, UTC)
+    return int(moment.timestamp() * 1_000_000_000)
 
 
 class JetStreamMonitor:
@@ -60,7 +163,7 @@ class JetStreamMonitor:
         self._timeout = timeout_seconds
         self._loop = EventLoopThread("jetstream-monitor")
         self._connection: Client | None = None
-        self._readers: dict[str, _Reader] = {}
+        self._created: dict[str, datetime] = {}  # each stream's creation time, as last read
 
     def _run(self, coroutine: Any, timeout: float) -> Any:
         try:
@@ -72,7 +175,7 @@ class JetStreamMonitor:
 
     async def _connected(self) -> Client:
         if self._connection is not None and self._connection.is_closed:
-            self._connection, self._readers = None, {}
+            self._connection = None
         if self._connection is None:
 
             async def quiet(error: Exception) -> None:
@@ -117,55 +220,25 @@ class JetStreamMonitor:
         result: ConsumerLag | None = self._run(info(), self._timeout * 2 + 1)
         return result
 
-    def read_after(self, stream: str, after_sequence: int, limit: int) -> list[PulledMessage]:
-        """Up to `limit` messages of `stream` after `after_sequence`, in order; [] when the
-        stream holds nothing newer. Raises StreamRestarted when the stream's last sequence
-        is below `after_sequence`."""
-        return list(self._run(self._read(stream, after_sequence, limit), self._timeout * 4 + 5))
+    def read_after(self, stream: str, after_sequence: int, limit: int) -> StreamPage:
+        """The messages of `stream` after `after_sequence` (at most `limit` sequences), in
+        order; none when the stream holds nothing newer. Raises StreamRestarted when the stream
+        was recreated: its last sequence is below `after_sequence`, or its creation time
+        changed since the last read."""
 
-    async def _read(self, stream: str, after: int, limit: int) -> list[PulledMessage]:
-        jetstream = (await self._connected()).jetstream(timeout=self._timeout)
-        state = (await jetstream.stream_info(stream)).state
-        if state.last_seq < after:
-            raise StreamRestarted(f"stream {stream} is at {state.last_seq}, was read to {after}")
-        if state.last_seq == after:
-            return []
-        reader = self._readers.get(stream)
-        if reader is None or reader.next_sequence != after + 1:
-            reader = await self._new_reader(stream, after + 1)
-        messages: list[PulledMessage] = []
-        while len(messages) < limit and reader.next_sequence <= state.last_seq:
-            wanted = min(PAGE, limit - len(messages), state.last_seq - reader.next_sequence + 1)
-            try:
-                page = await reader.subscription.fetch(wanted, timeout=self._timeout)
-            except NatsError:
-                self._readers.pop(stream, None)  # gone (a server restart): made anew next time
-                break
-            for message in map(pulled_message, page):
-                messages.append(message)
-                reader.next_sequence = message.stream_sequence + 1
-        return messages
+        async def read() -> StreamPage:
+            connection = await self._connected()
+            return await read_stream(
+                connection, stream, after_sequence, limit, self._timeout, self._timeout * 2
+            )
 
-    async def _new_reader(self, stream: str, start: int) -> _Reader:
-        old = self._readers.pop(stream, None)
-        if old is not None:
-            with contextlib.suppress(NatsError):  # it may have gone with the server
-                await old.subscription.unsubscribe()
-        jetstream = (await self._connected()).jetstream(timeout=self._timeout)
-        subscription = await jetstream.pull_subscribe(
-            "",
-            durable=None,
-            stream=stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.NONE,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=start,
-                inactive_threshold=CONSUMER_IDLE_SECONDS,
-                mem_storage=True,
-            ),
-        )
-        reader = self._readers[stream] = _Reader(subscription, start)
-        return reader
+        page: StreamPage = self._run(read(), self._timeout * 4 + 5)
+        known = self._created.get(stream)
+        if page.created is not None:
+            self._created[stream] = page.created
+        if known is not None and page.created is not None and page.created != known:
+            raise StreamRestarted(f"stream {stream} was created again at {page.created}")
+        return page
 
     def close(self) -> None:
         async def close() -> None:
@@ -180,10 +253,6 @@ class JetStreamMonitor:
             self._loop.stop()
 
 
-class StreamRestarted(Exception):
-    """The stream was deleted and created again: counts start over."""
-
-
 class DerivationStreamReader:
     """The derivation stream (requests and outcome events) as facts for the metrics."""
 
@@ -193,10 +262,10 @@ class DerivationStreamReader:
 
     def read(self, after_sequence: int, limit: int) -> StreamBatch:
         try:
-            messages = self._monitor.read_after(self._stream, after_sequence, limit)
+            page = self._monitor.read_after(self._stream, after_sequence, limit)
             restarted = False
         except StreamRestarted:
-            messages = self._monitor.read_after(self._stream, 0, limit)
+            page = self._monitor.read_after(self._stream, 0, limit)
             restarted = True
         return StreamBatch(
             tuple(
@@ -209,7 +278,8 @@ class DerivationStreamReader:
                         message.timestamp_ns / 1_000_000_000,
                     ),
                 )
-                for message in messages
+                for message in page.messages
             ),
             restarted,
+            page.read_to,
         )

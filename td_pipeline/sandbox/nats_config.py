@@ -27,7 +27,6 @@ ACCOUNT = "FLEET"
 
 def pipeline_permissions(
     request_stream: str = DERIVATION_STREAM.name,
-    responses_stream: str = AGENT_RESPONSES_STREAM.name,
     durables: Sequence[tuple[str, str]] = (
         (DERIVATION_STREAM.name, REQUEST_DURABLE),
         (AGENT_RESPONSES_STREAM.name, RESULT_DURABLE),
@@ -35,7 +34,9 @@ def pipeline_permissions(
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(publish, subscribe) subjects td-pipeline needs, and nothing more: publish its two
     outcome events; create, read and pull from its own durable consumers and ack their
-    messages; read its streams' info (the CLI's `watch` and the metrics); replies on inboxes."""
+    messages; read the derivation stream's info and its messages by sequence (`watch` and
+    `serve-metrics`: `infrastructure.jetstream_monitor`, which creates no consumer); replies on
+    inboxes. No right to create any other consumer or to pull from one."""
     publish = [DERIVATION_COMPLETED, DERIVATION_FAILED]
     for stream, durable in durables:
         publish += [
@@ -46,8 +47,10 @@ def pipeline_permissions(
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
             f"$JS.ACK.{stream}.{durable}.>",
         ]
-    for stream in dict.fromkeys((request_stream, responses_stream)):
-        publish.append(f"$JS.API.STREAM.INFO.{stream}")
+    publish += [
+        f"$JS.API.STREAM.INFO.{request_stream}",  # its sequences (and creation time)
+        f"$JS.API.STREAM.MSG.GET.{request_stream}",  # read-only: one message by sequence
+    ]
     return tuple(publish), ("_INBOX.>",)
 
 

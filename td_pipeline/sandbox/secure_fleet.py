@@ -65,14 +65,21 @@ class FleetSecurity:
 
     def fleet_auth(self) -> NatsAuth:
         """How the sandbox and the peers log in to NATS."""
+        return self._nats_auth(self.fleet_client, FLEET_USER, self.fleet_secret)
+
+    def pipeline_auth(self) -> NatsAuth:
+        """How td-pipeline logs in to NATS (its least-privilege user, or the token)."""
+        return self._nats_auth(self.pipeline_client, PIPELINE_USER, self.pipeline_secret)
+
+    def _nats_auth(self, client: CertificateFiles, user: str, password: str) -> NatsAuth:
         tls = {
             "tls_ca_path": str(self.ca),
-            "tls_cert_path": str(self.fleet_client.cert),
-            "tls_key_path": str(self.fleet_client.key),
+            "tls_cert_path": str(client.cert),
+            "tls_key_path": str(client.key),
         }
         if self.login is Login.TOKEN:
-            return NatsAuth(token=self.pipeline_secret, **tls)
-        return NatsAuth(user=FLEET_USER, password=self.fleet_secret, **tls)
+            return NatsAuth(token=self.pipeline_secret, **tls)  # one token for every client
+        return NatsAuth(user=user, password=password, **tls)
 
     def server_tls(self) -> ServerTls:
         """The gRPC stand-ins: TLS with the server certificate, client certificates required."""

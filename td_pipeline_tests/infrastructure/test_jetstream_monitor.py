@@ -19,11 +19,12 @@ from td_pipeline.infrastructure.jetstream_monitor import (
     DerivationStreamReader,
     JetStreamMonitor,
     NatsUnavailable,
+    _nanoseconds,
 )
 from td_pipeline.infrastructure.nats_mappers import decode_stream_fact
 from td_pipeline.infrastructure.subjects import DERIVATION_STREAM, REQUEST_DURABLE
 from td_pipeline.sandbox.grpc_server import start_grpc_server
-from td_pipeline.sandbox.nats_server import NatsServer
+from td_pipeline.sandbox.nats_server import NatsServer, ensure_streams
 
 FAILED = {
     "plan_id": "P",
@@ -122,6 +123,40 @@ def test_a_stream_behind_what_was_read_was_recreated(server: NatsServer) -> None
     finally:
         monitor.close()
     assert batch.restarted and [s for s, _ in batch.facts] == [1]
+
+
+def test_a_stream_created_again_is_read_from_its_start_even_past_the_old_sequence(
+    server: NatsServer,
+) -> None:
+    publish(server.url, *[("task.derivation.requested", {})] * 2)
+    monitor = JetStreamMonitor(server.url)
+    try:
+        reader = DerivationStreamReader(monitor, DERIVATION_STREAM.name)
+        before = reader.read(0, 10)
+
+        async def recreate() -> None:
+            connection = await nats.connect(server.url)
+            await connection.jetstream().delete_stream(DERIVATION_STREAM.name)
+            await connection.close()
+            await ensure_streams(server.url, [DERIVATION_STREAM])
+
+        asyncio.run(recreate())
+        publish(server.url, *[("task.derivation.completed", COMPLETED)] * 3)
+        after = reader.read(before.read_to, 10)
+    finally:
+        monitor.close()
+    assert before.read_to == 2 and not before.restarted
+    assert after.restarted and [(s, type(f)) for s, f in after.facts] == [
+        (1, Completed),
+        (2, Completed),
+        (3, Completed),
+    ]
+
+
+def test_the_servers_message_times_are_read_to_the_nanosecond() -> None:
+    assert _nanoseconds("2026-11-26T15:58:09.49211433Z") == 1795708689_492114330
+    assert _nanoseconds("2026-11-26T15:58:09Z") == 1795708689_000000000
+    assert _nanoseconds("2026-11-26T16:58:09.000000001+01:00") == 1795708689_000000001
 
 
 def test_a_stopped_server_is_unavailable_in_one_line(server: NatsServer) -> None:

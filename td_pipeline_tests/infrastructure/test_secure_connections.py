@@ -35,14 +35,8 @@ def stranger(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
 
 
 def pipeline_auth(fleet: LocalFleet) -> NatsAuth:
-    env = fleet.environment()
-    return NatsAuth(
-        user=env["NATS_USER"],
-        password=env["NATS_PASSWORD"],
-        tls_ca_path=env["NATS_TLS_CA"],
-        tls_cert_path=env["NATS_TLS_CERT"],
-        tls_key_path=env["NATS_TLS_KEY"],
-    )
+    assert fleet.security is not None
+    return fleet.security.pipeline_auth()
 
 
 def planning(fleet: LocalFleet, **tls: str | None) -> GrpcPlanningClient:

@@ -82,6 +82,11 @@ def test_the_pipeline_user_may_publish_its_outcomes_and_use_its_consumers_only()
     ]  # no wildcard over other consumers or streams
     assert "$JS.API.CONSUMER.MSG.NEXT.task_derivation.task-derivation-request-consumer" in publish
     assert "$JS.ACK.AGENT_RESPONSES.task-derivation-result-consumer.>" in publish
+    # The stream is read by sequence (watch, serve-metrics): no consumer of any other name.
+    assert "$JS.API.STREAM.MSG.GET.task_derivation" in publish
+    assert not [
+        s for s in publish if s.startswith("$JS.API.CONSUMER.") and "task-derivation-" not in s
+    ]
     assert subscribe == ("_INBOX.>",)
 
 
