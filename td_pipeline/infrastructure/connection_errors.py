@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from cryptography import x509
 
 from td_pipeline.infrastructure.nats_auth import NatsAuth
 
@@ -96,11 +100,27 @@ def nats_failure(
     return f"{where}: {first_line}"
 
 
+def certificate_expired(path: str, now: datetime | None = None) -> bool:
+    """Whether the PEM certificate at `path` is past its end date (False when unreadable:
+    then the handshake's own message is the better one)."""
+    try:
+        certificate = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return certificate.not_valid_after_utc < (now or datetime.now(UTC))
+
+
 def grpc_tls_failure(
-    peer: str, address: str, details: str, tls: bool, client_cert: bool
+    peer: str, address: str, details: str, tls: bool, client_cert_path: str | None
 ) -> str | None:
     """One line naming the peer when a gRPC call failed in the TLS handshake, else None."""
     if not tls:  # a plaintext channel's "Socket closed" may as well be a restart: transient
         return None
-    reason = tls_reason(details, "TD_GRPC_TLS_CA", GRPC_TLS_FILES, client_cert)
-    return None if reason is None else f"{peer} at {address}: {reason}"
+    reason = tls_reason(details, "TD_GRPC_TLS_CA", GRPC_TLS_FILES, client_cert_path is not None)
+    if reason is None:
+        return None
+    # gRPC only says the server hung up; our own certificate's date tells one cause apart.
+    hung_up = "SOCKET CLOSED" in details.upper()
+    if hung_up and client_cert_path is not None and certificate_expired(client_cert_path):
+        reason = f"TLS handshake failed: our client certificate has expired ({GRPC_TLS_FILES})"
+    return f"{peer} at {address}: {reason}"

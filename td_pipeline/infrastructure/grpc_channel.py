@@ -132,7 +132,7 @@ def translate(
             address,
             details,
             tls=settings.tls_ca_path is not None or settings.tls_cert_path is not None,
-            client_cert=settings.tls_cert_path is not None,
+            client_cert_path=settings.tls_cert_path,
         )
         if tls_failure is not None:
             # How we are set up, not an outage: no retry inside the step can fix it.

@@ -13,7 +13,12 @@ import pytest
 
 from td_pipeline.application.ports import PortError, Unavailable
 from td_pipeline.domain.values import PlanId
-from td_pipeline.infrastructure.connection_errors import nats_failure, redacted_url
+from td_pipeline.infrastructure.connection_errors import (
+    certificate_expired,
+    grpc_tls_failure,
+    nats_failure,
+    redacted_url,
+)
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings
 from td_pipeline.infrastructure.jetstream_consumer import JetStreamPuller
 from td_pipeline.infrastructure.nats_auth import NatsAuth
@@ -190,3 +195,23 @@ def test_no_line_shows_a_secret_from_the_url() -> None:
     line = nats_failure(url, ConnectionRefusedError("refused"), NatsAuth())
     assert line == "NATS at nats://127.0.0.1:4222: connection refused"
     assert redacted_url("tls://127.0.0.1:4222") == "tls://127.0.0.1:4222"
+
+
+def test_a_grpc_peer_hanging_up_on_an_expired_client_certificate_says_so(
+    tmp_path: Path,
+) -> None:
+    """gRPC reports only that the server hung up during the handshake; our certificate's end
+    date tells the expired case apart from a certificate of another CA."""
+    authority = CertificateAuthority(tmp_path)
+    expired, valid = authority.client("old", expired=True), authority.client("good")
+
+    def line(cert: Path) -> str | None:
+        return grpc_tls_failure("Planning", "127.0.0.1:1", "Socket closed", True, str(cert))
+
+    assert line(expired.cert) == (
+        "Planning at 127.0.0.1:1: TLS handshake failed: our client certificate has expired "
+        "(TD_GRPC_TLS_CERT, TD_GRPC_TLS_KEY)"
+    )
+    assert "not from a CA it trusts" in (line(valid.cert) or "")
+    assert certificate_expired(str(expired.cert)) and not certificate_expired(str(valid.cert))
+    assert not certificate_expired(str(tmp_path / "missing.crt"))
