@@ -26,10 +26,11 @@ typecheck: install
 unit: install
 	$(PY) -m pytest -n 2 -m "not e2e and not pipeline"
 
-# The end-to-end tier: real daemons, and the jobs run in process against the local fleet; two
-# test files at a time (they spend most of their time waiting, so they overlap well).
+# The end-to-end tier: real daemons, and the jobs run in process against the local fleet; three
+# test files at a time (they spend most of their time waiting, so they overlap well), the
+# longest first.
 e2e: install
-	$(PY) -m pytest -n 2 --dist loadfile -m "e2e or pipeline"
+	$(PY) -m pytest -n 3 --dist loadfile -m "e2e or pipeline"
 
 # The code location loads (with whatever settings the environment has; bad ones do not stop it).
 validate: install
