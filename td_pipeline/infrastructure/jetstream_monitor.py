@@ -29,6 +29,7 @@ from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from td_pipeline.application.derivation_metrics import StreamFact
+from td_pipeline.infrastructure.connection_errors import nats_failure, redacted_url
 from td_pipeline.infrastructure.event_loop_thread import EventLoopThread
 from td_pipeline.infrastructure.jetstream_consumer import stream_run_key
 from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
@@ -166,34 +167,44 @@ class JetStreamMonitor:
         self._created: dict[str, datetime] = {}  # each stream's creation time, as last read
 
     def _run(self, coroutine: Any, timeout: float) -> Any:
+        # Each message names the server without the URL's user info: they reach /ready.
+        where = redacted_url(self._url)
         try:
             return self._loop.run(coroutine, timeout)
         except TimeoutError as error:
-            raise NatsUnavailable(f"no answer from NATS at {self._url} in {timeout:g}s") from error
+            raise NatsUnavailable(f"no answer from NATS at {where} in {timeout:g}s") from error
         except (OSError, NatsError) as error:
-            raise NatsUnavailable(f"NATS at {self._url}: {error!r}") from error
+            raise NatsUnavailable(f"NATS at {where}: {error!r}") from error
 
     async def _connected(self) -> Client:
         if self._connection is not None and self._connection.is_closed:
             self._connection = None
         if self._connection is None:
+            seen: list[Exception] = []
 
             async def quiet(error: Exception) -> None:
                 """Failures surface as exceptions from our calls."""
+                seen[-10:] = [*seen[-9:], error]
 
-            self._connection = await asyncio.wait_for(
-                nats.connect(
-                    self._url,
-                    **self._auth.connect_options(),
-                    connect_timeout=self._timeout,
-                    max_reconnect_attempts=-1,  # this process lives long: always come back
-                    reconnect_time_wait=0.5,
-                    error_cb=quiet,
-                ),
-                self._timeout + 1,
-            )
+            try:
+                self._connection = await asyncio.wait_for(
+                    nats.connect(
+                        self._url,
+                        **self._auth.connect_options(),
+                        connect_timeout=self._timeout,
+                        max_reconnect_attempts=-1,  # this process lives long: always come back
+                        reconnect_time_wait=0.5,
+                        error_cb=quiet,
+                    ),
+                    self._timeout + 1,
+                )
+            except (OSError, NatsError, TimeoutError) as error:
+                # One line, as the sensors say it: a wrong CA, a refused login, no server.
+                raise NatsUnavailable(nats_failure(self._url, error, self._auth, seen)) from None
         if not self._connection.is_connected:
-            raise NatsUnavailable(f"not connected to NATS at {self._url} (reconnecting)")
+            raise NatsUnavailable(
+                f"not connected to NATS at {redacted_url(self._url)} (reconnecting)"
+            )
         return self._connection
 
     def ping(self) -> None:

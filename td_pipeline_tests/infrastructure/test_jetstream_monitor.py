@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator
 
 import nats
@@ -169,6 +170,20 @@ def test_a_stopped_server_is_unavailable_in_one_line(server: NatsServer) -> None
     finally:
         monitor.close()
     assert "\n" not in str(raised.value)
+
+
+def test_an_unreachable_server_is_named_without_the_urls_credentials() -> None:
+    """The message reaches /ready: one line, the reason nats-py saw, no user info."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    monitor = JetStreamMonitor(f"nats://td:s3cret@127.0.0.1:{port}", timeout_seconds=0.5)
+    try:
+        with pytest.raises(NatsUnavailable) as raised:
+            monitor.ping()
+    finally:
+        monitor.close()
+    assert str(raised.value) == f"NATS at nats://127.0.0.1:{port}: connection refused"
 
 
 def test_the_grpc_health_probe_sees_a_serving_server_and_a_missing_one() -> None:
