@@ -41,6 +41,10 @@ class ChannelSettings:
         if (self.tls_cert_path is None) != (self.tls_key_path is None):
             raise ValueError("mutual TLS needs both tls_cert_path and tls_key_path")
 
+    @property
+    def tls(self) -> bool:
+        return self.tls_ca_path is not None or self.tls_cert_path is not None
+
 
 def service_config(service: str, idempotent_methods: Sequence[str], attempts: int) -> str:
     """Retry UNAVAILABLE, with backoff, for the idempotent methods only: a server may answer
@@ -74,7 +78,7 @@ def open_channel(
 ) -> grpc.Channel:
     config = service_config(service, idempotent_methods, settings.retry_attempts)
     options = [("grpc.enable_retries", 1), ("grpc.service_config", config)]
-    if settings.tls_ca_path is None and settings.tls_cert_path is None:
+    if not settings.tls:
         return grpc.insecure_channel(settings.address, options=options)
     credentials = grpc.ssl_channel_credentials(
         root_certificates=_read(settings.tls_ca_path),
@@ -118,21 +122,16 @@ def call(what: str, settings: ChannelSettings, rpc: Callable[[float], T]) -> T:
     try:
         return rpc(settings.timeout_seconds)
     except grpc.RpcError as error:
-        raise translate(what, settings.address, error, settings) from error
+        raise translate(what, settings, error) from error
 
 
-def translate(
-    what: str, address: str, error: grpc.RpcError, settings: ChannelSettings | None = None
-) -> PortError:
+def translate(what: str, settings: ChannelSettings, error: grpc.RpcError) -> PortError:
     code: grpc.StatusCode = error.code()
     details: str = error.details() or code.name
-    if settings is not None and code == grpc.StatusCode.UNAVAILABLE:
+    address = settings.address
+    if code == grpc.StatusCode.UNAVAILABLE:
         tls_failure = grpc_tls_failure(
-            settings.peer,
-            address,
-            details,
-            tls=settings.tls_ca_path is not None or settings.tls_cert_path is not None,
-            client_cert_path=settings.tls_cert_path,
+            settings.peer, address, details, settings.tls, settings.tls_cert_path
         )
         if tls_failure is not None:
             # How we are set up, not an outage: no retry inside the step can fix it.
