@@ -95,8 +95,8 @@ class PipelineCollector(Collector):
         with self._lock:
             return self._readiness(self._clock())
 
-    def _readiness(self, now: datetime) -> Readiness:
-        checks = [self._nats_check(), self._daemon_check(now)]
+    def _readiness(self, now: datetime, beats: DaemonHeartbeats | None = None) -> Readiness:
+        checks = [self._nats_check(), self._daemon_check(now, beats)]
         for peer in self._peers:
             problem = self._guarded(peer.problem)
             checks.append(Check(peer.name, problem is None, problem or ""))
@@ -109,11 +109,14 @@ class PipelineCollector(Collector):
             return Check("nats", False, _first_line(error))
         return Check("nats", True)
 
-    def _daemon_check(self, now: datetime) -> Check:
-        try:
-            beats = self._instance.daemon_heartbeats(now)
-        except Exception as error:
-            return Check("daemon", False, f"cannot read the Dagster instance: {_first_line(error)}")
+    def _daemon_check(self, now: datetime, beats: DaemonHeartbeats | None) -> Check:
+        """From `beats` when this scrape read them already, else read here."""
+        if beats is None:
+            try:
+                beats = self._instance.daemon_heartbeats(now)
+            except Exception as error:
+                detail = f"cannot read the Dagster instance: {_first_line(error)}"
+                return Check("daemon", False, detail)
         return daemon_check(beats.required, beats.ages, self._tolerance)
 
     @staticmethod
@@ -143,10 +146,10 @@ class PipelineCollector(Collector):
             lag_metrics, nats_up = self._consumer_metrics()
             metrics.extend(lag_metrics)
             up.add_metric(["nats"], float(nats_up))
-            instance_metrics, instance_up = self._instance_metrics(now)
+            instance_metrics, beats = self._instance_metrics(now)
             metrics.extend(instance_metrics)
-            up.add_metric(["dagster"], float(instance_up))
-            metrics.extend(self._readiness_metrics(now))
+            up.add_metric(["dagster"], float(beats is not None))
+            metrics.extend(self._readiness_metrics(now, beats))
             metrics.append(up)
         return iter(metrics)
 
@@ -225,14 +228,15 @@ class PipelineCollector(Collector):
             return [pending, ack_pending], False
         return [pending, ack_pending], True
 
-    def _instance_metrics(self, now: datetime) -> tuple[list[Metric], bool]:
+    def _instance_metrics(self, now: datetime) -> tuple[list[Metric], DaemonHeartbeats | None]:
+        """The instance's metrics, and the heartbeats read for them (None: not readable)."""
         try:
             runs = self._instance.run_counts()
             sensors = self._instance.sensor_success_ages(now)
             waiting = self._instance.llm_waiting(now)
             beats = self._instance.daemon_heartbeats(now)
         except Exception:
-            return [], False
+            return [], None
         queued = GaugeMetricFamily("td_runs_queued", "Dagster runs queued, per job", labels=["job"])
         in_progress = GaugeMetricFamily(
             "td_runs_in_progress",
@@ -267,10 +271,10 @@ class PipelineCollector(Collector):
         )
         for daemon, age in sorted(beats.ages.items()):
             heartbeat.add_metric([daemon], age)
-        return [queued, in_progress, sensor_age, waiting_count, oldest, heartbeat], True
+        return [queued, in_progress, sensor_age, waiting_count, oldest, heartbeat], beats
 
-    def _readiness_metrics(self, now: datetime) -> list[Metric]:
-        readiness = self._readiness(now)
+    def _readiness_metrics(self, now: datetime, beats: DaemonHeartbeats | None) -> list[Metric]:
+        readiness = self._readiness(now, beats)
         up = GaugeMetricFamily(
             "td_dependency_up",
             "1 when a dependency passes its readiness check (NATS, the Dagster daemon, the "

@@ -55,11 +55,13 @@ class FakeNats:
 class FakeInstance:
     def __init__(self) -> None:
         self.heartbeat_age = 5.0
+        self.heartbeat_reads = 0
 
     def run_counts(self) -> RunCounts:
         return RunCounts({"derive_tasks": 3}, {"derive_tasks": 1})
 
     def daemon_heartbeats(self, now: datetime) -> DaemonHeartbeats:
+        self.heartbeat_reads += 1
         return DaemonHeartbeats(("SENSOR",), {"SENSOR": self.heartbeat_age})
 
     def sensor_success_ages(self, now: datetime) -> dict[str, float]:
@@ -202,3 +204,11 @@ def test_ready_names_a_stale_daemon_and_a_peer_that_does_not_serve() -> None:
 def test_ready_when_everything_answers() -> None:
     app = metrics_app(collector(FakeStream(), FakeNats(), FakeInstance(), [FakePeer("planning")]))
     assert call(app, "/ready") == ("200 OK", "ok nats\nok daemon\nok planning\n")
+
+
+def test_a_scrape_reads_the_daemon_heartbeats_once_for_the_gauges_and_readiness() -> None:
+    instance = FakeInstance()
+    values = samples(collector(FakeStream(), FakeNats(), instance, []))
+    assert values[("td_dependency_up", (("dependency", "daemon"),))] == 1.0
+    assert values[("td_daemon_heartbeat_age_seconds", (("daemon", "SENSOR"),))] == 5.0
+    assert instance.heartbeat_reads == 1
