@@ -28,13 +28,6 @@ class CertificateFiles:
     key: Path
 
 
-@dataclass(frozen=True, slots=True)
-class FleetCertificates:
-    ca: Path  # the CA certificate every side trusts
-    server: CertificateFiles  # NATS and the gRPC stand-ins
-    client: CertificateFiles  # td-pipeline (and the fleet's own clients)
-
-
 class _Authority:
     def __init__(self, common_name: str) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
@@ -167,11 +160,3 @@ class CertificateAuthority:
             name, server=False, not_before=ended - _days(VALID_DAYS), not_after=ended
         )
         return _write_pair(self.directory, name, pair)
-
-
-def make_fleet_certificates(directory: Path) -> FleetCertificates:
-    """A new CA with one server and one client certificate, under `directory`."""
-    authority = CertificateAuthority(directory)
-    return FleetCertificates(
-        ca=authority.ca, server=authority.server(), client=authority.client("td-pipeline")
-    )

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from td_pipeline.sandbox.certificates import CertificateAuthority, make_fleet_certificates
+from td_pipeline.sandbox.certificates import CertificateAuthority
 from td_pipeline.sandbox.nats_config import (
     NatsSecurity,
     NatsUser,
     pipeline_permissions,
     server_config,
 )
+from td_pipeline.sandbox.secure_fleet import make_fleet_security
 
 
 def load(path: Path) -> x509.Certificate:
@@ -24,8 +25,9 @@ def load(path: Path) -> x509.Certificate:
 
 
 def test_the_certificates_chain_to_the_ca_and_name_the_loopback_server(tmp_path: Path) -> None:
-    files = make_fleet_certificates(tmp_path)
-    ca, server, client = load(files.ca), load(files.server.cert), load(files.client.cert)
+    files = make_fleet_security(tmp_path)  # what `sandbox up --secure` makes
+    ca, server = load(files.ca), load(files.server.cert)
+    client = load(files.pipeline_client.cert)
 
     server.verify_directly_issued_by(ca)
     client.verify_directly_issued_by(ca)
@@ -35,8 +37,9 @@ def test_the_certificates_chain_to_the_ca_and_name_the_loopback_server(tmp_path:
     now = datetime.datetime.now(datetime.UTC)
     assert ca.not_valid_before_utc < now < client.not_valid_after_utc
     # OpenSSL takes them as a server and a client would load them; keys are private.
-    ssl.create_default_context(cafile=files.ca).load_cert_chain(files.client.cert, files.client.key)
-    assert stat.S_IMODE(files.client.key.stat().st_mode) == 0o600
+    pipeline = files.pipeline_client
+    ssl.create_default_context(cafile=files.ca).load_cert_chain(pipeline.cert, pipeline.key)
+    assert stat.S_IMODE(pipeline.key.stat().st_mode) == 0o600
 
 
 def test_an_expired_client_certificate_is_expired(tmp_path: Path) -> None:
