@@ -1,9 +1,9 @@
 """A throw-away certificate authority for the secure local fleet (`sandbox up --secure`): a CA,
 a server certificate for 127.0.0.1 / localhost, and client certificates, as PEM files.
 
-Made with the `cryptography` package (the `sandbox` extra). Keys are EC P-256: quick to make,
-and every TLS stack here (OpenSSL for nats-py, BoringSSL for gRPC, Go for nats-server) takes
-them. The keys are written readable by their owner only."""
+Made with the `cryptography` package (a dependency of td-pipeline itself). Keys are EC P-256:
+quick to make, and every TLS stack here (OpenSSL for nats-py, BoringSSL for gRPC, Go for
+nats-server) takes them. The keys are written readable by their owner only."""
 
 from __future__ import annotations
 
