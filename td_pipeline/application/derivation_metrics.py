@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from td_pipeline.application.retries import Stage
+from td_pipeline.application.retries import NO_RETRY_CAN_FIX, Stage, failed_stage
 
 # Request -> completed, in seconds: a derivation takes seconds offline, minutes with an LLM.
 LATENCY_BUCKETS: tuple[float, ...] = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
@@ -35,7 +35,6 @@ _STAGE_CLASSES = {
     Stage.VALIDATION: FailureClass.VALIDATION,
     Stage.PERSISTENCE: FailureClass.PEER_UNAVAILABLE,
 }
-_NO_RETRY_CAN_FIX = "no retry can fix this"
 _EXECUTOR_FAILED_AT_ONCE = "the executor failed the job"
 
 
@@ -46,10 +45,8 @@ def failure_class(reason: str, requires_manual_review: bool) -> FailureClass:
     `retries.failure_reason`) and, when td-pipeline gives up, why. A refused request's
     reason says neither: it is a bad request. Giving up because no retry can fix the input is
     a bad request too; giving up because the attempts ran out is `manual_review`."""
-    stage = next(
-        (stage for stage in Stage if reason.startswith(f"failed while {stage.doing}:")), None
-    )
-    if stage is None or _NO_RETRY_CAN_FIX in reason:
+    stage = failed_stage(reason)
+    if stage is None or NO_RETRY_CAN_FIX in reason:
         return FailureClass.BAD_REQUEST
     if requires_manual_review:
         return FailureClass.MANUAL_REVIEW

@@ -34,6 +34,9 @@ class Stage(StrEnum):
         }[self]
 
 
+NO_RETRY_CAN_FIX = "no retry can fix this"  # why td-pipeline gives up on input at once
+
+
 class Restart(StrEnum):
     RESUBMIT = "resubmit"  # ask the LLM again, from the plan
     REPERSIST = "repersist"  # persist the stored answer again; the LLM is not called
@@ -64,7 +67,7 @@ class GiveUp:
 
 def after_failure(failure: AttemptFailure, max_attempts: int) -> Retry | GiveUp:
     if not failure.retryable:
-        return GiveUp("no retry can fix this")
+        return GiveUp(NO_RETRY_CAN_FIX)
     if failure.attempt >= max_attempts:
         return GiveUp(f"{failure.attempt} of {max_attempts} attempts failed")
     # Only a failure to persist can reuse the answer; anything earlier needs a new one.
@@ -79,7 +82,17 @@ def failure_reason(failure: AttemptFailure, decision: Retry | GiveUp, max_attemp
         if isinstance(decision, Retry)
         else f"needs manual review: {decision.why}"
     )
-    return f"failed while {failure.stage.doing}: {failure.description}; {then}"
+    return f"{_failed_while(failure.stage)} {failure.description}; {then}"
+
+
+def failed_stage(reason: str) -> Stage | None:
+    """The stage a failed event's reason names (`failure_reason`); None for a reason of
+    another kind (a refused request)."""
+    return next((stage for stage in Stage if reason.startswith(_failed_while(stage))), None)
+
+
+def _failed_while(stage: Stage) -> str:
+    return f"failed while {stage.doing}:"
 
 
 def retry_transient(
