@@ -19,6 +19,7 @@ STORE_FILE_NAME = "planning.sqlite"
 def write_private(path: Path, lines: list[str]) -> None:
     """The lines, readable by their owner only (they may hold the sandbox's secrets)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file left by an earlier run keeps its mode otherwise
     with os.fdopen(descriptor, "w") as file:
         file.write("\n".join(lines) + "\n")
 

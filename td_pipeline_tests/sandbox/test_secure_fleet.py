@@ -18,6 +18,7 @@ from td_pipeline.sandbox.nats_config import (
     server_config,
 )
 from td_pipeline.sandbox.secure_fleet import make_fleet_security
+from td_pipeline.sandbox.state_dir import write_private
 
 
 def load(path: Path) -> x509.Certificate:
@@ -100,3 +101,12 @@ def test_a_token_server_has_no_users_and_every_secret_needs_a_value(tmp_path: Pa
         security(tmp_path, token_variable="TOK")
     with pytest.raises(ValueError, match="no value for FL"):
         security(tmp_path, secrets={"TD_PW": "x"})
+
+
+def test_an_env_file_left_readable_by_an_earlier_run_becomes_private(tmp_path: Path) -> None:
+    path = tmp_path / "sandbox.env"
+    path.write_text("OLD=1\n")
+    path.chmod(0o644)
+    write_private(path, ["NATS_PASSWORD=s3cret"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == "NATS_PASSWORD=s3cret\n"
