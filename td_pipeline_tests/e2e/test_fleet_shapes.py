@@ -74,9 +74,11 @@ def test_planning_shapes_and_executor_failures_complete(
         mine = [
             (kind, delay) for (kind, s), delay in zip(outcomes, delays, strict=True) if s == story
         ]
-        # One failed event, soon, that promises a retry; then the retry completes.
+        # One failed event that promises a retry, long before the 600 s LLM timeout the
+        # watchdog would otherwise wait for (25-65 s here; the bound leaves room for a loaded
+        # machine); then the retry completes.
         assert [kind for kind, _ in mine] == ["failed", "completed"], events
-        assert mine[0][1] < 60, f"{story}: failed event after {mine[0][1]:.0f}s"
+        assert mine[0][1] < 180, f"{story}: failed event after {mine[0][1]:.0f}s"
     assert len(events) == 7, events
     reasons = {body["story_id"]: body for subject, body in events if subject.endswith("failed")}
     assert "vLLM request timed out" in reasons[FAILED_BY_THE_LLM]["reason"]
