@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from td_pipeline.infrastructure.connection_errors import grpc_tls_failure
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings, LazyChannel
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -26,7 +27,18 @@ class GrpcHealthProbe:
             )
         except grpc.RpcError as error:
             code: grpc.StatusCode = error.code()
-            return f"{self._settings.address}: {code.name}"
+            settings = self._settings
+            if code == grpc.StatusCode.UNAVAILABLE:  # how we are set up, or the peer is down
+                tls_failure = grpc_tls_failure(
+                    settings.peer,
+                    settings.address,
+                    error.details() or "",
+                    settings.tls,
+                    settings.tls_cert_path,
+                )
+                if tls_failure is not None:
+                    return tls_failure
+            return f"{settings.address}: {code.name}"
         if answer.status != health_pb2.HealthCheckResponse.SERVING:
             status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
             return f"{self._settings.address}: {status}"

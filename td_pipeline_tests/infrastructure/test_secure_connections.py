@@ -20,6 +20,7 @@ from td_pipeline.infrastructure.connection_errors import (
     redacted_url,
 )
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings
+from td_pipeline.infrastructure.grpc_health import GrpcHealthProbe
 from td_pipeline.infrastructure.jetstream_consumer import JetStreamPuller
 from td_pipeline.infrastructure.nats_auth import NatsAuth
 from td_pipeline.infrastructure.planning_client import GrpcPlanningClient
@@ -215,3 +216,25 @@ def test_a_grpc_peer_hanging_up_on_an_expired_client_certificate_says_so(
     assert "not from a CA it trusts" in (line(valid.cert) or "")
     assert certificate_expired(str(expired.cert)) and not certificate_expired(str(valid.cert))
     assert not certificate_expired(str(tmp_path / "missing.crt"))
+
+
+def test_the_health_probe_names_a_tls_failure(
+    fleet: LocalFleet, stranger: CertificateAuthority
+) -> None:
+    """/ready says why a peer is not ready when it is how we are set up, not the peer."""
+    env = fleet.environment()
+    settings = ChannelSettings(
+        address=env["PLANNING_SERVICE_ADDRESS"],
+        tls_ca_path=str(stranger.ca),
+        tls_cert_path=env["TD_GRPC_TLS_CERT"],
+        tls_key_path=env["TD_GRPC_TLS_KEY"],
+        peer="Planning",
+    )
+    probe = GrpcHealthProbe("planning", settings)
+    try:
+        assert probe.problem() == (
+            f"Planning at {settings.address}: TLS handshake failed: certificate verify failed: "
+            "the server is not trusted (TD_GRPC_TLS_CA)"
+        )
+    finally:
+        probe.close()
