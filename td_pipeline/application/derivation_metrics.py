@@ -12,7 +12,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from td_pipeline.application.retries import NO_RETRY_CAN_FIX, Stage, failed_stage
+from td_pipeline.application.retries import (
+    EXECUTOR_FAILED_AT_ONCE,
+    NO_RETRY_CAN_FIX,
+    Stage,
+    failed_stage,
+)
 
 # Request -> completed, in seconds: a derivation takes seconds offline, minutes with an LLM.
 LATENCY_BUCKETS: tuple[float, ...] = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
@@ -35,7 +40,6 @@ _STAGE_CLASSES = {
     Stage.VALIDATION: FailureClass.VALIDATION,
     Stage.PERSISTENCE: FailureClass.PEER_UNAVAILABLE,
 }
-_EXECUTOR_FAILED_AT_ONCE = "the executor failed the job"
 
 
 def failure_class(reason: str, requires_manual_review: bool) -> FailureClass:
@@ -50,7 +54,7 @@ def failure_class(reason: str, requires_manual_review: bool) -> FailureClass:
         return FailureClass.BAD_REQUEST
     if requires_manual_review:
         return FailureClass.MANUAL_REVIEW
-    if stage is Stage.SUBMISSION and _EXECUTOR_FAILED_AT_ONCE in reason:
+    if stage is Stage.SUBMISSION and EXECUTOR_FAILED_AT_ONCE in reason:
         return FailureClass.LLM
     return _STAGE_CLASSES[stage]
 

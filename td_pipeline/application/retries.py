@@ -35,6 +35,8 @@ class Stage(StrEnum):
 
 
 NO_RETRY_CAN_FIX = "no retry can fix this"  # why td-pipeline gives up on input at once
+# A submission the executor answered with a failed job: an LLM failure, not a peer outage.
+EXECUTOR_FAILED_AT_ONCE = "the executor failed the job at once"
 
 
 class Restart(StrEnum):

@@ -13,6 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from td_pipeline.application.ports import ExecutorSubmission, PortError
+from td_pipeline.application.retries import EXECUTOR_FAILED_AT_ONCE
 from td_pipeline.domain.derivation import DerivationAttempt
 from td_pipeline.domain.plan import StoryPlan
 from td_pipeline.domain.prompt import DerivationBrief, DerivationPrompt, RoleContext, build_prompt
@@ -200,7 +201,7 @@ def executor_submission(
     except PortError as error:
         raise peer_failure(error) from error
     if not receipt.accepted:
-        raise retryable_failure(f"the executor failed the job at once: {receipt.message}")
+        raise retryable_failure(f"{EXECUTOR_FAILED_AT_ONCE}: {receipt.message}")
     record = SubmissionRecord(
         derivation_id=attempt.derivation_id,
         deliberation_id=receipt.deliberation_id,
