@@ -1,19 +1,24 @@
 """`td-pipeline bench e2e`: seconds from request to completed event through the real daemon,
 against the engine floor (the same shape of runs with nothing inside) in the same run.
 
+With `--burst`, also the peak resident memory of the whole stack in each phase (the fleet,
+NATS, the daemon, code servers, run workers: `process_memory`, Linux only), a progress line
+while a phase runs, and how many items did not complete.
+
 The machines are noisy, so the figures that matter are the ratios taken in one run."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nats
@@ -26,6 +31,7 @@ from td_pipeline.devtools.dagster_processes import (
     DagsterProcesses,
     prepare_home,
 )
+from td_pipeline.devtools.process_memory import PeakMemory, memory_supported, sampling
 from td_pipeline.infrastructure.subjects import DERIVATION_COMPLETED, DERIVATION_REQUESTED
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.nats_server import ensure_streams, missing_nats_server
@@ -39,6 +45,18 @@ WORKSPACE = """load_from:
       module_name: td_pipeline.devtools.bench_floor
       working_directory: {repo}
 """
+PROGRESS_SECONDS = 10.0  # --burst: a progress line this often
+MIB = 2**20
+
+Progress = Callable[[str, int, int, float], None]  # phase, done, expected, seconds elapsed
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The value at rank q of the sorted values (the nearest rank, no interpolation)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +65,14 @@ class Phase:
     latencies: tuple[float, ...]  # seconds from request to final event, per item
     wall_seconds: float  # first request to last event
     expected: int
+    peak_rss_bytes: int | None = None  # --burst: the stack's highest summed RSS in the phase
 
     def quantile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+        return quantile(self.latencies, q)
+
+    @property
+    def missing(self) -> int:
+        return self.expected - len(self.latencies)
 
     @property
     def per_minute(self) -> float:
@@ -75,6 +95,12 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="the Dagster instance config (default: the repository's dagster.yaml; "
         "deploy/dagster-postgres.yaml with DAGSTER_PG_* set for PostgreSQL)",
     )
+    e2e.add_argument(
+        "--burst",
+        action="store_true",
+        help="also report each phase's peak resident memory of the whole stack (read from "
+        "/proc: Linux only), a progress line while it runs, and the items not completed",
+    )
     e2e.set_defaults(handler=run_e2e)
     bench_ticks.register(kinds)
 
@@ -89,8 +115,16 @@ def run_e2e(args: argparse.Namespace) -> int:
     if (missing := missing_nats_server()) is not None:
         print(f"td-pipeline bench e2e: {missing}", file=sys.stderr)
         return 2
+    if args.burst and (unsupported := memory_supported()) is not None:
+        print(f"td-pipeline bench e2e: {unsupported}", file=sys.stderr)
+        return 2
     stories = story_copies(load_sample_stories(), args.stories)
-    with tempfile.TemporaryDirectory(prefix="td-bench-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="td-bench-") as scratch,
+        # Sampled from before the fleet starts until the last process is gone.
+        sampling() if args.burst else contextlib.nullcontext() as memory,
+    ):
+        progress = _progress_line(memory) if memory is not None else None
         root = Path(scratch)
         workspace = root / "workspace.yaml"
         workspace.write_text(WORKSPACE.format(repo=REPO))
@@ -102,9 +136,14 @@ def run_e2e(args: argparse.Namespace) -> int:
                 home, fleet.environment(), root / "logs", workspace=workspace
             )
             with processes:
-                print(f"{len(stories)} stories, offline planner, {args.instance_config}")
+                print(
+                    f"{len(stories)} stories, offline planner, {args.instance_config}"
+                    + (", burst: peak memory of the whole stack (/proc)" if args.burst else "")
+                )
                 # Warm up: code servers loaded, sensors ticking, before anything is timed.
                 asyncio.run(floor_phase(url, ["warm-up"], args.timeout))
+                if memory is not None:
+                    memory.take_peak()  # the phases' windows start here
                 pipeline = asyncio.run(
                     timed_phase(
                         "pipeline",
@@ -117,19 +156,37 @@ def run_e2e(args: argparse.Namespace) -> int:
                         DERIVATION_COMPLETED,
                         "story_id",
                         args.timeout,
+                        progress,
                     )
                 )
+                if memory is not None:
+                    pipeline = replace(pipeline, peak_rss_bytes=memory.take_peak())
                 floor = asyncio.run(
-                    floor_phase(url, [f"item-{n}" for n in range(len(stories))], args.timeout)
+                    floor_phase(
+                        url, [f"item-{n}" for n in range(len(stories))], args.timeout, progress
+                    )
                 )
-    print_report(pipeline, floor)
-    complete = (
-        len(pipeline.latencies) == pipeline.expected and len(floor.latencies) == floor.expected
-    )
-    return 0 if complete else 1
+                if memory is not None:
+                    floor = replace(floor, peak_rss_bytes=memory.take_peak())
+    print()
+    print(report(pipeline, floor, burst=args.burst))
+    return 0 if pipeline.missing == 0 and floor.missing == 0 else 1
 
 
-async def floor_phase(url: str, items: list[str], timeout: float) -> Phase:
+def _progress_line(memory: PeakMemory) -> Progress:
+    def line(name: str, done: int, expected: int, elapsed: float) -> None:
+        print(
+            f"  {name}: {done}/{expected} completed, {elapsed:.0f} s, "
+            f"peak {memory.peak_so_far() / MIB:.0f} MiB",
+            flush=True,
+        )
+
+    return line
+
+
+async def floor_phase(
+    url: str, items: list[str], timeout: float, progress: Progress | None = None
+) -> Phase:
     return await timed_phase(
         "engine floor",
         url,
@@ -138,6 +195,7 @@ async def floor_phase(url: str, items: list[str], timeout: float) -> Phase:
         bench_floor.DONE,
         "item",
         timeout,
+        progress,
     )
 
 
@@ -149,8 +207,10 @@ async def timed_phase(
     final_subject: str,
     key: str,
     timeout: float,
+    progress: Progress | None = None,
 ) -> Phase:
-    """Publish a request per item at once, then time each item's final event."""
+    """Publish a request per item at once, then time each item's final event. With
+    `progress`, a call every PROGRESS_SECONDS and at the end; else a line every 10 items."""
     connection = await nats.connect(url)
     try:
         jetstream = connection.jetstream()
@@ -164,8 +224,11 @@ async def timed_phase(
             await jetstream.publish(subject, body.encode())
             requested[item[0]] = time.monotonic()
         latencies: dict[str, float] = {}
-        last = started
+        last = reported = started
         while len(latencies) < len(items) and time.monotonic() - started < timeout:
+            if progress is not None and time.monotonic() - reported >= PROGRESS_SECONDS:
+                reported = time.monotonic()
+                progress(name, len(latencies), len(items), reported - started)
             try:
                 message = await finals.next_msg(timeout=1)
             except nats.errors.TimeoutError:
@@ -174,26 +237,45 @@ async def timed_phase(
             if item_key in requested and item_key not in latencies:
                 last = time.monotonic()
                 latencies[item_key] = last - requested[item_key]
-                if len(latencies) % 10 == 0:
+                if progress is None and len(latencies) % 10 == 0:
                     print(f"  {name}: {len(latencies)}/{len(items)}", flush=True)
+        if progress is not None:
+            progress(name, len(latencies), len(items), time.monotonic() - started)
         return Phase(name, tuple(latencies.values()), last - started, len(items))
     finally:
         await connection.close()
 
 
-def print_report(pipeline: Phase, floor: Phase) -> None:
-    print()
-    print(f"{'':14}{'done':>8}{'p50 s':>9}{'p95 s':>9}{'per min':>9}")
-    for phase in (pipeline, floor):
-        print(
-            f"{phase.name:14}{len(phase.latencies):>4}/{phase.expected:<3}"
+def _peak_mib(phase: Phase) -> float:
+    return (phase.peak_rss_bytes or 0) / MIB
+
+
+def report(pipeline: Phase, floor: Phase, burst: bool = False) -> str:
+    """The table of both phases and their ratios; with `burst`, each phase's peak memory and
+    what did not complete."""
+    phases = (pipeline, floor)
+    memory = burst and all(phase.peak_rss_bytes is not None for phase in phases)
+    width = max(3, *(len(str(phase.expected)) for phase in phases))  # of "done"'s halves
+    lines = [
+        f"{'':14}{'done':>{2 * width + 2}}{'p50 s':>9}{'p95 s':>9}{'per min':>9}"
+        + (f"{'peak MiB':>10}" if memory else "")
+    ]
+    for phase in phases:
+        lines.append(
+            f"{phase.name:14}{len(phase.latencies):>{width + 1}}/{phase.expected:<{width}}"
             f"{phase.quantile(0.5):>9.1f}{phase.quantile(0.95):>9.1f}{phase.per_minute:>9.1f}"
+            + (f"{_peak_mib(phase):>10.0f}" if memory else "")
         )
     if floor.latencies and pipeline.latencies:
-        print(
+        peaks = f", peak memory x{_peak_mib(pipeline) / _peak_mib(floor):.2f}" if memory else ""
+        lines.append(
             f"\npipeline / engine floor: p50 x{pipeline.quantile(0.5) / floor.quantile(0.5):.2f}, "
             f"p95 x{pipeline.quantile(0.95) / floor.quantile(0.95):.2f}, "
-            f"throughput x{pipeline.per_minute / floor.per_minute:.2f} "
+            f"throughput x{pipeline.per_minute / floor.per_minute:.2f}{peaks} "
             f"(median of all: {statistics.median(pipeline.latencies):.1f}s vs "
             f"{statistics.median(floor.latencies):.1f}s)"
         )
+    if burst:
+        missing = [f"{p.name} {p.missing} of {p.expected}" for p in phases if p.missing]
+        lines.append("\nNOT completed: " + ", ".join(missing) if missing else "\nall completed")
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""`td-pipeline bench e2e`: percentiles, the stack's memory from a /proc snapshot, the report.
+
+A real `bench e2e --burst` takes minutes even with a handful of stories (two phases of Dagster
+runs after a warm-up), so it has no test here; the README shows a run."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from td_pipeline.devtools.bench import Phase, quantile, report
+from td_pipeline.devtools.process_memory import (
+    ProcessMemory,
+    memory_supported,
+    parse_stat,
+    read_processes,
+    sampling,
+    stack_members,
+    stack_rss,
+)
+
+MIB = 2**20
+
+
+def test_quantiles_take_the_nearest_rank() -> None:
+    values = [float(n) for n in range(20, 0, -1)]  # 20 .. 1, unsorted
+
+    assert quantile(values, 0.5) == 11.0  # rank round(9.5) = 10 of 0..19
+    assert quantile(values, 0.95) == 19.0  # rank round(18.05) = 18
+    assert quantile(values, 0.0) == 1.0 and quantile(values, 1.0) == 20.0
+    assert quantile([7.0], 0.95) == 7.0
+    assert math.isnan(quantile([], 0.5))
+
+
+def test_a_stat_line_is_read_after_the_last_parenthesis_of_the_name() -> None:
+    # state ppid pgrp session, then 17 fields up to rss (the 24th of the line), then more.
+    fields_after_name = ["S", "41", "42", "43", *["0"] * 17, "250", "0", "0"]
+    line = "4242 (run (worker) 1) " + " ".join(fields_after_name) + "\n"
+
+    assert parse_stat(line, page_size=4096) == ProcessMemory(4242, 41, 43, 250 * 4096)
+
+
+def _process(pid: int, ppid: int, session: int, mib: int) -> ProcessMemory:
+    return ProcessMemory(pid, ppid, session, mib * MIB)
+
+
+SNAPSHOT = [
+    _process(1, 0, 1, 10),  # init
+    _process(50, 1, 50, 5),  # the terminal's shell
+    _process(100, 50, 50, 300),  # the bench (and the fleet's gRPC stand-ins)
+    _process(110, 100, 110, 20),  # nats-server, its own session
+    _process(120, 100, 120, 200),  # dagster-daemon, its own session
+    _process(121, 120, 120, 250),  # a code server
+    _process(122, 121, 120, 180),  # a run worker
+    _process(123, 1, 120, 170),  # a run worker whose code server died: reparented to init
+    _process(130, 100, 50, 40),  # a child in the bench's own session
+    _process(60, 50, 50, 999),  # another command of the same shell: not ours
+    _process(200, 1, 200, 999),  # someone else's daemon
+]
+
+
+def test_the_stack_is_the_root_its_descendants_and_the_sessions_they_lead() -> None:
+    members = {process.pid for process in stack_members(SNAPSHOT, 100)}
+
+    assert members == {100, 110, 120, 121, 122, 123, 130}
+    assert stack_rss(SNAPSHOT, 100) == (300 + 20 + 200 + 250 + 180 + 170 + 40) * MIB
+    assert stack_rss(SNAPSHOT, 121) == (250 + 180) * MIB  # its session is the root's own
+    assert stack_rss(SNAPSHOT, 999) == 0  # the root is gone
+
+
+def test_this_process_and_a_child_in_a_session_of_its_own_are_counted() -> None:
+    assert memory_supported() is None  # the tests run on Linux
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            members = {p.pid: p for p in stack_members(read_processes(), os.getpid())}
+            if child.pid in members and members[child.pid].rss_bytes > 0:
+                break
+            time.sleep(0.05)
+        assert members[os.getpid()].rss_bytes > 10 * MIB
+        assert members[child.pid].session == child.pid
+        with sampling(interval=0.05) as memory:
+            peak = memory.take_peak()
+        assert peak >= members[os.getpid()].rss_bytes + members[child.pid].rss_bytes // 2
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_memory_is_read_from_proc_and_only_there(tmp_path: Path) -> None:
+    assert "only Linux" in str(memory_supported(tmp_path))
+
+
+def _phase(name: str, latencies: list[float], expected: int, peak_mib: int | None) -> Phase:
+    peak = None if peak_mib is None else peak_mib * MIB
+    return Phase(name, tuple(latencies), max(latencies, default=0.0), expected, peak)
+
+
+def test_without_burst_the_report_is_the_table_it_always_was() -> None:
+    pipeline = _phase("pipeline", [30.0, 60.0], 2, None)
+    floor = _phase("engine floor", [20.0, 40.0], 2, None)
+
+    assert report(pipeline, floor).splitlines() == [
+        "                  done    p50 s    p95 s  per min",
+        "pipeline         2/2       30.0     60.0      2.0",
+        "engine floor     2/2       20.0     40.0      3.0",
+        "",
+        "pipeline / engine floor: p50 x1.50, p95 x1.50, throughput x0.67 "
+        "(median of all: 45.0s vs 30.0s)",
+    ]
+
+
+def test_a_burst_report_adds_peak_memory_and_its_ratio_and_says_all_completed() -> None:
+    pipeline = _phase("pipeline", [float(n) for n in range(1, 1001)], 1000, 1536)
+    floor = _phase("engine floor", [float(n) for n in range(1, 1001)], 1000, 1024)
+
+    lines = report(pipeline, floor, burst=True).splitlines()
+
+    assert lines[0].split() == ["done", "p50", "s", "p95", "s", "per", "min", "peak", "MiB"]
+    assert lines[1].split() == ["pipeline", "1000/1000", "501.0", "950.0", "60.0", "1536"]
+    assert lines[2].split() == ["engine", "floor", "1000/1000", "501.0", "950.0", "60.0", "1024"]
+    assert len({len(line) for line in lines[:3]}) == 1  # columns line up at four digits too
+    assert "throughput x1.00, peak memory x1.50 (" in lines[4]
+    assert lines[-1] == "all completed"
+
+
+def test_a_burst_report_names_what_did_not_complete() -> None:
+    pipeline = _phase("pipeline", [10.0, 20.0], 5, 900)
+    floor = _phase("engine floor", [5.0, 6.0, 7.0], 5, 800)
+
+    text = report(pipeline, floor, burst=True)
+
+    assert text.splitlines()[1].split()[1] == "2/5"
+    assert text.endswith("NOT completed: pipeline 3 of 5, engine floor 2 of 5")
+    assert pipeline.missing == 3
+
+
+@pytest.mark.parametrize("burst", [False, True])
+def test_with_nothing_completed_there_is_no_ratio_to_divide(burst: bool) -> None:
+    pipeline = _phase("pipeline", [], 3, 0 if burst else None)
+    floor = _phase("engine floor", [1.0], 3, 0 if burst else None)
+
+    text = report(pipeline, floor, burst=burst)
+
+    assert "pipeline / engine floor" not in text
+    assert text.splitlines()[1].split()[1:] == ["0/3", "nan", "nan", "0.0", *(["0"] * burst)]
