@@ -175,3 +175,36 @@ def test_the_image_pins_the_dagster_libraries_of_the_project() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert f"DAGSTER_LIBRARIES_VERSION={postgres.split('==')[1]}" in dockerfile
     assert "dagster-k8s==${DAGSTER_LIBRARIES_VERSION}" in dockerfile
+
+
+def test_serve_metrics_runs_beside_the_daemon_with_the_pipelines_settings() -> None:
+    documents = list(yaml.safe_load_all((DEPLOY / "k8s" / "td-pipeline-metrics.yaml").read_text()))
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    service = next(d for d in documents if d["kind"] == "Service")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    image = code_server()["image"]
+    assert container["image"] == f"{image['repository']}:{image['tag']}"
+    assert container["command"] == ["td-pipeline", "serve-metrics"]
+    # The same ConfigMap and Secret (and secret files) as the code server.
+    sources = {next(iter(source.values()))["name"] for source in container["envFrom"]}
+    assert sources == {"td-pipeline-config", "td-pipeline-secrets"}
+    assert all(
+        ((kind, name) in MANIFESTS)
+        for kind, name in (("ConfigMap", "td-pipeline-config"), ("Secret", "td-pipeline-secrets"))
+    )
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["secret-files"]["secret"]["secretName"] == "td-pipeline-secret-files"
+    # The instance the chart renders, where DAGSTER_HOME says.
+    env = {entry["name"]: entry for entry in container["env"]}
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert mounts["dagster-instance"] == f"{env['DAGSTER_HOME']['value']}/dagster.yaml"
+    password = env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert password["name"] == VALUES["global"]["postgresqlSecretName"]
+    # Reachable by Prometheus on the port it listens on; probed on /health, not /ready.
+    port = int(env["TD_METRICS_PORT"]["value"])
+    assert env["TD_METRICS_HOST"]["value"] == "0.0.0.0"
+    assert container["ports"][0]["containerPort"] == port
+    assert service["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
