@@ -9,7 +9,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from td_pipeline.devtools.process_memory import (
     stack_members,
     stack_rss,
 )
+from td_pipeline_tests.support import wait_until
 
 MIB = 2**20
 
@@ -80,12 +80,12 @@ def test_this_process_and_a_child_in_a_session_of_its_own_are_counted() -> None:
         [sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True
     )
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            members = {p.pid: p for p in stack_members(read_processes(), os.getpid())}
-            if child.pid in members and members[child.pid].rss_bytes > 0:
-                break
-            time.sleep(0.05)
+
+        def child_counted() -> dict[int, ProcessMemory] | None:
+            found = {p.pid: p for p in stack_members(read_processes(), os.getpid())}
+            return found if child.pid in found and found[child.pid].rss_bytes > 0 else None
+
+        members = wait_until(child_counted, 10, "the child in the stack")
         assert members[os.getpid()].rss_bytes > 10 * MIB
         assert members[child.pid].session == child.pid
         with sampling(interval=0.05) as memory:
