@@ -1,4 +1,5 @@
-"""`td-pipeline bench e2e`: percentiles, the stack's memory from a /proc snapshot, the report.
+"""`td-pipeline bench e2e`: its arguments, percentiles, the stack's memory from a /proc snapshot,
+the report.
 
 A real `bench e2e --burst` takes minutes even with a handful of stories (two phases of Dagster
 runs after a warm-up), so it has no test here; the README shows a run."""
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from td_pipeline.devtools.bench import Phase, quantile, report
+from td_pipeline.cli import build_parser, main
+from td_pipeline.devtools.bench import Phase, floor_count, quantile, report
 from td_pipeline.devtools.process_memory import (
     ProcessMemory,
     memory_supported,
@@ -26,6 +28,47 @@ from td_pipeline.devtools.process_memory import (
 from td_pipeline_tests.support import wait_until
 
 MIB = 2**20
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        (["--stories", "0"], "--stories must be at least 1"),
+        (["--floor-stories", "0"], "--floor-stories must be at least 1"),
+        (["--stories", "1000", "--floor-stories", "-5"], "--floor-stories must be at least 1"),
+        (["--instance-config", "/nonexistent/dagster.yaml"], "no instance config at"),
+    ],
+)
+def test_bad_arguments_are_refused_in_one_line_before_anything_starts(
+    arguments: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "e2e", *arguments]) == 2
+
+    output = capsys.readouterr()
+    lines = (output.out + output.err).splitlines()
+    assert len(lines) == 1 and lines[0].startswith("td-pipeline bench e2e: ") and error in lines[0]
+
+
+def test_the_floor_runs_as_many_items_as_asked_at_most_the_stories_and_100_by_default() -> None:
+    assert floor_count(1000, None) == 100
+    assert floor_count(50, None) == 50
+    assert floor_count(1000, 250) == 250
+    assert floor_count(50, 500) == 50
+
+
+def test_the_defaults_leave_a_1000_story_phase_time_and_the_help_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = build_parser(["bench", "e2e"])
+    args = parser.parse_args(["bench", "e2e"])
+    assert (args.stories, args.floor_stories, args.timeout) == (50, None, 1800.0)
+    assert parser.parse_args(["bench", "e2e", "--floor-stories", "7"]).floor_stories == 7
+
+    with pytest.raises(SystemExit):
+        main(["bench", "e2e", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--floor-stories N" in help_text and "at most 100" in help_text
+    assert "default: 1800" in help_text
 
 
 def test_quantiles_take_the_nearest_rank() -> None:
@@ -142,6 +185,25 @@ def test_a_burst_report_names_what_did_not_complete() -> None:
     assert text.splitlines()[1].split()[1] == "2/5"
     assert text.endswith("NOT completed: pipeline 3 of 5, engine floor 2 of 5")
     assert pipeline.missing == 3
+
+
+@pytest.mark.parametrize("burst", [False, True])
+def test_a_smaller_floor_is_named_and_compared_by_rate_and_memory_only(burst: bool) -> None:
+    # 1000 stories in 600 s; 100 floor items in 240 s.
+    pipeline = _phase("pipeline", [0.6 * n for n in range(1, 1001)], 1000, 1536 if burst else None)
+    floor = _phase("engine floor", [2.4 * n for n in range(1, 101)], 100, 1024 if burst else None)
+
+    lines = report(pipeline, floor, burst=burst).splitlines()
+
+    assert lines[1].split()[1:] == ["1000/1000", "300.6", "570.0", "100.0", *(["1536"] * burst)]
+    assert lines[2].split()[2:] == ["100/100", "122.4", "228.0", "25.0", *(["1024"] * burst)]
+    assert len({len(line) for line in lines[:3]}) == 1
+    assert lines[4] == (
+        "pipeline 1000 stories / engine floor 100 items: throughput x4.00"
+        + (", peak memory x1.50" if burst else "")
+        + " (p50 and p95 grow with a burst's size: compared at equal sizes)"
+    )
+    assert lines[-1] == ("all completed" if burst else lines[4])
 
 
 @pytest.mark.parametrize("burst", [False, True])
