@@ -8,6 +8,7 @@ so it works wherever and whenever it runs."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -18,7 +19,7 @@ from td_pipeline.domain.derivation import DerivationAttempt
 from td_pipeline.domain.plan import StoryPlan
 from td_pipeline.domain.prompt import DerivationBrief, DerivationPrompt, RoleContext, build_prompt
 from td_pipeline.domain.roles import derivation_roles, role_from_text
-from td_pipeline.domain.values import DerivationId, PlanId, Role
+from td_pipeline.domain.values import DerivationId, PlanId, Role, StoryId
 from td_pipeline.infrastructure.prompt_templates import load_prompt_template
 from td_pipeline.orchestration.jobs import DERIVE
 from td_pipeline.orchestration.partitions import story_of_partition, story_partitions
@@ -29,6 +30,8 @@ from td_pipeline.orchestration.resources import (
     RayExecutorResource,
 )
 from td_pipeline.orchestration.step_failures import (
+    Step,
+    StepContext,
     final_failure,
     peer_failure,
     retryable_failure,
@@ -60,15 +63,13 @@ class SubmissionRecord:
     submitted_at: datetime
 
 
-@dg.asset(partitions_def=story_partitions, group_name=DERIVE, kinds={"grpc"})
-def plan_context(
-    context: dg.AssetExecutionContext,
+def plan_context_step(
+    context: StepContext,
+    story_id: StoryId,
     config: DerivationRunConfig,
     planning: PlanningResource,
     settings: DerivationSettings,
-) -> PlannedDerivation:
-    """The plan and story Planning holds, and the attempt this run belongs to."""
-    story_id = story_of_partition(context.partition_key)
+) -> Step[PlannedDerivation]:
     try:
         plan_id = PlanId(config.plan_id)
         requested = tuple(role_from_text(role) for role in config.roles)
@@ -89,34 +90,26 @@ def plan_context(
         raise final_failure(
             f"plan {plan.plan_id.value} is for story {plan.story_id.value}, not {story_id.value}"
         )
-    context.add_output_metadata(
-        {
-            "plan_id": plan.plan_id.value,
-            "derivation_id": attempt.derivation_id.value,
-            "attempt": attempt.attempt,
-            "roles": ", ".join(role.value for role in attempt.roles),
-            "roles_from": "request" if requested else ("plan" if plan.roles else "default"),
-            "acceptance_criteria": len(plan.acceptance_criteria),
-            "title": plan.title,
-        }
-    )
-    return PlannedDerivation(attempt=attempt, plan=plan)
+    metadata = {
+        "plan_id": plan.plan_id.value,
+        "derivation_id": attempt.derivation_id.value,
+        "attempt": attempt.attempt,
+        "roles": ", ".join(role.value for role in attempt.roles),
+        "roles_from": "request" if requested else ("plan" if plan.roles else "default"),
+        "acceptance_criteria": len(plan.acceptance_criteria),
+        "title": plan.title,
+    }
+    return Step(PlannedDerivation(attempt=attempt, plan=plan), metadata)
 
 
-@dg.asset(partitions_def=story_partitions, group_name=DERIVE, kinds={"grpc"})
-def story_context(
-    context: dg.AssetExecutionContext,
-    plan_context: PlannedDerivation,
+def story_context_step(
+    context: StepContext,
+    planned: PlannedDerivation,
     context_service: ContextResource,
     settings: DerivationSettings,
-) -> list[RoleContext]:
-    """What the Context service tells each requested role about the story (phase PLAN).
-
-    Best effort, like the fleet's service: a role whose context cannot be had (after the
-    step's retries of transient errors) is left out of the prompt, and the metadata says so.
-    `TD_CONTEXT_REQUIRED=true` fails the attempt instead."""
+) -> Step[list[RoleContext]]:
     client = context_service.client()
-    story = plan_context.attempt.story_id
+    story = planned.attempt.story_id
     contexts: list[RoleContext] = []
     missing: dict[str, str] = {}
 
@@ -125,70 +118,60 @@ def story_context(
             context, settings, lambda: client.get_context(story, role, "PLAN")
         )
 
-    for role in plan_context.attempt.roles:
+    for role in planned.attempt.roles:
         try:
             contexts.append(role_context(role))
         except PortError as error:
             if settings.context_required:
                 raise peer_failure(error) from error
-            context.log.warning(f"no context for {role.value}, prompt built without it: {error}")
+            context.log.warning(
+                f"{story.value}: no context for {role.value}, prompt built without it: {error}"
+            )
             missing[role.value] = str(error)
-    context.add_output_metadata(
-        {
-            **{f"{c.role.value} words": len(c.text.split()) for c in contexts},
-            "missing_context": "\n".join(f"{r}: {why}" for r, why in missing.items()) or "none",
-        }
-    )
-    return contexts
+    metadata: dict[str, Any] = {
+        **{f"{c.role.value} words": len(c.text.split()) for c in contexts},
+        "missing_context": "\n".join(f"{r}: {why}" for r, why in missing.items()) or "none",
+    }
+    return Step(contexts, metadata)
 
 
-@dg.asset(partitions_def=story_partitions, group_name=DERIVE)
-def derivation_prompt(
-    context: dg.AssetExecutionContext,
-    plan_context: PlannedDerivation,
-    story_context: list[RoleContext],
-    settings: DerivationSettings,
-) -> DerivationPrompt:
-    """One prompt with the plan, numbered criteria, notes, each role's context and limits."""
-    plan = plan_context.plan
+def prompt_step(
+    planned: PlannedDerivation, contexts: list[RoleContext], settings: DerivationSettings
+) -> Step[DerivationPrompt]:
     try:
         template = load_prompt_template(settings.prompt_template_path)
         brief = DerivationBrief(
-            plan=plan,
-            roles=plan_context.attempt.roles,
-            role_contexts=tuple(story_context),
+            plan=planned.plan,
+            roles=planned.attempt.roles,
+            role_contexts=tuple(contexts),
             task_count=settings.task_count(),
         )
     except ValueError as error:
         raise final_failure(str(error)) from error
     prompt = build_prompt(brief, template)
-    context.add_output_metadata(
-        {
-            "template_version": prompt.template_version,
-            "characters": len(prompt.text),
-            "prompt": dg.MetadataValue.md(f"```\n{prompt.text}\n```"),
-        }
-    )
-    return prompt
+    metadata = {
+        "template_version": prompt.template_version,
+        "characters": len(prompt.text),
+        "prompt": dg.MetadataValue.md(f"```\n{prompt.text}\n```"),
+    }
+    return Step(prompt, metadata)
 
 
-@dg.asset(partitions_def=story_partitions, group_name=DERIVE, kinds={"grpc"})
-def executor_submission(
-    context: dg.AssetExecutionContext,
-    plan_context: PlannedDerivation,
-    derivation_prompt: DerivationPrompt,
+def submission_step(
+    context: StepContext,
+    planned: PlannedDerivation,
+    prompt: DerivationPrompt,
     executor: RayExecutorResource,
     settings: DerivationSettings,
-) -> SubmissionRecord:
-    """Hands the prompt to the Ray Executor; its answer arrives later on NATS."""
-    attempt = plan_context.attempt
+) -> Step[SubmissionRecord]:
+    attempt = planned.attempt
     submission = ExecutorSubmission(
         derivation_id=attempt.derivation_id,
         attempt=attempt.attempt,
         plan_id=attempt.plan_id,
         story_id=attempt.story_id,
         role=attempt.roles[0],
-        prompt=derivation_prompt.text,
+        prompt=prompt.text,
         timeout_seconds=settings.llm_timeout_seconds,
         model=settings.vllm_model,
         vllm_url=settings.vllm_url,
@@ -208,17 +191,76 @@ def executor_submission(
         attempt=attempt.attempt,
         submitted_at=datetime.now(UTC),
     )
-    context.add_output_metadata(
-        {
-            "derivation_id": record.derivation_id.value,
-            "deliberation_id": record.deliberation_id,
-            "attempt": record.attempt,
-            "submitted_at": record.submitted_at.isoformat(),
-            # What the persist run needs, so that it never reads this run's outputs.
-            "plan_id": attempt.plan_id.value,
-            "roles": ", ".join(role.value for role in attempt.roles),
-            "acceptance_criteria": len(plan_context.plan.acceptance_criteria),
-            "correlation_id": attempt.correlation_id or "",
-        }
-    )
-    return record
+    metadata = {
+        "derivation_id": record.derivation_id.value,
+        "deliberation_id": record.deliberation_id,
+        "attempt": record.attempt,
+        "submitted_at": record.submitted_at.isoformat(),
+        # What the persist run needs, so that it never reads this run's outputs.
+        "plan_id": attempt.plan_id.value,
+        "roles": ", ".join(role.value for role in attempt.roles),
+        "acceptance_criteria": len(planned.plan.acceptance_criteria),
+        "correlation_id": attempt.correlation_id or "",
+    }
+    return Step(record, metadata)
+
+
+# The assets of one story partition: each runs its step and shows the step's metadata.
+
+
+@dg.asset(partitions_def=story_partitions, group_name=DERIVE, kinds={"grpc"})
+def plan_context(
+    context: dg.AssetExecutionContext,
+    config: DerivationRunConfig,
+    planning: PlanningResource,
+    settings: DerivationSettings,
+) -> PlannedDerivation:
+    """The plan and story Planning holds, and the attempt this run belongs to."""
+    story_id = story_of_partition(context.partition_key)
+    step = plan_context_step(context, story_id, config, planning, settings)
+    context.add_output_metadata(step.metadata)
+    return step.value
+
+
+@dg.asset(partitions_def=story_partitions, group_name=DERIVE, kinds={"grpc"})
+def story_context(
+    context: dg.AssetExecutionContext,
+    plan_context: PlannedDerivation,
+    context_service: ContextResource,
+    settings: DerivationSettings,
+) -> list[RoleContext]:
+    """What the Context service tells each requested role about the story (phase PLAN).
+
+    Best effort, like the fleet's service: a role whose context cannot be had (after the
+    step's retries of transient errors) is left out of the prompt, and the metadata says so.
+    `TD_CONTEXT_REQUIRED=true` fails the attempt instead."""
+    step = story_context_step(context, plan_context, context_service, settings)
+    context.add_output_metadata(step.metadata)
+    return step.value
+
+
+@dg.asset(partitions_def=story_partitions, group_name=DERIVE)
+def derivation_prompt(
+    context: dg.AssetExecutionContext,
+    plan_context: PlannedDerivation,
+    story_context: list[RoleContext],
+    settings: DerivationSettings,
+) -> DerivationPrompt:
+    """One prompt with the plan, numbered criteria, notes, each role's context and limits."""
+    step = prompt_step(plan_context, story_context, settings)
+    context.add_output_metadata(step.metadata)
+    return step.value
+
+
+@dg.asset(partitions_def=story_partitions, group_name=DERIVE, kinds={"grpc"})
+def executor_submission(
+    context: dg.AssetExecutionContext,
+    plan_context: PlannedDerivation,
+    derivation_prompt: DerivationPrompt,
+    executor: RayExecutorResource,
+    settings: DerivationSettings,
+) -> SubmissionRecord:
+    """Hands the prompt to the Ray Executor; its answer arrives later on NATS."""
+    step = submission_step(context, plan_context, derivation_prompt, executor, settings)
+    context.add_output_metadata(step.metadata)
+    return step.value

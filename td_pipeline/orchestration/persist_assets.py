@@ -11,6 +11,7 @@ from the UI load them; use a shared one, e.g. S3, when runs do not share a disk)
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 import dagster as dg
 from pydantic import Field
@@ -27,7 +28,7 @@ from td_pipeline.domain.planning_limits import fit_for_planning
 from td_pipeline.domain.roles import derivation_roles, role_from_text
 from td_pipeline.domain.task_graph import TaskGraph
 from td_pipeline.domain.validation import DerivationRules, InvalidProposal, validate_proposal
-from td_pipeline.domain.values import DerivationId, PlanId
+from td_pipeline.domain.values import DerivationId, PlanId, StoryId
 from td_pipeline.orchestration.attempts import RETRYABLE, latest_submission
 from td_pipeline.orchestration.jobs import PERSIST
 from td_pipeline.orchestration.outcomes import publish_outcome_once
@@ -38,6 +39,8 @@ from td_pipeline.orchestration.resources import (
     PlanningResource,
 )
 from td_pipeline.orchestration.step_failures import (
+    Step,
+    StepContext,
     final_failure,
     peer_failure,
     retryable_failure,
@@ -47,6 +50,8 @@ from td_pipeline.orchestration.task_graph_views import (
     graph_picture_markdown,
     task_table_markdown,
 )
+
+T = TypeVar("T")
 
 
 class ProposalConfig(dg.Config):
@@ -71,13 +76,7 @@ class ReceivedProposal:
     criteria_count: int
 
 
-@dg.asset(
-    partitions_def=story_partitions,
-    group_name=PERSIST,
-    deps=["executor_submission"],  # lineage only: nothing of the derive run is loaded
-)
-def llm_proposal(context: dg.AssetExecutionContext, config: ProposalConfig) -> ReceivedProposal:
-    """The LLM's raw answer, kept so later steps can be re-run without calling it again."""
+def proposal_step(story_id: StoryId, config: ProposalConfig) -> Step[ReceivedProposal]:
     if config.executor_error is not None:
         raise dg.Failure(
             description=config.executor_error,
@@ -88,7 +87,7 @@ def llm_proposal(context: dg.AssetExecutionContext, config: ProposalConfig) -> R
             text=config.text,
             attempt=DerivationAttempt(
                 plan_id=PlanId(config.plan_id),
-                story_id=story_of_partition(context.partition_key),
+                story_id=story_id,
                 roles=derivation_roles(tuple(role_from_text(r) for r in config.roles), ()),
                 derivation_id=DerivationId(config.derivation_id),
                 attempt=config.attempt,
@@ -98,19 +97,149 @@ def llm_proposal(context: dg.AssetExecutionContext, config: ProposalConfig) -> R
         )
     except ValueError as error:
         raise final_failure(f"invalid run config: {error}") from error
-    context.add_output_metadata(
-        {
-            "derivation_id": proposal.attempt.derivation_id.value,
-            "attempt": proposal.attempt.attempt,
-            "characters": len(proposal.text),
-            "answer": dg.MetadataValue.md(f"```\n{proposal.text[:20_000]}\n```"),
-        }
-    )
-    return proposal
+    metadata = {
+        "derivation_id": proposal.attempt.derivation_id.value,
+        "attempt": proposal.attempt.attempt,
+        "characters": len(proposal.text),
+        "answer": dg.MetadataValue.md(f"```\n{proposal.text[:20_000]}\n```"),
+    }
+    return Step(proposal, metadata)
 
 
 COVERAGE_CHECK = "acceptance_criteria_covered"
 IN_PLANNING_CHECK = "tasks_in_planning"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedStep(Generic[T]):
+    """A step with an asset check: the check's verdict goes out even when the step fails."""
+
+    step: Step[T] | None
+    check: dg.AssetCheckResult
+    failure: dg.Failure | None = None
+
+
+def task_graph_step(
+    proposal: ReceivedProposal, settings: DerivationSettings
+) -> CheckedStep[TaskGraph]:
+    criteria = proposal.criteria_count
+    rules = DerivationRules(
+        allowed_roles=proposal.attempt.roles,
+        criteria_count=criteria,
+        task_count=settings.task_count(),
+    )
+    verdict = validate_proposal(proposal.text, rules)
+    if isinstance(verdict, InvalidProposal):
+        problems = "; ".join(f"[{i.code.value}] {i.message}" for i in verdict.issues)
+        # Retryable: the next attempt asks the LLM again.
+        raise dg.Failure(
+            description=f"the LLM's answer is unusable: {problems}",
+            metadata={RETRYABLE: True, "error_codes": ", ".join(verdict.codes)},
+        )
+    graph = verdict.graph
+    fitted = fit_for_planning(graph.nodes)  # what persistence will send, shortened
+    critical = graph.critical_path()
+    metadata = {
+        "tasks": len(graph.nodes),
+        "dependencies": len(graph.edges),
+        "critical_path_hours": critical.hours,
+        "critical_path": " -> ".join(k.value for k in critical.keys),
+        "waves": " | ".join(
+            f"{n}: {', '.join(k.value for k in wave)}"
+            for n, wave in enumerate(graph.waves(), start=1)
+        ),
+        "warnings": "\n".join((*verdict.warnings, *fitted.warnings)) or "none",
+        # One entry, so that one click in the UI shows the table and the picture together.
+        "tasks_and_graph": dg.MetadataValue.md(
+            f"{task_table_markdown(graph, verdict.task_warnings())}\n\n"
+            f"{graph_picture_markdown(graph)}"
+        ),
+    }
+    uncovered = graph.uncovered_criteria(criteria)
+    check = dg.AssetCheckResult(
+        check_name=COVERAGE_CHECK,
+        passed=not uncovered,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"uncovered": ", ".join(map(str, uncovered)) or "none"},
+    )
+    return CheckedStep(Step(graph, metadata), check)
+
+
+def planning_tasks_step(
+    context: StepContext,
+    story: str,
+    proposal: ReceivedProposal,
+    graph: TaskGraph,
+    planning: PlanningResource,
+    nats: NatsResource,
+    settings: DerivationSettings,
+) -> CheckedStep[PersistedGraph]:
+    attempt = proposal.attempt
+    client = planning.client()
+    try:
+        # Safe to repeat: it lists what Planning holds first and creates only what is missing.
+        persisted = riding_out_outages(
+            context,
+            settings,
+            lambda: persist_task_graph(client, attempt.plan_id, attempt.story_id, graph),
+        )
+        held = riding_out_outages(
+            context, settings, lambda: client.list_story_tasks(attempt.story_id)
+        )
+    except PortError as error:
+        raise peer_failure(error) from error
+    missing = missing_from_planning(persisted, held)
+    check = dg.AssetCheckResult(
+        check_name=IN_PLANNING_CHECK,
+        passed=not missing,
+        metadata={"tasks": len(persisted.task_ids), "missing": ", ".join(missing) or "none"},
+    )
+    if missing:
+        # Retryable: the next run lists again and creates what Planning lacks.
+        failure = retryable_failure(
+            f"Planning does not hold tasks it returned ids for: {', '.join(missing)}"
+        )
+        return CheckedStep(None, check, failure)
+    completed = DerivationCompleted(
+        plan_id=attempt.plan_id,
+        story_id=attempt.story_id,
+        task_count=len(graph.nodes),
+        occurred_at=datetime.now(UTC),
+        derivation_request_id=attempt.derivation_id,
+    )
+    published = publish_outcome_once(
+        context.instance, nats, story, completed, attempt.correlation_id
+    )
+    submission = latest_submission(context.instance, story)
+    metadata = {
+        "derivation_id": attempt.derivation_id.value,
+        "seconds_since_submission": round(
+            (completed.occurred_at - submission.submitted_at).total_seconds(), 1
+        )
+        if submission
+        else "unknown",
+        "completed_event": completed.message_id()
+        + ("" if published else " (published before, not repeated)"),
+        "created": len(persisted.created),
+        "already_in_planning": len(persisted.reused),
+        "dependencies": len(persisted.edges),
+    }
+    return CheckedStep(Step(persisted, metadata), check)
+
+
+# The assets of one story partition: each runs its step and shows the step's metadata.
+
+
+@dg.asset(
+    partitions_def=story_partitions,
+    group_name=PERSIST,
+    deps=["executor_submission"],  # lineage only: nothing of the derive run is loaded
+)
+def llm_proposal(context: dg.AssetExecutionContext, config: ProposalConfig) -> ReceivedProposal:
+    """The LLM's raw answer, kept so later steps can be re-run without calling it again."""
+    step = proposal_step(story_of_partition(context.partition_key), config)
+    context.add_output_metadata(step.metadata)
+    return step.value
 
 
 @dg.asset(
@@ -124,49 +253,10 @@ def task_graph(
     llm_proposal: ReceivedProposal, settings: DerivationSettings
 ) -> Iterator[dg.Output[TaskGraph] | dg.AssetCheckResult]:
     """The answer parsed, validated and analysed (pure), with its checks."""
-    criteria = llm_proposal.criteria_count
-    rules = DerivationRules(
-        allowed_roles=llm_proposal.attempt.roles,
-        criteria_count=criteria,
-        task_count=settings.task_count(),
-    )
-    verdict = validate_proposal(llm_proposal.text, rules)
-    if isinstance(verdict, InvalidProposal):
-        problems = "; ".join(f"[{i.code.value}] {i.message}" for i in verdict.issues)
-        # Retryable: the next attempt asks the LLM again.
-        raise dg.Failure(
-            description=f"the LLM's answer is unusable: {problems}",
-            metadata={RETRYABLE: True, "error_codes": ", ".join(verdict.codes)},
-        )
-    graph = verdict.graph
-    fitted = fit_for_planning(graph.nodes)  # what persistence will send, shortened
-    critical = graph.critical_path()
-    yield dg.Output(
-        graph,
-        metadata={
-            "tasks": len(graph.nodes),
-            "dependencies": len(graph.edges),
-            "critical_path_hours": critical.hours,
-            "critical_path": " -> ".join(k.value for k in critical.keys),
-            "waves": " | ".join(
-                f"{n}: {', '.join(k.value for k in wave)}"
-                for n, wave in enumerate(graph.waves(), start=1)
-            ),
-            "warnings": "\n".join((*verdict.warnings, *fitted.warnings)) or "none",
-            # One entry, so that one click in the UI shows the table and the picture together.
-            "tasks_and_graph": dg.MetadataValue.md(
-                f"{task_table_markdown(graph, verdict.task_warnings())}\n\n"
-                f"{graph_picture_markdown(graph)}"
-            ),
-        },
-    )
-    uncovered = graph.uncovered_criteria(criteria)
-    yield dg.AssetCheckResult(
-        check_name=COVERAGE_CHECK,
-        passed=not uncovered,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"uncovered": ", ".join(map(str, uncovered)) or "none"},
-    )
+    checked = task_graph_step(llm_proposal, settings)
+    assert checked.step is not None  # the step raises rather than fail its check
+    yield dg.Output(checked.step.value, metadata=checked.step.metadata)
+    yield checked.check
 
 
 @dg.asset(
@@ -186,55 +276,11 @@ def planning_tasks(
     """The tasks and dependencies in Planning, under Planning's ids, never twice; then, once
     Planning is seen to hold every task under the id recorded, the completed event, once per
     derivation however often this is re-run."""
-    attempt = llm_proposal.attempt
-    client = planning.client()
-    try:
-        # Safe to repeat: it lists what Planning holds first and creates only what is missing.
-        persisted = riding_out_outages(
-            context,
-            settings,
-            lambda: persist_task_graph(client, attempt.plan_id, attempt.story_id, task_graph),
-        )
-        held = riding_out_outages(
-            context, settings, lambda: client.list_story_tasks(attempt.story_id)
-        )
-    except PortError as error:
-        raise peer_failure(error) from error
-    missing = missing_from_planning(persisted, held)
-    yield dg.AssetCheckResult(
-        check_name=IN_PLANNING_CHECK,
-        passed=not missing,
-        metadata={"tasks": len(persisted.task_ids), "missing": ", ".join(missing) or "none"},
+    checked = planning_tasks_step(
+        context, context.partition_key, llm_proposal, task_graph, planning, nats, settings
     )
-    if missing:
-        # Retryable: the next run lists again and creates what Planning lacks.
-        raise retryable_failure(
-            f"Planning does not hold tasks it returned ids for: {', '.join(missing)}"
-        )
-    completed = DerivationCompleted(
-        plan_id=attempt.plan_id,
-        story_id=attempt.story_id,
-        task_count=len(task_graph.nodes),
-        occurred_at=datetime.now(UTC),
-        derivation_request_id=attempt.derivation_id,
-    )
-    published = publish_outcome_once(
-        context.instance, nats, context.partition_key, completed, attempt.correlation_id
-    )
-    submission = latest_submission(context.instance, context.partition_key)
-    yield dg.Output(
-        persisted,
-        metadata={
-            "derivation_id": attempt.derivation_id.value,
-            "seconds_since_submission": round(
-                (completed.occurred_at - submission.submitted_at).total_seconds(), 1
-            )
-            if submission
-            else "unknown",
-            "completed_event": completed.message_id()
-            + ("" if published else " (published before, not repeated)"),
-            "created": len(persisted.created),
-            "already_in_planning": len(persisted.reused),
-            "dependencies": len(persisted.edges),
-        },
-    )
+    yield checked.check
+    if checked.failure is not None:
+        raise checked.failure
+    assert checked.step is not None
+    yield dg.Output(checked.step.value, metadata=checked.step.metadata)

@@ -1,8 +1,10 @@
-"""How a step fails: retryable (the retry schedule tries again) or final (a person looks),
-and riding out a peer's short outage inside the step first."""
+"""A story's step, as an asset of its partition's run or inside a batched run: what it made,
+how it fails (retryable: the retry schedule tries again; final: a person looks), and riding
+out a peer's short outage inside the step first."""
 
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import dagster as dg
 
@@ -12,6 +14,16 @@ from td_pipeline.orchestration.attempts import RETRYABLE
 from td_pipeline.orchestration.resources import DerivationSettings
 
 T = TypeVar("T")
+
+StepContext = dg.AssetExecutionContext | dg.OpExecutionContext  # a story's run, or a batch
+
+
+@dataclass(frozen=True, slots=True)
+class Step(Generic[T]):
+    """What one step made for one story, and the metadata its materialization shows."""
+
+    value: T
+    metadata: dict[str, Any]
 
 
 def final_failure(description: str) -> dg.Failure:
@@ -31,7 +43,9 @@ def peer_failure(error: PortError) -> dg.Failure:
 
 
 def riding_out_outages(
-    context: dg.AssetExecutionContext, settings: DerivationSettings, call: Callable[[], T]
+    context: StepContext,
+    settings: DerivationSettings,
+    call: Callable[[], T],
 ) -> T:
     """UNAVAILABLE / DEADLINE_EXCEEDED are retried with backoff inside the step."""
     return retry_transient(
