@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     context_required: bool = Field(False, validation_alias="TD_CONTEXT_REQUIRED")
     llm_timeout_seconds: int = Field(600, ge=1, validation_alias="TD_LLM_TIMEOUT_SECONDS")
     max_attempts: int = Field(3, ge=1, validation_alias="TD_MAX_ATTEMPTS")
+    batch_size: int = Field(50, ge=1, le=500, validation_alias="TD_BATCH_SIZE")
     transient_retry_seconds: float = Field(
         60.0, ge=0, validation_alias="TD_TRANSIENT_RETRY_SECONDS"
     )

@@ -11,7 +11,8 @@ import dagster as dg
 
 from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec
 from td_pipeline.infrastructure.subjects import StreamSpec
-from td_pipeline.orchestration.nats_ticks import PRIORITY_TAG, settle_then_fetch
+from td_pipeline.orchestration.batch_jobs import PRIORITY_TAG
+from td_pipeline.orchestration.nats_ticks import settle_then_fetch
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
 
 FLOOR_STREAM = StreamSpec("BENCH_FLOOR", ("bench.floor.>",))

@@ -41,6 +41,7 @@ from td_pipeline.domain.values import DerivationId
 from td_pipeline.infrastructure.executor_client import derivation_task_id
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_COMPLETED, DERIVATION_REQUESTED
 from td_pipeline.orchestration.attempts import (
+    BATCH_TAG,
     RUN_KEY_TAG,
     SUBMISSION_ASSET,
     Phase,
@@ -265,7 +266,6 @@ async def _publish(url: str, messages: Sequence[tuple[str, dict[str, Any]]]) -> 
 
 def store_result(
     instance: dg.DagsterInstance,
-    job: str,
     partitions: Sequence[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest],
     runs: Sequence[dg.RunRequest],
 ) -> None:
@@ -276,12 +276,13 @@ def store_result(
             instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
     for request in runs:
         tags = {**request.tags, RUN_KEY_TAG: request.run_key or ""}
+        job = request.job_name or ""
         _add_run(instance, job, dict(request.run_config), tags, dg.DagsterRunStatus.NOT_STARTED)
 
 
 def timed_tick(setup: SizedSetup, sensor: dg.SensorDefinition) -> tuple[dict[Clock, float], int]:
     """One tick of `sensor`, evaluated and resolved as the code server does: milliseconds by
-    each clock, and how many runs it asked for."""
+    each clock, and how many stories its runs serve (a batched run serves several)."""
     reads_before = setup.all_keys_reads()
     started, started_cpu = time.perf_counter(), time.process_time()
     with dg.build_sensor_context(
@@ -303,17 +304,14 @@ def timed_tick(setup: SizedSetup, sensor: dg.SensorDefinition) -> tuple[dict[Clo
     reads = setup.all_keys_reads() - reads_before
     setup.full_reads[sensor.name] = setup.full_reads.get(sensor.name, 0) + reads
     setup.cursors[sensor.name] = result.cursor
-    store_result(
-        setup.instance,
-        sensor.job.name,
-        result.dynamic_partitions_requests or [],
-        result.run_requests or [],
-    )
-    return elapsed, len(result.run_requests or [])
+    runs = result.run_requests or []
+    store_result(setup.instance, result.dynamic_partitions_requests or [], runs)
+    return elapsed, sum(int(run.tags.get(BATCH_TAG, "1")) for run in runs)
 
 
 def publish_turn(setup: SizedSetup, workload: Workload, turn: int) -> dict[str, int]:
-    """Publish a turn's requests and answers; how many runs each sensor should ask for."""
+    """Publish a turn's requests and answers; how many stories each sensor's runs should
+    serve."""
     requests = [
         (DERIVATION_REQUESTED, {"plan_id": PLAN, "story_id": key})
         for key in workload.request_stories(turn)
@@ -335,7 +333,7 @@ def run_turn(setups: Sequence[SizedSetup], workload: Workload, turn: int) -> Non
             elapsed, runs = timed_tick(setup, sensor)
             if runs != runs_expected[sensor.name]:  # the figures would be of another path
                 raise RuntimeError(
-                    f"{sensor.name} asked for {runs} runs, not {runs_expected[sensor.name]}"
+                    f"{sensor.name}'s runs serve {runs} stories, not {runs_expected[sensor.name]}"
                 )
             if turn > 0:  # turn 0 warms up (connections, consumers, imports)
                 for clock, milliseconds in elapsed.items():

@@ -7,6 +7,8 @@ out. There is no second store to drift from what the UI shows."""
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,20 +53,63 @@ def attempt_tags(phase: Phase, derivation_id: str, attempt: int) -> dict[str, st
     return {PHASE_TAG: phase.value, DERIVATION_TAG: derivation_id, ATTEMPT_TAG: str(attempt)}
 
 
+# A batched run serves many stories (orchestration/batch_jobs.py). It has no partition tag;
+# these tags, one per story and per derivation, let the same indexed lookups find it.
+BATCH_TAG = "td/batch"  # the number of stories a batched run serves
+HANDLED = "1"
+BATCH_STEP = {Phase.DERIVE: "derive_stories", Phase.PERSIST: "persist_stories"}
+
+
+def _digest(text: str) -> str:
+    # Story ids and message keys may hold characters a tag key should not: a digest never does.
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def story_tag(story: str) -> str:
+    return f"td/story-{_digest(story)}"
+
+
+def derivation_tag(derivation_id: str) -> str:
+    return f"td/derivation-{_digest(derivation_id)}"
+
+
+def message_tag(message_key: str) -> str:
+    return f"td/message-{_digest(message_key)}"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedStory:
+    """What a batched run records of each story it serves."""
+
+    story: str
+    derivation_id: str
+    message_key: str  # the NATS message the story's item came from
+
+
+def batch_tags(phase: Phase, stories: list[BatchedStory]) -> dict[str, str]:
+    tags = {PHASE_TAG: phase.value, BATCH_TAG: str(len(stories))}
+    for item in stories:
+        tags[story_tag(item.story)] = item.story
+        tags[derivation_tag(item.derivation_id)] = item.derivation_id
+        tags[message_tag(item.message_key)] = HANDLED
+    return tags
+
+
 @dataclass(frozen=True, slots=True)
 class RunAttempt:
-    """A run of ours: which phase of which attempt it carried out."""
+    """A run of ours as far as one story goes: which phase of which attempt it carried out,
+    with the story's config. A batched run is one RunAttempt per story it serves."""
 
     run: dg.DagsterRun
     phase: Phase
+    story: str
     derivation_id: str
     attempt: int
+    step_config: dict[str, Any]  # what the story's first step of the phase was given
 
     @property
-    def step_config(self) -> dict[str, Any]:
-        run_config: dict[str, Any] = dict(self.run.run_config)
-        config: dict[str, Any] = run_config["ops"][CONFIGURED_STEP[self.phase]]["config"]
-        return config
+    def batched(self) -> bool:
+        return BATCH_TAG in self.run.tags
 
 
 WILL_RETRY_TAG = "dagster/will_retry"
@@ -77,59 +122,148 @@ def relaunched_by_dagster(run: dg.DagsterRun) -> bool:
     return run.tags.get(WILL_RETRY_TAG, "").lower() == "true"
 
 
-def run_attempt(run: dg.DagsterRun) -> RunAttempt | None:
-    """Read from the run config, so that runs launched by hand from the CLI count too."""
+def _ops(run: dg.DagsterRun) -> dict[str, Any]:
     ops = run.run_config.get("ops", {}) if isinstance(run.run_config, dict) else {}
+    return ops if isinstance(ops, dict) else {}
+
+
+def run_attempt(run: dg.DagsterRun) -> RunAttempt | None:
+    """A story partition's run, read from the run config, so that runs launched by hand from
+    the CLI count too."""
+    ops = _ops(run)
     for phase, step in CONFIGURED_STEP.items():
         config = ops.get(step, {}).get("config")
         if isinstance(config, dict) and config.get("derivation_id"):
             return RunAttempt(
-                run, phase, str(config["derivation_id"]), int(config.get("attempt", 1))
+                run,
+                phase,
+                run.tags.get(PARTITION_TAG, ""),
+                str(config["derivation_id"]),
+                int(config.get("attempt", 1)),
+                config,
             )
     return None
+
+
+def run_attempts(run: dg.DagsterRun) -> list[RunAttempt]:
+    """Every story's attempt in a run: one for a story's run, one per story for a batch."""
+    if BATCH_TAG not in run.tags:
+        single = run_attempt(run)
+        return [single] if single is not None else []
+    ops = _ops(run)
+    for phase, step in BATCH_STEP.items():
+        items = ops.get(step, {}).get("config", {}).get("stories")
+        if isinstance(items, list):
+            return [
+                RunAttempt(
+                    run,
+                    phase,
+                    str(item["story"]),
+                    str(item["derivation_id"]),
+                    int(item.get("attempt", 1)),
+                    {key: value for key, value in item.items() if key != "story"},
+                )
+                for item in items
+                if isinstance(item, dict)
+            ]
+    return []
 
 
 RUNS_PAGE = 100  # instance queries read pages of this size, as far as the caller needs
 
 
-def _paged_runs(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> Iterator[dg.DagsterRun]:
+def _paged_records(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> Iterator[dg.RunRecord]:
     """Every run matching `filters`, newest first, read a page at a time: no silent limit."""
     cursor: str | None = None
     while True:
-        page = instance.get_runs(filters=filters, cursor=cursor, limit=RUNS_PAGE)
+        page = instance.get_run_records(filters=filters, cursor=cursor, limit=RUNS_PAGE)
         yield from page
         if len(page) < RUNS_PAGE:
             return
-        cursor = page[-1].run_id
+        cursor = page[-1].dagster_run.run_id
 
 
-def _attempts(runs: Iterable[dg.DagsterRun]) -> Iterator[RunAttempt]:
-    return (attempt for attempt in map(run_attempt, runs) if attempt is not None)
+def _paged_runs(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> Iterator[dg.DagsterRun]:
+    return (record.dagster_run for record in _paged_records(instance, filters))
+
+
+def _story_attempts(runs: Iterable[dg.DagsterRun], story: str) -> Iterator[RunAttempt]:
+    for run in runs:
+        for attempt in run_attempts(run):
+            if attempt.story == story:
+                yield attempt
+
+
+def _newest_first(*streams: Iterator[dg.RunRecord]) -> Iterator[dg.DagsterRun]:
+    merged = heapq.merge(*streams, key=lambda record: -record.create_timestamp.timestamp())
+    return (record.dagster_run for record in merged)
 
 
 def story_runs(instance: dg.DagsterInstance, story: str) -> Iterator[RunAttempt]:
-    """The story's derivation runs, newest first (runs that are no attempt, such as a
-    re-run of one asset without config, are passed over)."""
-    return _attempts(_paged_runs(instance, dg.RunsFilter(tags={PARTITION_TAG: story})))
+    """The story's derivation runs, its own and the batches that served it, newest first
+    (runs that are no attempt, such as a re-run of one asset without config, are passed
+    over)."""
+    runs = _newest_first(
+        _paged_records(instance, dg.RunsFilter(tags={PARTITION_TAG: story})),
+        _paged_records(instance, dg.RunsFilter(tags={story_tag(story): story})),
+    )
+    return _story_attempts(runs, story)
 
 
 def latest_run(instance: dg.DagsterInstance, story: str) -> RunAttempt | None:
     return next(story_runs(instance, story), None)
 
 
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def story_in_flight(
+    instance: dg.DagsterInstance, story: str, *, batched_only: bool = False
+) -> bool:
+    """A run for the story (its own, or a batch serving it) is queued or running."""
+    tags = [{story_tag(story): story}] + ([] if batched_only else [{PARTITION_TAG: story}])
+    return any(
+        instance.get_run_ids(filters=dg.RunsFilter(tags=tag, statuses=IN_FLIGHT), limit=1)
+        for tag in tags
+    )
+
+
 def story_of_derivation(instance: dg.DagsterInstance, derivation_id: str) -> str | None:
-    """The story a derivation is for: the partition of any run of it (one indexed lookup)."""
+    """The story a derivation is for: the partition of any run of it, or the story a batch
+    served under it (indexed lookups)."""
     runs = instance.get_runs(filters=dg.RunsFilter(tags={DERIVATION_TAG: derivation_id}), limit=1)
-    return runs[0].tags.get(PARTITION_TAG) if runs else None
+    if runs:
+        return runs[0].tags.get(PARTITION_TAG)
+    batches = instance.get_runs(
+        filters=dg.RunsFilter(tags={derivation_tag(derivation_id): derivation_id}), limit=1
+    )
+    if not batches:
+        return None
+    served = [a.story for a in run_attempts(batches[0]) if a.derivation_id == derivation_id]
+    return served[0] if served else None
 
 
 def derivation_runs(
     instance: dg.DagsterInstance, story: str, derivation_id: str
 ) -> list[RunAttempt]:
-    """Every run of one derivation, newest first: found by its tag (sensors and the retry
-    schedule set it), else, for runs launched by hand without it, by reading the story's runs."""
-    tagged = dg.RunsFilter(tags={PARTITION_TAG: story, DERIVATION_TAG: derivation_id})
-    runs = [run for run in _attempts(_paged_runs(instance, tagged))]
+    """Every run of one derivation, newest first: found by its tags (sensors and the retry
+    schedule set them), else, for runs launched by hand without them, by reading the story's
+    runs."""
+    tagged = _newest_first(
+        _paged_records(
+            instance, dg.RunsFilter(tags={PARTITION_TAG: story, DERIVATION_TAG: derivation_id})
+        ),
+        _paged_records(
+            instance, dg.RunsFilter(tags={derivation_tag(derivation_id): derivation_id})
+        ),
+    )
+    runs = [run for run in _story_attempts(tagged, story) if run.derivation_id == derivation_id]
     if any(run.phase is Phase.DERIVE for run in runs):
         return runs
     return [run for run in story_runs(instance, story) if run.derivation_id == derivation_id]
@@ -163,12 +297,14 @@ def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[Subm
     `executor_submission` materialization)."""
     answered = {
         (run.derivation_id, run.attempt)
-        for run in _attempts(
+        for runs in map(
+            run_attempts,
             _paged_runs(
                 instance,
                 dg.RunsFilter(tags={PHASE_TAG: Phase.PERSIST.value}, updated_after=since),
-            )
+            ),
         )
+        for run in runs
     }
     latest: dict[str, SubmittedAttempt] = {}
     cursor: str | None = None
@@ -271,10 +407,10 @@ class InstanceAttemptHistory:
         return self._instance.has_dynamic_partition(STORIES, story)
 
     def message_handled(self, message_key: str) -> bool:
-        runs = self._instance.get_run_ids(
-            filters=dg.RunsFilter(tags={RUN_KEY_TAG: message_key}), limit=1
+        return any(
+            self._instance.get_run_ids(filters=dg.RunsFilter(tags=tags), limit=1)
+            for tags in ({RUN_KEY_TAG: message_key}, {message_tag(message_key): HANDLED})
         )
-        return bool(runs)
 
     def story_of_derivation(self, derivation_id: str) -> str | None:
         return story_of_derivation(self._instance, derivation_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from td_pipeline.orchestration.batch_fallback_sensor import batch_fallback_sensor
+from td_pipeline.orchestration.batch_jobs import derive_batch_job, persist_batch_job
 from td_pipeline.orchestration.derive_assets import (
     derivation_prompt,
     executor_submission,
@@ -30,12 +32,13 @@ defs = dg.Definitions(
         task_graph,
         planning_tasks,
     ],
-    jobs=[derive_job, persist_job, retry_job],
+    jobs=[derive_job, persist_job, retry_job, derive_batch_job, persist_batch_job],
     sensors=[
         derivation_request_sensor,
         derivation_result_sensor,
         llm_watchdog_sensor,
         derivation_failure_sensor,
+        batch_fallback_sensor,
     ],
     schedules=[failed_derivation_retries],
     resources=resources_from_environment(),

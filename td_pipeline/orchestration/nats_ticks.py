@@ -20,11 +20,10 @@ from td_pipeline.infrastructure.jetstream_consumer import (
     JetStreamPuller,
     PulledMessage,
 )
-from td_pipeline.orchestration.attempts import Phase, attempt_tags
+from td_pipeline.orchestration.attempts import Phase
+from td_pipeline.orchestration.batch_jobs import StoryWork
 from td_pipeline.orchestration.outcomes import AskedAttempt, announce_failed_attempt
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
-
-PRIORITY_TAG = "dagster/priority"
 
 
 def pending_acks(cursor: str | None) -> list[str]:
@@ -72,10 +71,10 @@ def announce_llm_failure(
     )
 
 
-def persist_request(
-    run_key: str, submission: SubmittedAttempt, proposal: dict[str, Any]
-) -> dg.RunRequest:
-    """A persist run for one attempt: its answer (`text`) or why there is none
+def persist_work(
+    message_key: str, submission: SubmittedAttempt, proposal: dict[str, Any]
+) -> StoryWork:
+    """The persist phase of one attempt: its answer (`text`) or why there is none
     (`executor_error`), with what the attempt asked for (from its submission's record, so
     that the run loads nothing of the derive run)."""
     config = {
@@ -87,13 +86,4 @@ def persist_request(
         "correlation_id": submission.correlation_id,
         **proposal,
     }
-    return dg.RunRequest(
-        run_key=run_key,
-        partition_key=submission.story,
-        run_config={"ops": {"llm_proposal": {"config": config}}},
-        # Ahead of queued derive runs: finish the stories already started first.
-        tags={
-            **attempt_tags(Phase.PERSIST, submission.derivation_id, submission.attempt),
-            PRIORITY_TAG: "1",
-        },
-    )
+    return StoryWork(submission.story, Phase.PERSIST, config, message_key)

@@ -1,5 +1,5 @@
-"""task.derivation.requested -> derive runs, one per story partition (`request_intake`
-decides; this module fetches, acts and acks)."""
+"""task.derivation.requested -> derive runs (`request_intake` decides what becomes of each
+request, `batching` how they become runs; this module fetches, acts and acks)."""
 
 from datetime import UTC, datetime
 
@@ -12,44 +12,39 @@ from td_pipeline.application.request_intake import (
     take_request,
 )
 from td_pipeline.infrastructure.nats_mappers import decode_request
-from td_pipeline.orchestration.attempts import InstanceAttemptHistory, Phase, attempt_tags
+from td_pipeline.orchestration.attempts import InstanceAttemptHistory, Phase, story_in_flight
+from td_pipeline.orchestration.batch_jobs import StoryWork, derive_batch_job, plan_runs
 from td_pipeline.orchestration.jobs import derive_job
 from td_pipeline.orchestration.nats_ticks import cursor_with, settle_then_fetch
 from td_pipeline.orchestration.partitions import story_partition_key, story_partitions
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
 
+WAIT_FOR_STORY_SECONDS = 5.0
 
-def derive_request(start: StartDerivation, run_key: str) -> dg.RunRequest:
-    request, derivation_id = start.request, start.derivation_id.value
-    return dg.RunRequest(
-        run_key=run_key,
-        partition_key=story_partition_key(request.story_id),
-        run_config={
-            "ops": {
-                "plan_context": {
-                    "config": {
-                        "plan_id": request.plan_id.value,
-                        "roles": [role.value for role in request.roles],
-                        "derivation_id": derivation_id,
-                        "attempt": 1,
-                        "correlation_id": request.correlation_id,
-                    }
-                }
-            }
+
+def derive_work(start: StartDerivation, message_key: str) -> StoryWork:
+    request = start.request
+    return StoryWork(
+        story=story_partition_key(request.story_id),
+        phase=Phase.DERIVE,
+        config={
+            "plan_id": request.plan_id.value,
+            "roles": [role.value for role in request.roles],
+            "derivation_id": start.derivation_id.value,
+            "attempt": 1,
+            "correlation_id": request.correlation_id,
         },
-        tags={
-            **attempt_tags(Phase.DERIVE, derivation_id, 1),
-            "td/plan_id": request.plan_id.value,
-            "td/requested_by": request.requested_by,
-        },
+        message_key=message_key,
+        tags={"td/plan_id": request.plan_id.value, "td/requested_by": request.requested_by},
     )
 
 
 @dg.sensor(
-    job=derive_job,
+    jobs=[derive_job, derive_batch_job],
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Turns task.derivation.requested messages into derive runs per story.",
+    description="Turns task.derivation.requested messages into derive runs: a story's own "
+    "run when it comes alone, batched runs (TD_BATCH_SIZE) when requests queue up.",
 )
 def derivation_request_sensor(
     context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
@@ -62,8 +57,9 @@ def derivation_request_sensor(
     history = InstanceAttemptHistory(context.instance)
     known_roles = settings.known_role_set()
     new_stories: list[str] = []
-    run_requests: list[dg.RunRequest] = []
-    pending: list[str] = []
+    works: list[StoryWork] = []
+    replies: dict[str, str] = {}  # message key -> ack subject
+    busy: list[str] = []  # its story is in a batch in flight: the request waits its turn
     refused: list[str] = []
     for message in messages:
         decoded = decode_request(message.data, known_roles=known_roles)
@@ -78,20 +74,30 @@ def derivation_request_sensor(
         elif isinstance(decision, AlreadyStarted):
             puller.ack([message.reply])  # a redelivery whose run was already created
         else:
-            story = story_partition_key(decision.request.story_id)
-            if decision.new_story and story not in new_stories:
-                new_stories.append(story)
-            run_requests.append(derive_request(decision, message.run_key))
-            pending.append(message.reply)
+            work = derive_work(decision, message.run_key)
+            if decision.new_story and work.story not in new_stories:
+                new_stories.append(work.story)
+            # The story concurrency limit (one run per partition) cannot see a batch.
+            if not decision.new_story and story_in_flight(
+                context.instance, work.story, batched_only=True
+            ):
+                busy.append(message.reply)
+                continue
+            works.append(work)
+            replies[message.run_key] = message.reply
+    planned = plan_runs(works, settings.batch_size)
+    held = [replies.pop(work.message_key) for work in planned.held]
     puller.terminate(refused)  # no retry can fix them: no redelivery
+    puller.redeliver_later([*busy, *held], WAIT_FOR_STORY_SECONDS)
     if messages:
         context.log.info(
-            f"{len(messages)} message(s): {len(run_requests)} run(s), {len(refused)} refused"
+            f"{len(messages)} message(s): {len(planned.run_requests)} run(s) for {len(replies)} "
+            f"stories, {len(refused)} refused, {len(busy) + len(held)} waiting for their story"
         )
     return dg.SensorResult(
-        run_requests=run_requests,
+        run_requests=planned.run_requests,
         dynamic_partitions_requests=(
             [story_partitions.build_add_request(new_stories)] if new_stories else []
         ),
-        cursor=cursor_with(pending),
+        cursor=cursor_with(list(replies.values())),
     )

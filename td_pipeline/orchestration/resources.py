@@ -106,6 +106,7 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
         default_factory=lambda: sorted(role.value for role in CANONICAL_ROLES)
     )
     sensor_batch: int = 50  # messages per sensor tick
+    batch_size: int = 50  # stories per batched run; 1: one run per story, always
     sensor_fetch_seconds: float = 2.0  # bounded wait per tick, well under the 60 s tick timeout
 
     def task_count(self) -> TaskCountRange:
@@ -139,6 +140,7 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
             context_required=settings.context_required,
             llm_timeout_seconds=settings.llm_timeout_seconds,
             max_attempts=settings.max_attempts,
+            batch_size=settings.batch_size,
             transient_retry_seconds=settings.transient_retry_seconds,
             known_roles=list(settings.known_roles),
         )

@@ -10,11 +10,17 @@ from td_pipeline.domain.derivation import LlmFailureReport, NotOurs, Refused
 from td_pipeline.infrastructure.nats_mappers import decode_agent_failure, decode_agent_response
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_FAILED
 from td_pipeline.orchestration.attempts import InstanceAttemptHistory
+from td_pipeline.orchestration.batch_jobs import (
+    StoryWork,
+    persist_batch_job,
+    plan_runs,
+    story_run_request,
+)
 from td_pipeline.orchestration.jobs import persist_job
 from td_pipeline.orchestration.nats_ticks import (
     announce_llm_failure,
     cursor_with,
-    persist_request,
+    persist_work,
     settle_then_fetch,
 )
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
@@ -23,19 +29,21 @@ EARLY_ANSWER_DELAY_SECONDS = 3.0
 
 
 @dg.sensor(
-    job=persist_job,
+    jobs=[persist_job, persist_batch_job],
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Turns the executor's answers and failures (agent.response.completed / "
-    "failed) into persist runs for the story's current attempt.",
+    "failed) into persist runs for the story's current attempt, batched (TD_BATCH_SIZE) when "
+    "answers queue up.",
 )
 def derivation_result_sensor(
     context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
 ) -> dg.SensorResult:
     puller, messages = settle_then_fetch(context, nats, settings, nats.result_consumer())
     history = InstanceAttemptHistory(context.instance)
-    run_requests: list[dg.RunRequest] = []
-    pending: list[str] = []
+    failures: list[StoryWork] = []  # the executor's failures: always a story's own run
+    answers: list[StoryWork] = []  # batched when several come in one tick
+    replies: dict[str, str] = {}  # message key -> ack subject, for what becomes a run
     settled: list[str] = []  # nothing to run: acked now
     refused: list[str] = []
     early: list[str] = []  # answers whose submission is not recorded yet
@@ -68,14 +76,19 @@ def derivation_result_sensor(
                 announce_llm_failure(
                     context.instance, nats, current, decoded.reason, settings.max_attempts
                 )
-                proposal = {"executor_error": decoded.reason}
+                failures.append(
+                    persist_work(message.run_key, current, {"executor_error": decoded.reason})
+                )
             else:
-                proposal = {"text": decoded.text}
-            run_requests.append(persist_request(message.run_key, current, proposal))
-            pending.append(message.reply)
+                answers.append(persist_work(message.run_key, current, {"text": decoded.text}))
+            replies[message.run_key] = message.reply
+    planned = plan_runs(answers, settings.batch_size)
+    later = [replies.pop(work.message_key) for work in planned.held]
+    run_requests = [story_run_request(work, work.message_key) for work in failures]
+    run_requests += planned.run_requests
     puller.ack(settled)
     puller.terminate(refused)
-    puller.redeliver_later(early, EARLY_ANSWER_DELAY_SECONDS)
+    puller.redeliver_later([*early, *later], EARLY_ANSWER_DELAY_SECONDS)
     if messages:
-        context.log.info(f"{len(messages)} answer(s): {dict(routes)}")
-    return dg.SensorResult(run_requests=run_requests, cursor=cursor_with(pending))
+        context.log.info(f"{len(messages)} answer(s): {dict(routes)}; {len(run_requests)} run(s)")
+    return dg.SensorResult(run_requests=run_requests, cursor=cursor_with(list(replies.values())))

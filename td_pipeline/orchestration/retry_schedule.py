@@ -29,6 +29,7 @@ from td_pipeline.orchestration.attempts import (
     failure_of,
     latest_run,
     relaunched_by_dagster,
+    story_in_flight,
 )
 from td_pipeline.orchestration.jobs import retry_job
 from td_pipeline.orchestration.resources import DerivationSettings
@@ -38,13 +39,6 @@ RETRY_CRON_VARIABLE = "TD_RETRY_CRON"
 LOOK_BACK = timedelta(days=7)  # failures older than this are left to people
 DERIVE_ASSETS = ("plan_context", "story_context", "derivation_prompt", "executor_submission")
 PERSIST_ASSETS = ("llm_proposal", "task_graph", "planning_tasks")
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +76,12 @@ def failed_stories(
         latest = latest_run(instance, story)
         if latest is None or latest.run.status != dg.DagsterRunStatus.FAILURE:
             continue  # a later attempt ran, or is running
-        if relaunched_by_dagster(latest.run):
-            continue  # Dagster launches it again: not a failed attempt
+        if relaunched_by_dagster(latest.run) or latest.batched:
+            # Dagster launches it again, or the batch fallback sensor runs the story alone:
+            # not a failed attempt (yet).
+            continue
         failure = failure_of(instance, latest)
-        in_flight = bool(
-            instance.get_run_ids(
-                filters=dg.RunsFilter(tags={PARTITION_TAG: story}, statuses=IN_FLIGHT), limit=1
-            )
-        )
+        in_flight = story_in_flight(instance, story)
         found.append(
             FailedStory(story, latest, failure, after_failure(failure, max_attempts), in_flight)
         )

@@ -8,8 +8,9 @@ import dagster as dg
 from td_pipeline.application.lost_jobs import why_lost
 from td_pipeline.application.ports import DeliberationStatus, PortError
 from td_pipeline.orchestration.attempts import latest_run, waiting_attempts
+from td_pipeline.orchestration.batch_jobs import story_run_request
 from td_pipeline.orchestration.jobs import persist_job
-from td_pipeline.orchestration.nats_ticks import announce_llm_failure, persist_request
+from td_pipeline.orchestration.nats_ticks import announce_llm_failure, persist_work
 from td_pipeline.orchestration.resources import (
     DerivationSettings,
     NatsResource,
@@ -65,10 +66,13 @@ def llm_watchdog_sensor(
         context.log.warning(f"{story}: {reason}")
         announce_llm_failure(context.instance, nats, submission, reason, settings.max_attempts)
         run_requests.append(
-            persist_request(
+            story_run_request(
+                persist_work(
+                    f"watchdog:{submission.derivation_id}:{submission.attempt}",
+                    submission,
+                    {"executor_error": reason},
+                ),
                 f"watchdog:{submission.derivation_id}:{submission.attempt}",
-                submission,
-                {"executor_error": reason},
             )
         )
     return dg.SensorResult(run_requests=run_requests)

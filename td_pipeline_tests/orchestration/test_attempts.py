@@ -114,7 +114,7 @@ def test_the_watchdog_reads_only_attempts_in_flight(
     add_submission(instance, "STORY-WAITING", "d-waiting")
 
     reads: list[str] = []
-    get_runs, fetch = instance.get_runs, instance.fetch_materializations
+    get_runs, fetch = instance.get_run_records, instance.fetch_materializations
 
     def counted_runs(*args: Any, **kwargs: Any) -> Any:
         reads.append("runs")
@@ -124,7 +124,7 @@ def test_the_watchdog_reads_only_attempts_in_flight(
         reads.append("materializations")
         return fetch(*args, **kwargs)
 
-    monkeypatch.setattr(instance, "get_runs", counted_runs)
+    monkeypatch.setattr(instance, "get_run_records", counted_runs)
     monkeypatch.setattr(instance, "fetch_materializations", counted_materializations)
     monkeypatch.setattr(
         instance, "get_dynamic_partitions", lambda *_: pytest.fail("read every story")

@@ -114,8 +114,8 @@ def test_requests_become_runs_and_are_acked_on_the_next_tick(server: NatsServer)
     )
 
     with dg.instance_for_test() as instance:
-        first = tick(instance, server.url, None)
-        second = tick(instance, server.url, first.cursor)
+        first = tick(instance, server.url, None, batch_size=1)
+        second = tick(instance, server.url, first.cursor, batch_size=1)
 
     requests = first.run_requests or []
     assert [(r.partition_key, r.tags["td/plan_id"]) for r in requests] == [
@@ -336,7 +336,7 @@ def test_a_tick_looks_up_only_the_stories_it_was_asked_for(
         monkeypatch.setattr(
             instance, "get_dynamic_partitions", lambda *_: pytest.fail("read every story")
         )
-        result = tick(instance, server.url, None)
+        result = tick(instance, server.url, None, batch_size=1)
 
     assert [r.partition_key for r in result.run_requests or []] == ["STORY-1234", "STORY-NEW"]
     (added,) = result.dynamic_partitions_requests or []
