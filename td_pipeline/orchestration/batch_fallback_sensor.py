@@ -1,0 +1,79 @@
+"""What a failed batched run leaves undone is run again: a story whose step failed alone (its
+own run, where the failure rules of a story apply), the stories it never reached batched again
+(`batch_jobs` says why)."""
+
+import dagster as dg
+
+from td_pipeline.orchestration.attempts import Phase, latest_run, run_attempts
+from td_pipeline.orchestration.batch_jobs import (
+    FAILED_STORIES,
+    StoryWork,
+    derive_batch_job,
+    persist_batch_job,
+    plan_runs,
+    story_run_request,
+)
+from td_pipeline.orchestration.jobs import derive_job, persist_job
+from td_pipeline.orchestration.resources import DerivationSettings
+
+LAST_ASSET = {Phase.DERIVE: "executor_submission", Phase.PERSIST: "planning_tasks"}
+
+
+def stories_done(instance: dg.DagsterInstance, run_id: str, asset: str) -> set[str]:
+    """The stories whose phase the run finished: its last asset is materialized for them."""
+    done: set[str] = set()
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        if materialization and materialization.asset_key == dg.AssetKey(asset):
+            done.add(materialization.partition or "")
+    return done
+
+
+def stories_failed(instance: dg.DagsterInstance, run_id: str) -> set[str]:
+    """The stories whose step failed, as the batch op's failure names them."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        data = entry.dagster_event.step_failure_data if entry.dagster_event else None
+        user = data.user_failure_data if data else None
+        if user is not None and FAILED_STORIES in user.metadata:
+            return set(str(user.metadata[FAILED_STORIES].value).splitlines())
+    return set()
+
+
+@dg.run_failure_sensor(
+    name="batch_fallback_sensor",
+    monitored_jobs=[derive_batch_job, persist_batch_job],
+    request_jobs=[derive_job, persist_job, derive_batch_job, persist_batch_job],
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Runs again what a failed batched run left undone: a story whose step failed "
+    "in its own run, the stories it never reached in a new batch.",
+)
+def batch_fallback_sensor(
+    context: dg.RunFailureSensorContext, settings: DerivationSettings
+) -> list[dg.RunRequest]:
+    run = context.dagster_run
+    attempts = run_attempts(run)
+    if not attempts:
+        return []
+    phase = attempts[0].phase
+    done = stories_done(context.instance, run.run_id, LAST_ASSET[phase])
+    failed = stories_failed(context.instance, run.run_id)
+    undone: list[StoryWork] = []
+    for attempt in attempts:
+        if attempt.story in done:
+            continue
+        latest = latest_run(context.instance, attempt.story)
+        if latest is not None and latest.run.run_id != run.run_id:
+            context.log.info(f"{attempt.story}: a later run took over, not run again")
+            continue
+        key = f"fallback:{run.run_id}:{attempt.story}"
+        undone.append(StoryWork(attempt.story, phase, attempt.step_config, key))
+    alone = [work for work in undone if work.story in failed]
+    unreached = [work for work in undone if work.story not in failed]
+    requests = [story_run_request(work, work.message_key) for work in alone]
+    requests += plan_runs(unreached, settings.batch_size).run_requests
+    context.log.info(
+        f"batch {run.run_id}: {len(done)} done, {len(alone)} failed (run alone), "
+        f"{len(unreached)} never reached (run again)"
+    )
+    return requests

@@ -1,0 +1,296 @@
+"""Batched runs: one run carries a phase (derive or persist) for many stories.
+
+Why not a ranged run over the story partitions: a range is the slice between two keys in the
+order the partitions were added, so a queue of re-derived stories is no range. A batched run
+is a plain job whose one op is given the stories in its config and runs, for each in turn, the
+same step functions as the story's assets. Each story's steps report `AssetMaterialization`s
+(and asset check evaluations) on the story's own partition, with the same metadata: in the UI
+a story served by a batch looks like a story served by its own run.
+
+A story whose step fails does not stop the others. The op fails at the end, naming the failed
+stories in its failure's metadata, and `batch_fallback_sensor` runs each of them again alone
+(same derivation, same attempt): from there the failure rules of a story's own run apply (its
+failed event, the retry schedule), unchanged. A batched run that died (its worker killed)
+leaves stories that were never reached: they are run again, batched again. Dagster's run
+retries are off for batched runs (`dagster/max_retries: 0`): they would redo the stories the
+run had finished. (No `from __future__ import annotations`: Dagster reads the config and
+resource types from real annotations.)"""
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import dagster as dg
+
+from td_pipeline.application.batching import group_into_runs
+from td_pipeline.orchestration.attempts import (
+    BATCH_STEP,
+    CONFIGURED_STEP,
+    BatchedStory,
+    Phase,
+    attempt_tags,
+    batch_tags,
+)
+from td_pipeline.orchestration.derive_assets import (
+    DerivationRunConfig,
+    plan_context_step,
+    prompt_step,
+    story_context_step,
+    submission_step,
+)
+from td_pipeline.orchestration.partitions import story_of_partition
+from td_pipeline.orchestration.persist_assets import (
+    ProposalConfig,
+    planning_tasks_step,
+    proposal_step,
+    task_graph_step,
+)
+from td_pipeline.orchestration.resources import (
+    ContextResource,
+    DerivationSettings,
+    NatsResource,
+    PlanningResource,
+    RayExecutorResource,
+)
+
+PRIORITY_TAG = "dagster/priority"
+FAILED_STORIES = "failed_stories"  # the batch op's failure metadata: one story per line
+NO_RUN_RETRIES = {"dagster/max_retries": "0"}
+JOB_OF_PHASE = {Phase.DERIVE: "derive_tasks", Phase.PERSIST: "persist_tasks"}
+BATCH_JOB_OF_PHASE = {Phase.DERIVE: "derive_tasks_batch", Phase.PERSIST: "persist_tasks_batch"}
+
+
+@dataclass(frozen=True, slots=True)
+class StoryWork:
+    """One story's phase to run: the config of the phase's first step (a story's run) or of
+    its item (a batch), and the message it came from."""
+
+    story: str
+    phase: Phase
+    config: dict[str, Any]
+    message_key: str
+    tags: dict[str, str] = field(default_factory=dict)  # shown on a story's own run
+
+    @property
+    def derivation_id(self) -> str:
+        return str(self.config["derivation_id"])
+
+    @property
+    def attempt(self) -> int:
+        return int(self.config.get("attempt", 1))
+
+
+def _phase_tags(phase: Phase) -> dict[str, str]:
+    # Persist runs go ahead of queued derive runs: finish the stories already started first.
+    return {PRIORITY_TAG: "1"} if phase is Phase.PERSIST else {}
+
+
+def story_run_request(work: StoryWork, run_key: str) -> dg.RunRequest:
+    """The phase for one story in its own partition run (as before batching)."""
+    return dg.RunRequest(
+        job_name=JOB_OF_PHASE[work.phase],
+        run_key=run_key,
+        partition_key=work.story,
+        run_config={"ops": {CONFIGURED_STEP[work.phase]: {"config": work.config}}},
+        tags={
+            **attempt_tags(work.phase, work.derivation_id, work.attempt),
+            **_phase_tags(work.phase),
+            **work.tags,
+        },
+    )
+
+
+def batch_run_request(works: Sequence[StoryWork], run_key: str) -> dg.RunRequest:
+    phase = works[0].phase
+    return dg.RunRequest(
+        job_name=BATCH_JOB_OF_PHASE[phase],
+        run_key=run_key,
+        run_config={
+            "ops": {
+                BATCH_STEP[phase]: {
+                    "config": {"stories": [{"story": w.story, **w.config} for w in works]}
+                }
+            }
+        },
+        tags={
+            **batch_tags(
+                phase, [BatchedStory(w.story, w.derivation_id, w.message_key) for w in works]
+            ),
+            **_phase_tags(phase),
+        },
+    )
+
+
+def batch_run_key(works: Sequence[StoryWork]) -> str:
+    """The same messages make the same key (a tick thrown away and done again)."""
+    keys = "\n".join(sorted(work.message_key for work in works))
+    return "batch:" + hashlib.sha256(keys.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRuns:
+    run_requests: list[dg.RunRequest]
+    held: list[StoryWork]  # a story's second item in one tick: for the next tick
+
+
+def plan_runs(works: Sequence[StoryWork], batch_size: int) -> PlannedRuns:
+    """A lone story gets its own run at once (latency when idle); a queue, batched runs."""
+    grouped = group_into_runs(works, lambda work: work.story, batch_size)
+    requests = [
+        story_run_request(group[0], group[0].message_key)
+        if len(group) == 1
+        else batch_run_request(group, batch_run_key(group))
+        for group in grouped.runs
+    ]
+    return PlannedRuns(requests, grouped.held)
+
+
+class _StoryItem(Protocol):
+    @property
+    def story(self) -> str: ...
+
+
+ItemT = TypeVar("ItemT", bound=_StoryItem)
+
+
+class DeriveItem(DerivationRunConfig):
+    story: str
+
+
+class DeriveBatchConfig(dg.Config):
+    stories: list[DeriveItem]
+
+
+class PersistItem(ProposalConfig):
+    story: str
+
+
+class PersistBatchConfig(dg.Config):
+    stories: list[PersistItem]
+
+
+BatchEvent = dg.AssetMaterialization | dg.AssetCheckEvaluation
+
+
+def _materialized(asset: str, story: str, metadata: dict[str, Any]) -> dg.AssetMaterialization:
+    return dg.AssetMaterialization(asset_key=asset, partition=story, metadata=metadata)
+
+
+def _checked(asset: str, story: str, check: dg.AssetCheckResult) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(asset),
+        check_name=str(check.check_name),
+        passed=check.passed,
+        metadata=check.metadata,
+        severity=check.severity,
+        partition=story,
+    )
+
+
+def _why_failed(error: Exception) -> str:
+    if isinstance(error, dg.Failure):
+        return error.description or "the step failed"
+    return f"{type(error).__name__}: {error}"
+
+
+def _each_story(
+    context: dg.OpExecutionContext,
+    stories: Sequence[ItemT],
+    steps: Callable[[ItemT], Iterator[BatchEvent]],
+) -> Iterator[BatchEvent]:
+    """Each story's steps in turn; their events are yielded (so written to the event log) as
+    they happen, so that a story's submission is on record before the next story starts."""
+    failed: dict[str, str] = {}
+    for item in stories:
+        try:
+            yield from steps(item)
+        except Exception as error:  # one story's failure must not take the others with it
+            failed[item.story] = _why_failed(error)
+            context.log.warning(f"{item.story}: {failed[item.story]}")
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} of {len(stories)} stories failed; each is run again "
+            "alone by batch_fallback_sensor, where the failure rules of a story's own run apply",
+            metadata={FAILED_STORIES: "\n".join(failed)},
+        )
+    context.log.info(f"{len(stories)} stories done")
+
+
+@dg.op(name=BATCH_STEP[Phase.DERIVE])
+def derive_stories(
+    context: dg.OpExecutionContext,
+    config: DeriveBatchConfig,
+    planning: PlanningResource,
+    context_service: ContextResource,
+    executor: RayExecutorResource,
+    settings: DerivationSettings,
+) -> Iterator[BatchEvent]:
+    """The derive phase (plan_context -> story_context -> derivation_prompt ->
+    executor_submission) for each story of the batch, one story after the other."""
+
+    def steps(item: DeriveItem) -> Iterator[BatchEvent]:
+        story = item.story
+        planned = plan_context_step(context, story_of_partition(story), item, planning, settings)
+        yield _materialized("plan_context", story, planned.metadata)
+        contexts = story_context_step(context, planned.value, context_service, settings)
+        yield _materialized("story_context", story, contexts.metadata)
+        prompt = prompt_step(planned.value, contexts.value, settings)
+        yield _materialized("derivation_prompt", story, prompt.metadata)
+        submitted = submission_step(context, planned.value, prompt.value, executor, settings)
+        yield _materialized("executor_submission", story, submitted.metadata)
+
+    yield from _each_story(context, config.stories, steps)
+
+
+@dg.op(name=BATCH_STEP[Phase.PERSIST])
+def persist_stories(
+    context: dg.OpExecutionContext,
+    config: PersistBatchConfig,
+    planning: PlanningResource,
+    nats: NatsResource,
+    settings: DerivationSettings,
+) -> Iterator[BatchEvent]:
+    """The persist phase (llm_proposal -> task_graph -> planning_tasks, with their checks)
+    for each story of the batch, one story after the other."""
+
+    def steps(item: PersistItem) -> Iterator[BatchEvent]:
+        story = item.story
+        proposal = proposal_step(story_of_partition(story), item)
+        yield _materialized("llm_proposal", story, proposal.metadata)
+        graph = task_graph_step(proposal.value, settings)
+        assert graph.step is not None  # the step raises rather than fail its check
+        yield _materialized("task_graph", story, graph.step.metadata)
+        yield _checked("task_graph", story, graph.check)
+        persisted = planning_tasks_step(
+            context, story, proposal.value, graph.step.value, planning, nats, settings
+        )
+        yield _checked("planning_tasks", story, persisted.check)
+        if persisted.failure is not None:
+            raise persisted.failure
+        assert persisted.step is not None
+        yield _materialized("planning_tasks", story, persisted.step.metadata)
+
+    yield from _each_story(context, config.stories, steps)
+
+
+@dg.job(
+    name=BATCH_JOB_OF_PHASE[Phase.DERIVE],
+    executor_def=dg.in_process_executor,
+    tags=NO_RUN_RETRIES,
+    description="The derive phase for many stories in one run (a queue of requests); each "
+    "story's materializations land on its own partition.",
+)
+def derive_batch_job() -> None:
+    derive_stories()
+
+
+@dg.job(
+    name=BATCH_JOB_OF_PHASE[Phase.PERSIST],
+    executor_def=dg.in_process_executor,
+    tags=NO_RUN_RETRIES,
+    description="The persist phase for many stories in one run (a queue of answers); each "
+    "story's materializations and checks land on its own partition.",
+)
+def persist_batch_job() -> None:
+    persist_stories()
