@@ -39,6 +39,7 @@ from td_pipeline.orchestration.derive_assets import (
     story_context_step,
     submission_step,
 )
+from td_pipeline.orchestration.jobs import derive_job, persist_job
 from td_pipeline.orchestration.partitions import story_of_partition
 from td_pipeline.orchestration.persist_assets import (
     ProposalConfig,
@@ -57,7 +58,7 @@ from td_pipeline.orchestration.resources import (
 PRIORITY_TAG = "dagster/priority"
 FAILED_STORIES = "failed_stories"  # the batch op's failure metadata: one story per line
 NO_RUN_RETRIES = {"dagster/max_retries": "0"}
-JOB_OF_PHASE = {Phase.DERIVE: "derive_tasks", Phase.PERSIST: "persist_tasks"}
+JOB_OF_PHASE = {Phase.DERIVE: derive_job.name, Phase.PERSIST: persist_job.name}
 BATCH_JOB_OF_PHASE = {Phase.DERIVE: "derive_tasks_batch", Phase.PERSIST: "persist_tasks_batch"}
 
 
@@ -217,7 +218,7 @@ def _each_story(
     context.log.info(f"{len(stories)} stories done")
 
 
-@dg.op(name=BATCH_STEP[Phase.DERIVE])
+@dg.op(name=BATCH_STEP[Phase.DERIVE], out={})  # events only: no output to store
 def derive_stories(
     context: dg.OpExecutionContext,
     config: DeriveBatchConfig,
@@ -243,7 +244,7 @@ def derive_stories(
     yield from _each_story(context, config.stories, steps)
 
 
-@dg.op(name=BATCH_STEP[Phase.PERSIST])
+@dg.op(name=BATCH_STEP[Phase.PERSIST], out={})  # events only: no output to store
 def persist_stories(
     context: dg.OpExecutionContext,
     config: PersistBatchConfig,

@@ -14,10 +14,13 @@ import dagster as dg
 from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 
 from td_pipeline.orchestration.attempts import waiting_attempts
+from td_pipeline.orchestration.batch_jobs import derive_batch_job, persist_batch_job
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
 from td_pipeline.orchestration.watchdog_sensor import waiting_since
 
-JOB_NAMES = tuple(job.name for job in (derive_job, persist_job, retry_job))
+JOB_NAMES = tuple(
+    job.name for job in (derive_job, persist_job, retry_job, derive_batch_job, persist_batch_job)
+)
 QUEUED = (dg.DagsterRunStatus.QUEUED,)
 IN_PROGRESS = (
     dg.DagsterRunStatus.STARTING,

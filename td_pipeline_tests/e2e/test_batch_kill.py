@@ -100,3 +100,23 @@ def test_a_batch_worker_and_the_daemon_killed_mid_batch_lose_and_duplicate_nothi
         for attempt in run_attempts(run)
     ]
     assert served & set(later), "no story of the killed batch was derived again"
+
+
+def test_batch_size_one_gives_every_story_its_own_run(fleet: LocalFleet, tmp_path: Path) -> None:
+    """TD_BATCH_SIZE=1, set as a user would: a burst is served as before batching."""
+    home = prepare_home(tmp_path / "home_unbatched")
+    environment = {**fleet.environment(), "TD_BATCH_SIZE": "1"}
+    stories = STORIES[:6]
+    url = environment["NATS_URL"]
+    with DagsterProcesses(home, environment, tmp_path / "logs_unbatched"):
+        instance = dg.DagsterInstance.from_config(str(home))
+        asyncio.run(publish(url, [{"plan_id": s.plan_id, "story_id": s.story_id} for s in stories]))
+        events = asyncio.run(request_and_collect(url, [], want=len(stories), timeout=240))
+
+        assert_each_story_derived_once(fleet, events, [s.story_id for s in stories])
+        runs = instance.get_runs()
+        assert not [run for run in runs if BATCH_TAG in run.tags]
+        derived = [
+            run.tags.get("dagster/partition", "") for run in runs if run.job_name == "derive_tasks"
+        ]
+        assert sorted(derived) == sorted(s.story_id for s in stories)
