@@ -12,12 +12,19 @@ import pytest
 
 from td_pipeline.orchestration import attempts
 from td_pipeline.orchestration.attempts import (
+    InstanceAttemptHistory,
     Phase,
     attempt_tags,
+    derivation_runs,
     derive_config_of,
     latest_run,
+    run_attempts,
+    story_in_flight,
+    story_of_derivation,
+    story_runs,
     waiting_attempts,
 )
+from td_pipeline.orchestration.batch_jobs import StoryWork, batch_run_key, batch_run_request
 
 STORY = "STORY-REFUNDS"
 
@@ -139,3 +146,163 @@ def test_the_watchdog_reads_only_attempts_in_flight(
     # One page of persist runs, one of submissions: no per-story reads.
     assert reads_now == ["runs", "materializations"]
     assert later == []  # attempts from before the window are not visited again
+
+
+# Batched runs: one run serves many stories; each story's own lookups must still find it.
+
+BATCHED = {"STORY-A": "d-a", "STORY-B": "d-b"}
+
+
+def derive_work(story: str, derivation: str, attempt: int = 1) -> StoryWork:
+    config = {
+        "plan_id": f"PLAN-{story}",
+        "roles": ["DEVELOPER"],
+        "derivation_id": derivation,
+        "attempt": attempt,
+        "correlation_id": None,
+    }
+    return StoryWork(story, Phase.DERIVE, config, message_key=f"stream:{derivation}:1")
+
+
+def add_batch(
+    instance: dg.DagsterInstance,
+    works: list[StoryWork],
+    status: dg.DagsterRunStatus = dg.DagsterRunStatus.SUCCESS,
+) -> dg.DagsterRun:
+    """A batched run as the daemon creates it from the sensor's request."""
+    request = batch_run_request(works, batch_run_key(works))
+    assert request.job_name == "derive_tasks_batch"
+    run = dg.DagsterRun(
+        job_name=request.job_name,
+        status=status,
+        run_config=dict(request.run_config),
+        tags=dict(request.tags),
+    )
+    instance.add_run(run)
+    return run
+
+
+def batch_of(stories: dict[str, str]) -> list[StoryWork]:
+    return [derive_work(story, derivation) for story, derivation in stories.items()]
+
+
+def test_a_batched_run_is_one_attempt_per_story_with_the_storys_config(
+    instance: dg.DagsterInstance,
+) -> None:
+    works = batch_of(BATCHED)
+    run = add_batch(instance, works)
+
+    found = run_attempts(run)
+
+    assert [(a.story, a.derivation_id, a.attempt, a.phase) for a in found] == [
+        ("STORY-A", "d-a", 1, Phase.DERIVE),
+        ("STORY-B", "d-b", 1, Phase.DERIVE),
+    ]
+    assert [a.step_config for a in found] == [work.config for work in works]
+    assert all(a.batched and a.run.run_id == run.run_id for a in found)
+
+
+def test_a_storys_own_run_is_not_batched(instance: dg.DagsterInstance) -> None:
+    add_run(instance, STORY, Phase.DERIVE, "d-own")
+
+    own = latest_run(instance, STORY)
+
+    assert own is not None and not own.batched
+    assert [(a.story, a.derivation_id) for a in run_attempts(own.run)] == [(STORY, "d-own")]
+
+
+def test_a_batched_persist_run_is_a_persist_attempt_per_story(
+    instance: dg.DagsterInstance,
+) -> None:
+    works = [
+        StoryWork(story, Phase.PERSIST, {"derivation_id": derivation, "attempt": 2}, f"m-{story}")
+        for story, derivation in BATCHED.items()
+    ]
+    request = batch_run_request(works, batch_run_key(works))
+    run = dg.DagsterRun(
+        job_name=str(request.job_name),
+        run_config=dict(request.run_config),
+        tags=dict(request.tags),
+    )
+
+    assert request.job_name == "persist_tasks_batch"
+    assert [(a.story, a.phase, a.attempt) for a in run_attempts(run)] == [
+        ("STORY-A", Phase.PERSIST, 2),
+        ("STORY-B", Phase.PERSIST, 2),
+    ]
+
+
+def test_the_story_of_a_batched_derivation_is_found(instance: dg.DagsterInstance) -> None:
+    add_batch(instance, batch_of(BATCHED))
+
+    assert story_of_derivation(instance, "d-a") == "STORY-A"
+    assert story_of_derivation(instance, "d-b") == "STORY-B"
+    assert story_of_derivation(instance, "d-elsewhere") is None
+
+
+def test_a_batched_derivation_has_its_runs(instance: dg.DagsterInstance) -> None:
+    run = add_batch(instance, batch_of(BATCHED))
+
+    (found,) = derivation_runs(instance, "STORY-B", "d-b")
+
+    assert (found.run.run_id, found.story, found.derivation_id) == (run.run_id, "STORY-B", "d-b")
+    assert derivation_runs(instance, "STORY-B", "d-a") == []  # another story's derivation
+    config = derive_config_of(instance, "STORY-B", "d-b")
+    assert config is not None and config["plan_id"] == "PLAN-STORY-B"
+
+
+def test_a_later_batch_is_the_storys_latest_run(instance: dg.DagsterInstance) -> None:
+    add_run(instance, "STORY-A", Phase.DERIVE, "d-own")
+    batch = add_batch(instance, batch_of(BATCHED))
+
+    latest = latest_run(instance, "STORY-A")
+
+    assert latest is not None
+    assert (latest.run.run_id, latest.derivation_id) == (batch.run_id, "d-a")
+    assert [a.derivation_id for a in story_runs(instance, "STORY-A")] == ["d-a", "d-own"]
+
+
+def test_a_later_own_run_is_the_storys_latest_run(instance: dg.DagsterInstance) -> None:
+    add_batch(instance, batch_of(BATCHED))
+    add_run(instance, "STORY-A", Phase.DERIVE, "d-own")
+
+    latest = latest_run(instance, "STORY-A")
+
+    assert latest is not None and (latest.derivation_id, latest.batched) == ("d-own", False)
+    assert [a.derivation_id for a in story_runs(instance, "STORY-A")] == ["d-own", "d-a"]
+    # The other story of the batch is not taken over by STORY-A's own run.
+    other = latest_run(instance, "STORY-B")
+    assert other is not None and other.derivation_id == "d-b"
+
+
+def test_a_batch_not_started_keeps_its_stories_in_flight(instance: dg.DagsterInstance) -> None:
+    add_batch(instance, batch_of(BATCHED), dg.DagsterRunStatus.NOT_STARTED)
+
+    assert story_in_flight(instance, "STORY-A")
+    assert story_in_flight(instance, "STORY-B", batched_only=True)
+    assert not story_in_flight(instance, "STORY-C")
+
+
+def test_a_finished_batch_keeps_no_story_in_flight(instance: dg.DagsterInstance) -> None:
+    add_batch(instance, batch_of(BATCHED), dg.DagsterRunStatus.SUCCESS)
+
+    assert not story_in_flight(instance, "STORY-A")
+    assert not story_in_flight(instance, "STORY-B", batched_only=True)
+
+
+def test_batched_only_passes_over_the_storys_own_run(instance: dg.DagsterInstance) -> None:
+    add_run(instance, STORY, Phase.DERIVE, "d-own", status=dg.DagsterRunStatus.STARTED)
+
+    assert story_in_flight(instance, STORY)
+    assert not story_in_flight(instance, STORY, batched_only=True)
+
+
+def test_each_batched_message_is_handled(instance: dg.DagsterInstance) -> None:
+    works = batch_of(BATCHED)
+    history = InstanceAttemptHistory(instance)
+    assert not any(history.message_handled(work.message_key) for work in works)
+
+    add_batch(instance, works, dg.DagsterRunStatus.NOT_STARTED)
+
+    assert all(history.message_handled(work.message_key) for work in works)
+    assert not history.message_handled("stream:d-c:1")

@@ -20,8 +20,11 @@ from td_pipeline.domain.task_graph import TaskNode
 from td_pipeline.domain.values import PlanId, StoryId
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as executor_pb2
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as executor_grpc
+from td_pipeline.orchestration.attempts import Phase
+from td_pipeline.orchestration.batch_fallback_sensor import batch_fallback_sensor
+from td_pipeline.orchestration.batch_jobs import StoryWork, batch_run_key, batch_run_request
 from td_pipeline.orchestration.definitions import defs
-from td_pipeline.orchestration.partitions import story_partitions
+from td_pipeline.orchestration.partitions import STORIES, story_partitions
 from td_pipeline.orchestration.resources import (
     ContextResource,
     DerivationSettings,
@@ -305,3 +308,172 @@ def test_a_persist_run_needs_nothing_of_the_derive_runs_storage(
 
     assert persisted.success
     assert persisted.output_for_node("planning_tasks").task_ids
+
+
+# Batched runs: many stories in one run, each story's events on its own partition.
+
+DERIVE_ASSETS = ("plan_context", "story_context", "derivation_prompt", "executor_submission")
+PLAN_OF = {story.story_id: story.plan_id for story in load_sample_stories()}
+
+
+def batch_item(story: str, derivation: str, plan: str | None = None, **more: Any) -> StoryWork:
+    config = {
+        "plan_id": plan or PLAN_OF[story],
+        "roles": ["DEVELOPER", "QA"],
+        "derivation_id": derivation,
+        **more,
+    }
+    return StoryWork(story, Phase.DERIVE, config, message_key=f"stream:{derivation}:1")
+
+
+def run_batch(
+    fleet: LocalFleet, instance: dg.DagsterInstance, works: list[StoryWork]
+) -> dg.ExecuteInProcessResult:
+    """A batched run as a sensor asks for it (its config and tags), with no partition."""
+    request = batch_run_request(works, batch_run_key(works))
+    instance.add_dynamic_partitions(STORIES, [work.story for work in works])
+    return defs.resolve_job_def(str(request.job_name)).execute_in_process(
+        run_config=request.run_config,
+        instance=instance,
+        resources=resources(fleet),
+        tags=request.tags,
+        raise_on_error=False,
+    )
+
+
+def materializations(
+    instance: dg.DagsterInstance, asset: str, story: str
+) -> list[dg.AssetMaterialization]:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[story]), limit=10
+    ).records
+    return [r.asset_materialization for r in records if r.asset_materialization is not None]
+
+
+def own_run_metadata_keys(fleet: LocalFleet) -> dict[str, set[str]]:
+    """The metadata keys a story's own derive run records on each asset (but the IO manager's
+    `path`: a batch stores no output, its steps hand their values on in memory)."""
+    with dg.instance_for_test() as own:
+        own.add_dynamic_partitions(STORIES, [STORY])
+        assert run("derive_tasks", fleet, own, derive_config("d-own-keys")).success
+        return {
+            asset: set(materializations(own, asset, STORY)[0].metadata) - {"path"}
+            for asset in DERIVE_ASSETS
+        }
+
+
+GOOD = ("STORY-REFUNDS", "STORY-MFA")
+BAD = "STORY-DARK-MODE"  # given another story's plan: its first step fails
+
+
+def test_a_batched_derive_run_reports_each_story_and_runs_a_failed_one_again_alone(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    stories = [
+        batch_item(GOOD[0], "d-batch-refunds"),
+        batch_item(BAD, "d-batch-bad", plan=PLAN, attempt=2),
+        batch_item(GOOD[1], "d-batch-mfa"),  # after the failed one: still derived
+    ]
+
+    result = run_batch(fleet, instance, stories)
+
+    assert not result.success
+    own_keys = own_run_metadata_keys(fleet)
+    for story, work in zip(GOOD, (stories[0], stories[2]), strict=True):
+        for asset in DERIVE_ASSETS:
+            (materialization,) = materializations(instance, asset, story)
+            assert set(materialization.metadata) == own_keys[asset], (story, asset)
+        (submission,) = materializations(instance, "executor_submission", story)
+        assert submission.metadata["derivation_id"].value == work.derivation_id
+        assert submission.metadata["deliberation_id"].value
+    for asset in DERIVE_ASSETS:
+        assert materializations(instance, asset, BAD) == [], asset
+    (failure,) = result.get_step_failure_events()
+    user = failure.step_failure_data.user_failure_data
+    assert user is not None and user.metadata["failed_stories"].value == BAD
+
+    requests = fallback(instance, result, fleet_settings(fleet))
+
+    (request,) = requests  # the bad story alone; the good ones are done
+    assert (request.job_name, request.partition_key) == ("derive_tasks", BAD)
+    assert request.run_key == f"fallback:{result.run_id}:{BAD}"
+    config = request.run_config["ops"]["plan_context"]["config"]
+    assert (config["derivation_id"], config["attempt"], config["plan_id"]) == (
+        "d-batch-bad",
+        2,
+        PLAN,
+    )
+    assert (request.tags["td/derivation_id"], request.tags["td/attempt"]) == ("d-batch-bad", "2")
+
+
+def fallback(
+    instance: dg.DagsterInstance,
+    result: dg.ExecuteInProcessResult,
+    settings: DerivationSettings,
+) -> list[dg.RunRequest]:
+    """batch_fallback_sensor's answer to the failed run, as the daemon would ask it."""
+    run_record = instance.get_run_by_id(result.run_id)
+    assert run_record is not None
+    failure_event = next(
+        entry.dagster_event
+        for entry in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        if entry.dagster_event is not None
+    )
+    context = dg.build_run_status_sensor_context(
+        sensor_name=batch_fallback_sensor.name,
+        dagster_event=failure_event,
+        dagster_instance=instance,
+        dagster_run=run_record,
+    ).for_run_failure()
+    requests = batch_fallback_sensor(context, settings=settings)
+    assert isinstance(requests, list)
+    return requests
+
+
+PERSISTED = ("STORY-PRODUCT-SEARCH", "STORY-PUSH-ORDERS")
+
+
+def test_a_batched_persist_run_persists_each_story(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    derivations = {story: f"d-persist-{story.lower()}" for story in PERSISTED}
+    derived = run_batch(
+        fleet,
+        instance,
+        [batch_item(story, derivation) for story, derivation in derivations.items()],
+    )
+    assert derived.success
+    answers = []
+    for story, derivation in derivations.items():
+        (submission,) = materializations(instance, "executor_submission", story)
+        text = answer_of(fleet, str(submission.metadata["deliberation_id"].value))
+        config = answer_config(text, derivation, PLAN_OF[story])["llm_proposal"]["config"]
+        answers.append(StoryWork(story, Phase.PERSIST, config, f"answer:{derivation}"))
+
+    persisted = run_batch(fleet, instance, answers)
+
+    assert persisted.success
+    for story in PERSISTED:
+        for asset in ("llm_proposal", "task_graph", "planning_tasks"):
+            assert len(materializations(instance, asset, story)) == 1, (story, asset)
+        (tasks,) = materializations(instance, "planning_tasks", story)
+        assert tasks.metadata["derivation_id"].value == derivations[story]
+        created = tasks.metadata["created"].value
+        assert created == len(fleet.store.tasks(story)) >= 2  # type: ignore[union-attr]
+        assert tasks.metadata["dependencies"].value == len(
+            fleet.store.dependencies(story)  # type: ignore[union-attr]
+        )
+    checks = {
+        (c.check_name, c.partition, c.passed) for c in persisted.get_asset_check_evaluations()
+    }
+    assert checks == {
+        (name, story, True)
+        for name in ("acceptance_criteria_covered", "tasks_in_planning")
+        for story in PERSISTED
+    }
+    events = asyncio.run(
+        stored_events(fleet.environment()["NATS_URL"], "task.derivation.completed")
+    )
+    for story, derivation in derivations.items():
+        (event,) = [e for e in events if e["derivation_request_id"] == derivation]
+        assert (event["story_id"], event["status"]) == (story, "success")

@@ -1,0 +1,73 @@
+"""How a tick's items become runs: a lone story at once, a queue in even batches, never a
+story twice in one run."""
+
+from __future__ import annotations
+
+import pytest
+
+from td_pipeline.application.batching import group_into_runs
+
+
+def story_of(item: tuple[str, int]) -> str:
+    return item[0]
+
+
+def items(count: int) -> list[tuple[str, int]]:
+    """One item for each of `count` stories, in the order they came."""
+    return [(f"STORY-{number}", number) for number in range(count)]
+
+
+def test_a_lone_item_is_one_run() -> None:
+    grouped = group_into_runs([("STORY-A", 1)], story_of, 50)
+
+    assert grouped.runs == [[("STORY-A", 1)]]
+    assert grouped.held == []
+
+
+def test_nothing_makes_no_run() -> None:
+    assert group_into_runs([], story_of, 50).runs == []
+
+
+def test_one_item_over_the_size_makes_two_even_runs_in_order() -> None:
+    queue = items(51)
+
+    grouped = group_into_runs(queue, story_of, 50)
+
+    assert [len(run) for run in grouped.runs] == [26, 25]  # not 50 and 1
+    assert grouped.runs[0] + grouped.runs[1] == queue  # nothing lost, nothing reordered
+    assert grouped.held == []
+
+
+@pytest.mark.parametrize(("count", "sizes"), [(50, [50]), (100, [50, 50]), (101, [34, 34, 33])])
+def test_no_run_is_over_the_size(count: int, sizes: list[int]) -> None:
+    assert [len(run) for run in group_into_runs(items(count), story_of, 50).runs] == sizes
+
+
+def test_a_storys_second_item_in_one_tick_is_held_not_batched() -> None:
+    tick = [("STORY-A", 1), ("STORY-B", 2), ("STORY-A", 3), ("STORY-A", 4)]
+
+    grouped = group_into_runs(tick, story_of, 50)
+
+    assert grouped.runs == [[("STORY-A", 1), ("STORY-B", 2)]]
+    assert grouped.held == [("STORY-A", 3), ("STORY-A", 4)]  # for the next tick, in order
+
+
+def test_a_storys_second_item_is_held_even_when_each_item_has_its_own_run() -> None:
+    grouped = group_into_runs([("STORY-A", 1), ("STORY-A", 2)], story_of, 1)
+
+    assert grouped.runs == [[("STORY-A", 1)]]
+    assert grouped.held == [("STORY-A", 2)]
+
+
+def test_size_one_gives_each_item_its_own_run() -> None:
+    queue = items(3)
+
+    grouped = group_into_runs(queue, story_of, 1)
+
+    assert grouped.runs == [[item] for item in queue]
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_a_size_below_one_is_refused(size: int) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        group_into_runs(items(2), story_of, size)
