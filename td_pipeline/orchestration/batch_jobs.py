@@ -17,7 +17,7 @@ run had finished. (No `from __future__ import annotations`: Dagster reads the co
 resource types from real annotations.)"""
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -31,6 +31,7 @@ from td_pipeline.orchestration.attempts import (
     Phase,
     attempt_tags,
     batch_tags,
+    story_in_flight,
 )
 from td_pipeline.orchestration.derive_assets import (
     DerivationRunConfig,
@@ -135,16 +136,38 @@ class PlannedRuns:
     held: list[StoryWork]  # a story's second item in one tick: for the next tick
 
 
-def plan_runs(works: Sequence[StoryWork], batch_size: int) -> PlannedRuns:
-    """A lone story gets its own run at once (latency when idle); a queue, batched runs."""
+def plan_runs(
+    works: Sequence[StoryWork], batch_size: int, alone: Set[str] = frozenset()
+) -> PlannedRuns:
+    """A lone story gets its own run at once (latency when idle); a queue, batched runs. A
+    story in `alone` (a run of it is in flight) gets its own run, which the story concurrency
+    limit queues behind the other: that limit cannot see a batch."""
     grouped = group_into_runs(works, lambda work: work.story, batch_size)
-    requests = [
-        story_run_request(group[0], group[0].message_key)
-        if len(group) == 1
-        else batch_run_request(group, batch_run_key(group))
-        for group in grouped.runs
-    ]
+    requests: list[dg.RunRequest] = []
+    for group in grouped.runs:
+        batched = [work for work in group if work.story not in alone]
+        singles = [work for work in group if work.story in alone]
+        if len(batched) == 1:
+            singles += batched
+        elif batched:
+            requests.append(batch_run_request(batched, batch_run_key(batched)))
+        requests += [story_run_request(work, work.message_key) for work in singles]
     return PlannedRuns(requests, grouped.held)
+
+
+def stories_in_flight(
+    instance: dg.DagsterInstance, works: Sequence[StoryWork]
+) -> tuple[set[str], set[str]]:
+    """Of the works' stories, those a batch in flight serves, and those whose own run is in
+    flight (indexed lookups, two per story at most)."""
+    in_batch: set[str] = set()
+    own: set[str] = set()
+    for story in {work.story for work in works}:
+        if story_in_flight(instance, story, batched_only=True):
+            in_batch.add(story)
+        elif story_in_flight(instance, story):
+            own.add(story)
+    return in_batch, own
 
 
 class _StoryItem(Protocol):

@@ -12,8 +12,13 @@ from td_pipeline.application.request_intake import (
     take_request,
 )
 from td_pipeline.infrastructure.nats_mappers import decode_request
-from td_pipeline.orchestration.attempts import InstanceAttemptHistory, Phase, story_in_flight
-from td_pipeline.orchestration.batch_jobs import StoryWork, derive_batch_job, plan_runs
+from td_pipeline.orchestration.attempts import InstanceAttemptHistory, Phase
+from td_pipeline.orchestration.batch_jobs import (
+    StoryWork,
+    derive_batch_job,
+    plan_runs,
+    stories_in_flight,
+)
 from td_pipeline.orchestration.jobs import derive_job
 from td_pipeline.orchestration.nats_ticks import cursor_with, settle_then_fetch
 from td_pipeline.orchestration.partitions import story_partition_key, story_partitions
@@ -59,7 +64,6 @@ def derivation_request_sensor(
     new_stories: list[str] = []
     works: list[StoryWork] = []
     replies: dict[str, str] = {}  # message key -> ack subject
-    busy: list[str] = []  # its story is in a batch in flight: the request waits its turn
     refused: list[str] = []
     for message in messages:
         decoded = decode_request(message.data, known_roles=known_roles)
@@ -77,15 +81,14 @@ def derivation_request_sensor(
             work = derive_work(decision, message.run_key)
             if decision.new_story and work.story not in new_stories:
                 new_stories.append(work.story)
-            # The story concurrency limit (one run per partition) cannot see a batch.
-            if not decision.new_story and story_in_flight(
-                context.instance, work.story, batched_only=True
-            ):
-                busy.append(message.reply)
-                continue
             works.append(work)
             replies[message.run_key] = message.reply
-    planned = plan_runs(works, settings.batch_size)
+    # The story concurrency limit (one run per partition) cannot see a batch: a request whose
+    # story a batch in flight serves waits; one whose story's own run is in flight is not
+    # batched, so that the limit queues its run.
+    in_batch, own = stories_in_flight(context.instance, works)
+    busy = [replies.pop(work.message_key) for work in works if work.story in in_batch]
+    planned = plan_runs([w for w in works if w.story not in in_batch], settings.batch_size, own)
     held = [replies.pop(work.message_key) for work in planned.held]
     puller.terminate(refused)  # no retry can fix them: no redelivery
     puller.redeliver_later([*busy, *held], WAIT_FOR_STORY_SECONDS)

@@ -14,6 +14,7 @@ from td_pipeline.orchestration.batch_jobs import (
     StoryWork,
     persist_batch_job,
     plan_runs,
+    stories_in_flight,
     story_run_request,
 )
 from td_pipeline.orchestration.jobs import persist_job
@@ -82,7 +83,9 @@ def derivation_result_sensor(
             else:
                 answers.append(persist_work(message.run_key, current, {"text": decoded.text}))
             replies[message.run_key] = message.reply
-    planned = plan_runs(answers, settings.batch_size)
+    # A story with a run in flight gets its own run, which the story concurrency limit queues.
+    in_batch, own = stories_in_flight(context.instance, answers)
+    planned = plan_runs(answers, settings.batch_size, in_batch | own)
     later = [replies.pop(work.message_key) for work in planned.held]
     run_requests = [story_run_request(work, work.message_key) for work in failures]
     run_requests += planned.run_requests

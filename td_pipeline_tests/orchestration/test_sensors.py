@@ -510,11 +510,6 @@ def test_answers_for_several_stories_become_one_batched_persist_run(server: Nats
     assert len(json.loads(result.cursor or "{}")["pending_acks"]) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="request_sensor checks story_in_flight(batched_only=True): a story whose own run is "
-    "in flight is batched, and the per-partition concurrency limit cannot see a batch",
-)
 def test_a_story_whose_own_run_is_in_flight_is_not_batched(server: NatsServer) -> None:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("stories", ["STORY-A"])
