@@ -33,7 +33,6 @@ from nats.js.api import DeliverPolicy
 from td_pipeline.devtools import bench_floor, bench_ticks
 from td_pipeline.devtools.dagster_processes import (
     INSTANCE_CONFIG,
-    REPO,
     DagsterProcesses,
     prepare_home,
 )
@@ -43,14 +42,7 @@ from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.nats_server import ensure_streams, missing_nats_server
 from td_pipeline.sandbox.planning_store import load_sample_stories, story_copies
 
-WORKSPACE = """load_from:
-  - python_module:
-      module_name: td_pipeline.orchestration.definitions
-      working_directory: {repo}
-  - python_module:
-      module_name: td_pipeline.devtools.bench_floor
-      working_directory: {repo}
-"""
+CODE_LOCATIONS = ("td_pipeline.orchestration.definitions", "td_pipeline.devtools.bench_floor")
 PROGRESS_SECONDS = 10.0  # --burst: a progress line this often
 FLOOR_STORIES_CAP = 100  # the engine floor's items when --floor-stories is not given
 TIMEOUT_SECONDS = 1800.0  # per phase: 1,000 stories at the 100/min target take 600 s
@@ -155,14 +147,13 @@ def run_e2e(args: argparse.Namespace) -> int:
     ):
         progress = _progress_line(memory) if memory is not None else None
         root = Path(scratch)
-        workspace = root / "workspace.yaml"
-        workspace.write_text(WORKSPACE.format(repo=REPO))
         with LocalFleet(root / "fleet", stories=stories) as fleet:
             url = fleet.environment()["NATS_URL"]
             asyncio.run(ensure_streams(url, [bench_floor.FLOOR_STREAM]))
             home = prepare_home(root / "home", instance_config=args.instance_config)
+            # Code servers of their own, as deployed: not the daemon's, replaced every 60 s.
             processes = DagsterProcesses(
-                home, fleet.environment(), root / "logs", workspace=workspace
+                home, fleet.environment(), root / "logs", code_servers=CODE_LOCATIONS
             )
             with processes:
                 print(

@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +42,29 @@ def prepare_home(home: Path, instance_config: Path = INSTANCE_CONFIG) -> Path:
     return home
 
 
+CODE_SERVER_HOST = "127.0.0.1"
+CODE_SERVER_START_SECONDS = 120.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((CODE_SERVER_HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """A code server listens once it has loaded its definitions."""
+    deadline = time.monotonic() + CODE_SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"a code server exited; see {log}")
+        with contextlib.suppress(OSError), socket.create_connection((CODE_SERVER_HOST, port), 1):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no code server on port {port}; see {log}")
+
+
 def _tool(name: str) -> str:
     # The console scripts installed beside this interpreter (the project's .venv).
     return str(Path(sys.executable).with_name(name))
@@ -60,13 +84,20 @@ def _stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
 
 @dataclass
 class DagsterProcesses:
-    """`dagster-daemon` and, optionally, `dagster-webserver` against one DAGSTER_HOME."""
+    """`dagster-daemon` and, optionally, `dagster-webserver` against one DAGSTER_HOME.
+
+    With `code_servers` (modules), each module gets a code server of its own, started here as
+    a deployment runs its user code (the Helm chart's user-code deployment), and the workspace
+    points the daemon at them. Otherwise the daemon starts the code servers of `workspace`
+    itself, and replaces them every 60 s: a replaced server lives on until its runs end, so a
+    long burst holds two of each."""
 
     home: Path
     environment: dict[str, str]  # the fleet's addresses, added to this process's environment
     log_dir: Path
     workspace: Path = WORKSPACE
     webserver_port: int | None = None
+    code_servers: tuple[str, ...] = ()
     daemon: subprocess.Popen[bytes] | None = None
     webserver: subprocess.Popen[bytes] | None = None
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -76,9 +107,11 @@ class DagsterProcesses:
     def webserver_url(self) -> str:
         return f"http://{WEBSERVER_HOST}:{self.webserver_port}"
 
-    def _spawn(self, name: str, arguments: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, arguments: list[str], log_name: str | None = None
+    ) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / f"{name}.log").open("ab")
+        log = (self.log_dir / f"{log_name or name}.log").open("ab")
         self._logs.append(log)
         process = subprocess.Popen(
             [_tool(name), *arguments],
@@ -93,6 +126,8 @@ class DagsterProcesses:
 
     def start(self) -> DagsterProcesses:
         try:
+            if self.code_servers:
+                self.workspace = self._start_code_servers()
             self.start_daemon()
             if self.webserver_port is not None:
                 self.webserver = self._spawn(
@@ -110,6 +145,24 @@ class DagsterProcesses:
             self.stop()
             raise
         return self
+
+    def _start_code_servers(self) -> Path:
+        entries = []
+        for module in self.code_servers:
+            port = _free_port()
+            server = self._spawn(
+                "dagster",
+                ["api", "grpc", "-m", module, "-h", CODE_SERVER_HOST, "-p", str(port)],
+                log_name=f"code-server-{module}",
+            )
+            _wait_for_port(server, port, self.log_dir / f"code-server-{module}.log")
+            entries.append(
+                f"  - grpc_server:\n      host: {CODE_SERVER_HOST}\n      port: {port}\n"
+                f"      location_name: {module}\n"
+            )
+        workspace = self.log_dir / "workspace.yaml"
+        workspace.write_text("load_from:\n" + "".join(entries))
+        return workspace
 
     def start_daemon(self) -> None:
         if self.daemon is not None and self.daemon.poll() is None:
