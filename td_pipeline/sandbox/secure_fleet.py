@@ -129,6 +129,13 @@ def make_fleet_security(
         pipeline_client=authority.client(PIPELINE_USER),
         fleet_client=authority.client(FLEET_USER),
         login=login,
-        pipeline_secret=pipeline_secret or secrets.token_urlsafe(24),
-        fleet_secret=secrets.token_urlsafe(24),
+        pipeline_secret=pipeline_secret or new_secret(),
+        fleet_secret=new_secret(),
     )
+
+
+def new_secret() -> str:
+    """A random password nats-server reads as a string: it parses an expanded `$NAME` as a
+    value, so one starting with a digit or `-` (a urlsafe token, one time in three) was read
+    as a number and refused."""
+    return "s" + secrets.token_hex(24)
