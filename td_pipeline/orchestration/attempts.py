@@ -127,12 +127,17 @@ def _ops(run: dg.DagsterRun) -> dict[str, Any]:
     return ops if isinstance(ops, dict) else {}
 
 
+def _step_config(ops: dict[str, Any], step: str) -> Any:
+    op = ops.get(step)
+    return op.get("config") if isinstance(op, dict) else None
+
+
 def run_attempt(run: dg.DagsterRun) -> RunAttempt | None:
     """A story partition's run, read from the run config, so that runs launched by hand from
     the CLI count too."""
     ops = _ops(run)
     for phase, step in CONFIGURED_STEP.items():
-        config = ops.get(step, {}).get("config")
+        config = _step_config(ops, step)
         if isinstance(config, dict) and config.get("derivation_id"):
             return RunAttempt(
                 run,
@@ -152,7 +157,8 @@ def run_attempts(run: dg.DagsterRun) -> list[RunAttempt]:
         return [single] if single is not None else []
     ops = _ops(run)
     for phase, step in BATCH_STEP.items():
-        items = ops.get(step, {}).get("config", {}).get("stories")
+        config = _step_config(ops, step)
+        items = config.get("stories") if isinstance(config, dict) else None
         if isinstance(items, list):
             return [
                 RunAttempt(
@@ -223,15 +229,23 @@ IN_FLIGHT = [
 ]
 
 
-def story_in_flight(
-    instance: dg.DagsterInstance, story: str, *, batched_only: bool = False
-) -> bool:
+def _any_in_flight(instance: dg.DagsterInstance, tags: dict[str, str]) -> bool:
+    return bool(instance.get_run_ids(filters=dg.RunsFilter(tags=tags, statuses=IN_FLIGHT), limit=1))
+
+
+def own_run_in_flight(instance: dg.DagsterInstance, story: str) -> bool:
+    """A run of the story's partition is queued or running."""
+    return _any_in_flight(instance, {PARTITION_TAG: story})
+
+
+def batch_in_flight(instance: dg.DagsterInstance, story: str) -> bool:
+    """A batched run serving the story is queued or running."""
+    return _any_in_flight(instance, {story_tag(story): story})
+
+
+def story_in_flight(instance: dg.DagsterInstance, story: str) -> bool:
     """A run for the story (its own, or a batch serving it) is queued or running."""
-    tags = [{story_tag(story): story}] + ([] if batched_only else [{PARTITION_TAG: story}])
-    return any(
-        instance.get_run_ids(filters=dg.RunsFilter(tags=tag, statuses=IN_FLIGHT), limit=1)
-        for tag in tags
-    )
+    return own_run_in_flight(instance, story) or batch_in_flight(instance, story)
 
 
 def story_of_derivation(instance: dg.DagsterInstance, derivation_id: str) -> str | None:

@@ -1,16 +1,23 @@
 """What a failed batched run leaves undone is run again: a story whose step failed alone (its
 own run, where the failure rules of a story apply), the stories it never reached batched again
-(`batch_jobs` says why)."""
+(`batch_jobs` says why). A cancelled batch is left as it is, like a cancelled story run: its
+stories are derived again when asked again."""
 
 import dagster as dg
 
-from td_pipeline.orchestration.attempts import Phase, latest_run, run_attempts
+from td_pipeline.orchestration.attempts import (
+    InstanceAttemptHistory,
+    Phase,
+    latest_run,
+    run_attempts,
+)
 from td_pipeline.orchestration.batch_jobs import (
     FAILED_STORIES,
     StoryWork,
     derive_batch_job,
     persist_batch_job,
     plan_runs,
+    stories_in_flight,
     story_run_request,
 )
 from td_pipeline.orchestration.jobs import derive_job, persist_job
@@ -56,24 +63,30 @@ def batch_fallback_sensor(
     if not attempts:
         return []
     phase = attempts[0].phase
+    history = InstanceAttemptHistory(context.instance)
     done = stories_done(context.instance, run.run_id, LAST_ASSET[phase])
     failed = stories_failed(context.instance, run.run_id)
     undone: list[StoryWork] = []
     for attempt in attempts:
-        if attempt.story in done:
-            continue
+        key = f"fallback:{run.run_id}:{attempt.story}"
+        if attempt.story in done or history.message_handled(key):
+            continue  # finished, or run again by an earlier look at this batch
         latest = latest_run(context.instance, attempt.story)
         if latest is not None and latest.run.run_id != run.run_id:
             context.log.info(f"{attempt.story}: a later run took over, not run again")
             continue
-        key = f"fallback:{run.run_id}:{attempt.story}"
         undone.append(StoryWork(attempt.story, phase, attempt.step_config, key))
+    if not failed and undone:
+        # The batch died without naming its failures, maybe of the story it was working on:
+        # that one, its first undone, runs alone, so that a story that kills its worker cannot
+        # take batch after batch down with it.
+        failed = {undone[0].story}
     alone = [work for work in undone if work.story in failed]
     unreached = [work for work in undone if work.story not in failed]
-    requests = [story_run_request(work, work.message_key) for work in alone]
-    requests += plan_runs(unreached, settings.batch_size).run_requests
+    in_batch, own = stories_in_flight(context.instance, unreached)
+    requests = [story_run_request(work) for work in alone]
+    requests += plan_runs(unreached, settings.batch_size, in_batch | own).run_requests
     context.log.info(
-        f"batch {run.run_id}: {len(done)} done, {len(alone)} failed (run alone), "
-        f"{len(unreached)} never reached (run again)"
+        f"batch {run.run_id}: {len(done)} done, {len(alone)} run alone, {len(unreached)} run again"
     )
     return requests

@@ -30,8 +30,9 @@ from td_pipeline.orchestration.attempts import (
     BatchedStory,
     Phase,
     attempt_tags,
+    batch_in_flight,
     batch_tags,
-    story_in_flight,
+    own_run_in_flight,
 )
 from td_pipeline.orchestration.derive_assets import (
     DerivationRunConfig,
@@ -88,11 +89,12 @@ def _phase_tags(phase: Phase) -> dict[str, str]:
     return {PRIORITY_TAG: "1"} if phase is Phase.PERSIST else {}
 
 
-def story_run_request(work: StoryWork, run_key: str) -> dg.RunRequest:
-    """The phase for one story in its own partition run (as before batching)."""
+def story_run_request(work: StoryWork) -> dg.RunRequest:
+    """The phase for one story in its own partition run (as before batching), keyed by the
+    message it came from."""
     return dg.RunRequest(
         job_name=JOB_OF_PHASE[work.phase],
-        run_key=run_key,
+        run_key=work.message_key,
         partition_key=work.story,
         run_config={"ops": {CONFIGURED_STEP[work.phase]: {"config": work.config}}},
         tags={
@@ -151,7 +153,7 @@ def plan_runs(
             singles += batched
         elif batched:
             requests.append(batch_run_request(batched, batch_run_key(batched)))
-        requests += [story_run_request(work, work.message_key) for work in singles]
+        requests += [story_run_request(work) for work in singles]
     return PlannedRuns(requests, grouped.held)
 
 
@@ -159,13 +161,13 @@ def stories_in_flight(
     instance: dg.DagsterInstance, works: Sequence[StoryWork]
 ) -> tuple[set[str], set[str]]:
     """Of the works' stories, those a batch in flight serves, and those whose own run is in
-    flight (indexed lookups, two per story at most)."""
+    flight (an indexed lookup or two per story)."""
     in_batch: set[str] = set()
     own: set[str] = set()
     for story in {work.story for work in works}:
-        if story_in_flight(instance, story, batched_only=True):
+        if batch_in_flight(instance, story):
             in_batch.add(story)
-        elif story_in_flight(instance, story):
+        elif own_run_in_flight(instance, story):
             own.add(story)
     return in_batch, own
 

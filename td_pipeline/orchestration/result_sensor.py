@@ -87,7 +87,7 @@ def derivation_result_sensor(
     in_batch, own = stories_in_flight(context.instance, answers)
     planned = plan_runs(answers, settings.batch_size, in_batch | own)
     later = [replies.pop(work.message_key) for work in planned.held]
-    run_requests = [story_run_request(work, work.message_key) for work in failures]
+    run_requests = [story_run_request(work) for work in failures]
     run_requests += planned.run_requests
     puller.ack(settled)
     puller.terminate(refused)

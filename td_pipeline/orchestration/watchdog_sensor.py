@@ -71,8 +71,7 @@ def llm_watchdog_sensor(
                     f"watchdog:{submission.derivation_id}:{submission.attempt}",
                     submission,
                     {"executor_error": reason},
-                ),
-                f"watchdog:{submission.derivation_id}:{submission.attempt}",
+                )
             )
         )
     return dg.SensorResult(run_requests=run_requests)

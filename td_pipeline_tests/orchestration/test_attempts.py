@@ -15,6 +15,7 @@ from td_pipeline.orchestration.attempts import (
     InstanceAttemptHistory,
     Phase,
     attempt_tags,
+    batch_in_flight,
     derivation_runs,
     derive_config_of,
     latest_run,
@@ -279,7 +280,7 @@ def test_a_batch_not_started_keeps_its_stories_in_flight(instance: dg.DagsterIns
     add_batch(instance, batch_of(BATCHED), dg.DagsterRunStatus.NOT_STARTED)
 
     assert story_in_flight(instance, "STORY-A")
-    assert story_in_flight(instance, "STORY-B", batched_only=True)
+    assert batch_in_flight(instance, "STORY-B")
     assert not story_in_flight(instance, "STORY-C")
 
 
@@ -287,14 +288,14 @@ def test_a_finished_batch_keeps_no_story_in_flight(instance: dg.DagsterInstance)
     add_batch(instance, batch_of(BATCHED), dg.DagsterRunStatus.SUCCESS)
 
     assert not story_in_flight(instance, "STORY-A")
-    assert not story_in_flight(instance, "STORY-B", batched_only=True)
+    assert not batch_in_flight(instance, "STORY-B")
 
 
-def test_batched_only_passes_over_the_storys_own_run(instance: dg.DagsterInstance) -> None:
+def test_a_storys_own_run_in_flight_is_no_batch_in_flight(instance: dg.DagsterInstance) -> None:
     add_run(instance, STORY, Phase.DERIVE, "d-own", status=dg.DagsterRunStatus.STARTED)
 
     assert story_in_flight(instance, STORY)
-    assert not story_in_flight(instance, STORY, batched_only=True)
+    assert not batch_in_flight(instance, STORY)
 
 
 def test_each_batched_message_is_handled(instance: dg.DagsterInstance) -> None:

@@ -406,6 +406,48 @@ def test_a_batched_derive_run_reports_each_story_and_runs_a_failed_one_again_alo
     assert (request.tags["td/derivation_id"], request.tags["td/attempt"]) == ("d-batch-bad", "2")
 
 
+def test_a_batch_that_died_runs_its_first_undone_story_alone_and_batches_the_rest(
+    instance: dg.DagsterInstance,
+) -> None:
+    """A worker killed mid-batch names no failure: the story it was working on may be the
+    cause, so it runs alone, and a story that kills its worker cannot loop batch after batch."""
+    works = [batch_item(story, f"d-died-{n}") for n, story in enumerate((*GOOD, BAD))]
+    request = batch_run_request(works, batch_run_key(works))
+    instance.add_dynamic_partitions(STORIES, [work.story for work in works])
+    run = instance.add_run(
+        dg.DagsterRun(
+            job_name=str(request.job_name),
+            run_config=dict(request.run_config),
+            tags=dict(request.tags),
+            status=dg.DagsterRunStatus.STARTED,
+        )
+    )
+    instance.report_run_failed(run, "the run worker died")
+    failed = instance.get_run_by_id(run.run_id)
+    assert failed is not None
+    event = next(
+        entry.dagster_event
+        for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        if entry.dagster_event is not None
+    )
+    context = dg.build_run_status_sensor_context(
+        sensor_name=batch_fallback_sensor.name,
+        dagster_event=event,
+        dagster_instance=instance,
+        dagster_run=failed,
+    ).for_run_failure()
+
+    requests = batch_fallback_sensor(context, settings=DerivationSettings())
+
+    assert isinstance(requests, list)
+    alone, batch = requests
+    assert (alone.job_name, alone.partition_key) == ("derive_tasks", GOOD[0])
+    assert alone.run_key == f"fallback:{run.run_id}:{GOOD[0]}"
+    assert batch.job_name == "derive_tasks_batch"
+    items = batch.run_config["ops"]["derive_stories"]["config"]["stories"]
+    assert [item["story"] for item in items] == [GOOD[1], BAD]
+
+
 def fallback(
     instance: dg.DagsterInstance,
     result: dg.ExecuteInProcessResult,

@@ -18,9 +18,9 @@ from td_pipeline.infrastructure.jetstream_consumer import pulled_message
 from td_pipeline.orchestration import request_sensor
 from td_pipeline.orchestration.attempts import (
     BATCH_TAG,
+    batch_in_flight,
     derivation_tag,
     message_tag,
-    story_in_flight,
     story_tag,
 )
 from td_pipeline.orchestration.definitions import defs
@@ -413,7 +413,7 @@ def test_requests_for_several_stories_become_one_batched_run(
 
         wait_until(seen_again, 10, "STORY-A's second request coming back")
         unacked_after = asyncio.run(_unacked(server.url))
-        in_flight = story_in_flight(instance, "STORY-A", batched_only=True)
+        in_flight = batch_in_flight(instance, "STORY-A")
 
     (run,) = first.run_requests or []
     assert run.job_name == "derive_tasks_batch" and run.partition_key is None
