@@ -23,7 +23,32 @@ from td_pipeline.infrastructure.jetstream_consumer import (
 from td_pipeline.orchestration.attempts import Phase
 from td_pipeline.orchestration.batch_jobs import StoryWork
 from td_pipeline.orchestration.outcomes import AskedAttempt, announce_failed_attempt
-from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
+from td_pipeline.orchestration.resources import (
+    CONSUMER_MAX_DELIVER,
+    DerivationSettings,
+    NatsResource,
+)
+
+WAIT_FIRST_SECONDS = 5.0  # a message waiting for its story comes back after this, then doubling
+WAIT_LONGEST_SECONDS = 300.0
+
+
+def wait_delay(num_delivered: int) -> float:
+    """How long a message that waits for its story stays away before its next delivery:
+    doubling, so that its deliveries (JetStream drops a message after `max_deliver`) cover a
+    batch's whole life (twenty minutes before the last one)."""
+    return float(min(WAIT_FIRST_SECONDS * 2 ** max(num_delivered - 1, 0), WAIT_LONGEST_SECONDS))
+
+
+def last_delivery(num_delivered: int) -> bool:
+    """Waiting again would lose the message: the consumer delivers it at most
+    CONSUMER_MAX_DELIVER times."""
+    return num_delivered >= CONSUMER_MAX_DELIVER
+
+
+def redeliver_after_waiting(puller: JetStreamPuller, waiting: list[PulledMessage]) -> None:
+    for message in waiting:
+        puller.redeliver_later([message.reply], wait_delay(message.num_delivered))
 
 
 def pending_acks(cursor: str | None) -> list[str]:

@@ -11,6 +11,7 @@ from td_pipeline.application.request_intake import (
     StartDerivation,
     take_request,
 )
+from td_pipeline.infrastructure.jetstream_consumer import PulledMessage
 from td_pipeline.infrastructure.nats_mappers import decode_request
 from td_pipeline.orchestration.attempts import InstanceAttemptHistory, Phase
 from td_pipeline.orchestration.batch_jobs import (
@@ -20,11 +21,14 @@ from td_pipeline.orchestration.batch_jobs import (
     stories_in_flight,
 )
 from td_pipeline.orchestration.jobs import derive_job
-from td_pipeline.orchestration.nats_ticks import cursor_with, settle_then_fetch
+from td_pipeline.orchestration.nats_ticks import (
+    cursor_with,
+    last_delivery,
+    redeliver_after_waiting,
+    settle_then_fetch,
+)
 from td_pipeline.orchestration.partitions import story_partition_key, story_partitions
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
-
-WAIT_FOR_STORY_SECONDS = 5.0
 
 
 def derive_work(start: StartDerivation, message_key: str) -> StoryWork:
@@ -63,7 +67,7 @@ def derivation_request_sensor(
     known_roles = settings.known_role_set()
     new_stories: list[str] = []
     works: list[StoryWork] = []
-    replies: dict[str, str] = {}  # message key -> ack subject
+    pulled: dict[str, PulledMessage] = {}  # by message key: what became work
     refused: list[str] = []
     for message in messages:
         decoded = decode_request(message.data, known_roles=known_roles)
@@ -82,25 +86,32 @@ def derivation_request_sensor(
             if decision.new_story and work.story not in new_stories:
                 new_stories.append(work.story)
             works.append(work)
-            replies[message.run_key] = message.reply
+            pulled[message.run_key] = message
     # The story concurrency limit (one run per partition) cannot see a batch: a request whose
-    # story a batch in flight serves waits; one whose story's own run is in flight is not
-    # batched, so that the limit queues its run.
+    # story a batch in flight serves waits (on its last delivery it gets its own run rather
+    # than be lost); one whose story's own run is in flight is not batched, so that the limit
+    # queues its run.
     in_batch, own = stories_in_flight(context.instance, works)
-    busy = [replies.pop(work.message_key) for work in works if work.story in in_batch]
-    planned = plan_runs([w for w in works if w.story not in in_batch], settings.batch_size, own)
-    held = [replies.pop(work.message_key) for work in planned.held]
+    waits = {
+        work.message_key
+        for work in works
+        if work.story in in_batch and not last_delivery(pulled[work.message_key].num_delivered)
+    }
+    waiting = [work for work in works if work.message_key in waits]
+    ready = [work for work in works if work.message_key not in waits]
+    planned = plan_runs(ready, settings.batch_size, own | in_batch)
+    later = [pulled.pop(work.message_key) for work in (*waiting, *planned.held)]
     puller.terminate(refused)  # no retry can fix them: no redelivery
-    puller.redeliver_later([*busy, *held], WAIT_FOR_STORY_SECONDS)
+    redeliver_after_waiting(puller, later)
     if messages:
         context.log.info(
-            f"{len(messages)} message(s): {len(planned.run_requests)} run(s) for {len(replies)} "
-            f"stories, {len(refused)} refused, {len(busy) + len(held)} waiting for their story"
+            f"{len(messages)} message(s): {len(planned.run_requests)} run(s) for {len(pulled)} "
+            f"stories, {len(refused)} refused, {len(later)} waiting for their story"
         )
     return dg.SensorResult(
         run_requests=planned.run_requests,
         dynamic_partitions_requests=(
             [story_partitions.build_add_request(new_stories)] if new_stories else []
         ),
-        cursor=cursor_with(list(replies.values())),
+        cursor=cursor_with([message.reply for message in pulled.values()]),
     )

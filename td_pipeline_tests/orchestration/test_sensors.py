@@ -15,14 +15,16 @@ import pytest
 from td_pipeline.application.request_intake import derivation_id_for
 from td_pipeline.devtools.bench_ticks import store_result
 from td_pipeline.infrastructure.jetstream_consumer import pulled_message
-from td_pipeline.orchestration import request_sensor
+from td_pipeline.orchestration import nats_ticks
 from td_pipeline.orchestration.attempts import (
     BATCH_TAG,
+    Phase,
     batch_in_flight,
     derivation_tag,
     message_tag,
     story_tag,
 )
+from td_pipeline.orchestration.batch_jobs import StoryWork, batch_run_request
 from td_pipeline.orchestration.definitions import defs
 from td_pipeline.orchestration.request_sensor import derivation_request_sensor
 from td_pipeline.orchestration.resources import (
@@ -388,7 +390,7 @@ async def _request_deliveries(url: str) -> int:
 def test_requests_for_several_stories_become_one_batched_run(
     server: NatsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(request_sensor, "WAIT_FOR_STORY_SECONDS", 0.2)  # the same, sooner
+    monkeypatch.setattr(nats_ticks, "WAIT_FIRST_SECONDS", 0.2)  # the same, sooner
     requests = [
         {"plan_id": "PLAN-A", "story_id": "STORY-A"},
         {"plan_id": "PLAN-B", "story_id": "STORY-B"},
@@ -439,6 +441,43 @@ def test_requests_for_several_stories_become_one_batched_run(
     assert all(result.run_requests == [] for result in later)
     assert asyncio.run(_failed_events(server.url)) == []
     assert unacked_after == 1
+
+
+def test_a_request_waiting_for_its_storys_batch_is_run_on_its_last_delivery(
+    server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JetStream stops delivering a message after max_deliver: rather than lose a request that
+    waited that long, it gets its own run."""
+    monkeypatch.setattr(nats_ticks, "WAIT_FIRST_SECONDS", 0.1)
+    monkeypatch.setattr(nats_ticks, "CONSUMER_MAX_DELIVER", 3)  # the third delivery is last
+    busy = {"plan_id": "PLAN-A", "story_id": "STORY-A"}
+    with dg.instance_for_test() as instance:
+        batch = batch_run_request(
+            [
+                StoryWork("STORY-A", Phase.DERIVE, {"derivation_id": "d-a"}, "m-a"),
+                StoryWork("STORY-B", Phase.DERIVE, {"derivation_id": "d-b"}, "m-b"),
+            ],
+            "batch:in-flight",
+        )
+        instance.add_dynamic_partitions("stories", ["STORY-A", "STORY-B"])
+        store_result(instance, [], [batch])  # stored, not started: in flight
+        asyncio.run(_publish(server.url, [json.dumps(busy).encode()]))
+
+        results: list[dg.SensorResult] = []
+
+        def run_asked() -> bool:
+            cursor = results[-1].cursor if results else None
+            results.append(tick(instance, server.url, cursor))
+            return bool(results[-1].run_requests)
+
+        wait_until(run_asked, 20, "the waiting request's last delivery")
+        deliveries = asyncio.run(_request_deliveries(server.url))
+
+    *waited, last = results
+    assert all(result.run_requests == [] for result in waited)
+    (run,) = last.run_requests or []
+    assert (run.job_name, run.partition_key) == ("derive_tasks", "STORY-A")
+    assert deliveries == 3
 
 
 def submitted(instance: dg.DagsterInstance, story: str, derivation: str, plan: str) -> None:
