@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 import dagster as dg
 
 from td_pipeline.application.batching import group_into_runs
+from td_pipeline.application.ports import Unavailable
 from td_pipeline.orchestration.attempts import (
     BATCH_STEP,
     CONFIGURED_STEP,
@@ -220,20 +221,34 @@ def _why_failed(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def _peer_was_out(error: Exception) -> bool:
+    """The step failed because a peer stayed unavailable past the step's retries."""
+    return isinstance(error.__cause__, Unavailable)
+
+
 def _each_story(
     context: dg.OpExecutionContext,
     stories: Sequence[ItemT],
     steps: Callable[[ItemT], Iterator[BatchEvent]],
 ) -> Iterator[BatchEvent]:
     """Each story's steps in turn; their events are yielded (so written to the event log) as
-    they happen, so that a story's submission is on record before the next story starts."""
+    they happen, so that a story's submission is on record before the next story starts.
+
+    A story that failed because a peer stayed out past its retries (TD_TRANSIENT_RETRY_SECONDS)
+    stops the batch: the stories after it would wait as long, one after the other. They are
+    named failed too, so that each is run alone, in parallel, as before batching."""
     failed: dict[str, str] = {}
-    for item in stories:
+    for index, item in enumerate(stories):
         try:
             yield from steps(item)
         except Exception as error:  # one story's failure must not take the others with it
             failed[item.story] = _why_failed(error)
             context.log.warning(f"{item.story}: {failed[item.story]}")
+            if _peer_was_out(error):
+                for rest in stories[index + 1 :]:
+                    failed[rest.story] = f"not tried: a peer was out for {item.story}"
+                    context.log.warning(f"{rest.story}: {failed[rest.story]}")
+                break
     if failed:
         raise dg.Failure(
             description=f"{len(failed)} of {len(stories)} stories failed; each is run again "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -327,7 +328,10 @@ def batch_item(story: str, derivation: str, plan: str | None = None, **more: Any
 
 
 def run_batch(
-    fleet: LocalFleet, instance: dg.DagsterInstance, works: list[StoryWork]
+    fleet: LocalFleet,
+    instance: dg.DagsterInstance,
+    works: list[StoryWork],
+    **resource_overrides: Any,
 ) -> dg.ExecuteInProcessResult:
     """A batched run as a sensor asks for it (its config and tags), with no partition."""
     request = batch_run_request(works, batch_run_key(works))
@@ -335,7 +339,7 @@ def run_batch(
     return defs.resolve_job_def(str(request.job_name)).execute_in_process(
         run_config=request.run_config,
         instance=instance,
-        resources=resources(fleet),
+        resources={**resources(fleet), **resource_overrides},
         tags=request.tags,
         raise_on_error=False,
     )
@@ -404,6 +408,37 @@ def test_a_batched_derive_run_reports_each_story_and_runs_a_failed_one_again_alo
         PLAN,
     )
     assert (request.tags["td/derivation_id"], request.tags["td/attempt"]) == ("d-batch-bad", "2")
+
+
+def test_a_peer_outage_fails_the_rest_of_a_batch_at_once_for_each_to_run_alone(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    """The first story rides the outage out in vain; the others are not made to wait as long
+    one after the other, but named failed, so that each is run alone, in parallel (where each
+    rides it out on its own)."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nobody = f"127.0.0.1:{closed.getsockname()[1]}"
+    works = [batch_item(story, f"d-outage-{n}") for n, story in enumerate((*GOOD, BAD))]
+
+    result = run_batch(
+        fleet,
+        instance,
+        works,
+        planning=PlanningResource(address=nobody),
+        settings=fleet_settings(fleet, transient_retry_seconds=1.0),
+    )
+
+    (failure,) = result.get_step_failure_events()
+    user = failure.step_failure_data.user_failure_data
+    assert user is not None
+    assert user.metadata["failed_stories"].value.splitlines() == [w.story for w in works]
+    logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    for later in works[1:]:
+        assert f"{later.story}: not tried: a peer was out for {GOOD[0]}" in logged
+    requests = fallback(instance, result, fleet_settings(fleet))
+    assert sorted(r.partition_key or "" for r in requests) == sorted(w.story for w in works)
+    assert {r.job_name for r in requests} == {"derive_tasks"}
 
 
 def test_a_batch_that_died_runs_its_first_undone_story_alone_and_batches_the_rest(
