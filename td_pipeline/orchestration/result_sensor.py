@@ -83,7 +83,9 @@ def derivation_result_sensor(
             else:
                 answers.append(persist_work(message.run_key, current, {"text": decoded.text}))
             replies[message.run_key] = message.reply
-    # A story with a run in flight gets its own run, which the story concurrency limit queues.
+    # A story with a run in flight gets its own run: behind its own run the story concurrency
+    # limit queues it; beside a batch (which has submitted this story: here is its answer) it
+    # runs at once, the batch being done with the story.
     in_batch, own = stories_in_flight(context.instance, answers)
     planned = plan_runs(answers, settings.batch_size, in_batch | own)
     later = [replies.pop(work.message_key) for work in planned.held]
