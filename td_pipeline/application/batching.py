@@ -8,7 +8,7 @@ a tick waits for the next tick, so that its two derivations never race inside on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from math import ceil
 from typing import Generic, TypeVar
@@ -47,3 +47,44 @@ def group_into_runs(
         runs.append(firsts[start:end])
         start = end
     return Grouped(runs, held)
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan(Generic[T]):
+    batches: list[list[T]]  # each a batched run, of two stories or more
+    alone: list[T]  # each in its story's own run
+    waiting: list[T]  # left in the stream for a later tick
+
+
+def plan_runs(
+    items: Sequence[T],
+    story_of: Callable[[T], str],
+    batch_size: int,
+    *,
+    in_batch: Set[str] = frozenset(),
+    own_run_in_flight: Set[str] = frozenset(),
+    may_wait: Callable[[T], bool] = lambda item: False,
+) -> RunPlan[T]:
+    """What becomes of a tick's items, keeping one run per story at a time although the story
+    concurrency limit (on the partition) cannot see a batch:
+
+    - an item whose story a batch in flight serves waits, if it `may_wait`;
+    - an item whose story has a run in flight (its own, or a batch it may not wait for) gets
+      its own run: the limit queues it behind the story's own run;
+    - the others go in runs of at most `batch_size` stories (`group_into_runs`), a group of one
+      being the story's own run; a story's second item of the tick waits."""
+    waits = [story_of(item) in in_batch and may_wait(item) for item in items]
+    ready = [item for item, waiting in zip(items, waits, strict=True) if not waiting]
+    grouped = group_into_runs(ready, story_of, batch_size)
+    busy = in_batch | own_run_in_flight
+    batches: list[list[T]] = []
+    alone: list[T] = []
+    for group in grouped.runs:
+        free = [item for item in group if story_of(item) not in busy]
+        alone += [item for item in group if story_of(item) in busy]
+        if len(free) == 1:
+            alone += free
+        elif free:
+            batches.append(free)
+    waiting = [item for item, waiting in zip(items, waits, strict=True) if waiting]
+    return RunPlan(batches, alone, [*waiting, *grouped.held])

@@ -5,6 +5,7 @@ stories are derived again when asked again."""
 
 import dagster as dg
 
+from td_pipeline.application.batching import plan_runs
 from td_pipeline.orchestration.attempts import (
     InstanceAttemptHistory,
     Phase,
@@ -16,8 +17,9 @@ from td_pipeline.orchestration.batch_jobs import (
     StoryWork,
     derive_batch_job,
     persist_batch_job,
-    plan_runs,
+    run_requests,
     stories_in_flight,
+    story_of,
     story_run_request,
 )
 from td_pipeline.orchestration.jobs import derive_job, persist_job
@@ -84,8 +86,10 @@ def batch_fallback_sensor(
     alone = [work for work in undone if work.story in failed]
     unreached = [work for work in undone if work.story not in failed]
     in_batch, own = stories_in_flight(context.instance, unreached)
-    requests = [story_run_request(work) for work in alone]
-    requests += plan_runs(unreached, settings.batch_size, in_batch | own).run_requests
+    plan = plan_runs(
+        unreached, story_of, settings.batch_size, in_batch=in_batch, own_run_in_flight=own
+    )
+    requests = [story_run_request(work) for work in alone] + run_requests(plan)
     context.log.info(
         f"batch {run.run_id}: {len(done)} done, {len(alone)} run alone, {len(unreached)} run again"
     )

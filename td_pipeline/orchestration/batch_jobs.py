@@ -17,13 +17,13 @@ run had finished. (No `from __future__ import annotations`: Dagster reads the co
 resource types from real annotations.)"""
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence, Set
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import dagster as dg
 
-from td_pipeline.application.batching import group_into_runs
+from td_pipeline.application.batching import RunPlan
 from td_pipeline.application.ports import Unavailable
 from td_pipeline.orchestration.attempts import (
     BATCH_STEP,
@@ -133,29 +133,16 @@ def batch_run_key(works: Sequence[StoryWork]) -> str:
     return "batch:" + hashlib.sha256(keys.encode()).hexdigest()[:24]
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedRuns:
-    run_requests: list[dg.RunRequest]
-    held: list[StoryWork]  # a story's second item in one tick: for the next tick
+def run_requests(plan: RunPlan[StoryWork]) -> list[dg.RunRequest]:
+    """The runs `batching.plan_runs` decided on."""
+    return [
+        *(batch_run_request(batch, batch_run_key(batch)) for batch in plan.batches),
+        *(story_run_request(work) for work in plan.alone),
+    ]
 
 
-def plan_runs(
-    works: Sequence[StoryWork], batch_size: int, alone: Set[str] = frozenset()
-) -> PlannedRuns:
-    """A lone story gets its own run at once (latency when idle); a queue, batched runs. A
-    story in `alone` (a run of it is in flight) gets its own run, which the story concurrency
-    limit queues behind the other: that limit cannot see a batch."""
-    grouped = group_into_runs(works, lambda work: work.story, batch_size)
-    requests: list[dg.RunRequest] = []
-    for group in grouped.runs:
-        batched = [work for work in group if work.story not in alone]
-        singles = [work for work in group if work.story in alone]
-        if len(batched) == 1:
-            singles += batched
-        elif batched:
-            requests.append(batch_run_request(batched, batch_run_key(batched)))
-        requests += [story_run_request(work) for work in singles]
-    return PlannedRuns(requests, grouped.held)
+def story_of(work: StoryWork) -> str:
+    return work.story
 
 
 def stories_in_flight(

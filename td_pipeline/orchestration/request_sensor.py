@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from td_pipeline.application.batching import plan_runs
 from td_pipeline.application.request_intake import (
     AlreadyStarted,
     RefuseRequest,
@@ -17,8 +18,9 @@ from td_pipeline.orchestration.attempts import InstanceAttemptHistory, Phase
 from td_pipeline.orchestration.batch_jobs import (
     StoryWork,
     derive_batch_job,
-    plan_runs,
+    run_requests,
     stories_in_flight,
+    story_of,
 )
 from td_pipeline.orchestration.jobs import derive_job
 from td_pipeline.orchestration.nats_ticks import (
@@ -87,29 +89,27 @@ def derivation_request_sensor(
                 new_stories.append(work.story)
             works.append(work)
             pulled[message.run_key] = message
-    # The story concurrency limit (one run per partition) cannot see a batch: a request whose
-    # story a batch in flight serves waits (on its last delivery it gets its own run rather
-    # than be lost); one whose story's own run is in flight is not batched, so that the limit
-    # queues its run.
     in_batch, own = stories_in_flight(context.instance, works)
-    waits = {
-        work.message_key
-        for work in works
-        if work.story in in_batch and not last_delivery(pulled[work.message_key].num_delivered)
-    }
-    waiting = [work for work in works if work.message_key in waits]
-    ready = [work for work in works if work.message_key not in waits]
-    planned = plan_runs(ready, settings.batch_size, own | in_batch)
-    later = [pulled.pop(work.message_key) for work in (*waiting, *planned.held)]
+    plan = plan_runs(
+        works,
+        story_of,
+        settings.batch_size,
+        in_batch=in_batch,
+        own_run_in_flight=own,
+        # On its last delivery a request waits no more: JetStream would drop it.
+        may_wait=lambda work: not last_delivery(pulled[work.message_key].num_delivered),
+    )
+    later = [pulled.pop(work.message_key) for work in plan.waiting]
+    runs = run_requests(plan)
     puller.terminate(refused)  # no retry can fix them: no redelivery
     redeliver_after_waiting(puller, later)
     if messages:
         context.log.info(
-            f"{len(messages)} message(s): {len(planned.run_requests)} run(s) for {len(pulled)} "
+            f"{len(messages)} message(s): {len(runs)} run(s) for {len(pulled)} "
             f"stories, {len(refused)} refused, {len(later)} waiting for their story"
         )
     return dg.SensorResult(
-        run_requests=planned.run_requests,
+        run_requests=runs,
         dynamic_partitions_requests=(
             [story_partitions.build_add_request(new_stories)] if new_stories else []
         ),

@@ -6,6 +6,7 @@ from collections import Counter
 import dagster as dg
 
 from td_pipeline.application.answer_routing import Route, route_answer
+from td_pipeline.application.batching import plan_runs
 from td_pipeline.domain.derivation import LlmFailureReport, NotOurs, Refused
 from td_pipeline.infrastructure.nats_mappers import decode_agent_failure, decode_agent_response
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_FAILED
@@ -13,8 +14,9 @@ from td_pipeline.orchestration.attempts import InstanceAttemptHistory
 from td_pipeline.orchestration.batch_jobs import (
     StoryWork,
     persist_batch_job,
-    plan_runs,
+    run_requests,
     stories_in_flight,
+    story_of,
     story_run_request,
 )
 from td_pipeline.orchestration.jobs import persist_job
@@ -87,13 +89,14 @@ def derivation_result_sensor(
     # limit queues it; beside a batch (which has submitted this story: here is its answer) it
     # runs at once, the batch being done with the story.
     in_batch, own = stories_in_flight(context.instance, answers)
-    planned = plan_runs(answers, settings.batch_size, in_batch | own)
-    later = [replies.pop(work.message_key) for work in planned.held]
-    run_requests = [story_run_request(work) for work in failures]
-    run_requests += planned.run_requests
+    plan = plan_runs(
+        answers, story_of, settings.batch_size, in_batch=in_batch, own_run_in_flight=own
+    )
+    later = [replies.pop(work.message_key) for work in plan.waiting]
+    runs = [story_run_request(work) for work in failures] + run_requests(plan)
     puller.ack(settled)
     puller.terminate(refused)
     puller.redeliver_later([*early, *later], EARLY_ANSWER_DELAY_SECONDS)
     if messages:
-        context.log.info(f"{len(messages)} answer(s): {dict(routes)}; {len(run_requests)} run(s)")
-    return dg.SensorResult(run_requests=run_requests, cursor=cursor_with(list(replies.values())))
+        context.log.info(f"{len(messages)} answer(s): {dict(routes)}; {len(runs)} run(s)")
+    return dg.SensorResult(run_requests=runs, cursor=cursor_with(list(replies.values())))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from td_pipeline.application.batching import group_into_runs
+from td_pipeline.application.batching import group_into_runs, plan_runs
 
 
 def story_of(item: tuple[str, int]) -> str:
@@ -71,3 +71,48 @@ def test_size_one_gives_each_item_its_own_run() -> None:
 def test_a_size_below_one_is_refused(size: int) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         group_into_runs(items(2), story_of, size)
+
+
+def test_a_queue_of_free_stories_is_batched_and_a_lone_one_runs_alone() -> None:
+    plan = plan_runs(items(3), story_of, 50)
+    lone = plan_runs(items(1), story_of, 50)
+
+    assert (plan.batches, plan.alone, plan.waiting) == ([items(3)], [], [])
+    assert (lone.batches, lone.alone, lone.waiting) == ([], items(1), [])
+
+
+def test_a_story_a_batch_in_flight_serves_waits_when_it_may() -> None:
+    queue = items(3)
+    busy = queue[1][0]
+
+    plan = plan_runs(queue, story_of, 50, in_batch={busy}, may_wait=lambda item: True)
+
+    assert plan.waiting == [queue[1]]
+    assert plan.batches == [[queue[0], queue[2]]] and plan.alone == []
+
+
+def test_a_story_with_a_run_in_flight_is_never_batched() -> None:
+    queue = items(4)
+    own, batched = queue[0][0], queue[1][0]
+
+    # An answer may not wait (its batch is done with the story); nor a request's last delivery.
+    plan = plan_runs(queue, story_of, 50, in_batch={batched}, own_run_in_flight={own})
+
+    assert sorted(plan.alone) == sorted([queue[0], queue[1]])
+    assert plan.batches == [[queue[2], queue[3]]] and plan.waiting == []
+
+
+def test_a_single_free_story_beside_busy_ones_runs_alone_not_as_a_batch_of_one() -> None:
+    queue = items(2)
+
+    plan = plan_runs(queue, story_of, 50, own_run_in_flight={queue[0][0]})
+
+    assert plan.batches == [] and sorted(plan.alone) == sorted(queue)
+
+
+def test_a_storys_second_item_of_a_tick_waits() -> None:
+    queue = [("STORY-A", 1), ("STORY-B", 1), ("STORY-A", 2)]
+
+    plan = plan_runs(queue, story_of, 50)
+
+    assert plan.batches == [queue[:2]] and plan.waiting == [queue[2]]
