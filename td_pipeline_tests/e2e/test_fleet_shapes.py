@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 
 from td_pipeline.devtools.dagster_processes import DagsterProcesses, prepare_home
@@ -41,6 +43,24 @@ def dagster(fleet: LocalFleet, tmp_path: Path) -> Iterator[DagsterProcesses]:
         prepare_home(tmp_path / "dagster_home"), environment, tmp_path / "logs"
     ) as processes:
         yield processes
+
+
+def first_submission(dagster: DagsterProcesses, story: str) -> datetime:
+    """When the story's first attempt was handed to the executor (its submission record)."""
+    with dg.DagsterInstance.from_config(str(dagster.home)) as instance:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("executor_submission"), asset_partitions=[story]
+            ),
+            limit=10,
+        ).records
+    submitted = [
+        datetime.fromisoformat(str(m.metadata["submitted_at"].value))
+        for record in records
+        if (m := record.asset_materialization) is not None and m.metadata["attempt"].value == 1
+    ]
+    assert submitted, f"{story}: no submission of attempt 1"
+    return min(submitted)
 
 
 def for_story(name: str, plan: str, story: str) -> dict[str, Any]:
@@ -81,6 +101,12 @@ def test_planning_shapes_and_executor_failures_complete(
         assert mine[0][1] < 180, f"{story}: failed event after {mine[0][1]:.0f}s"
     assert len(events) == 7, events
     reasons = {body["story_id"]: body for subject, body in events if subject.endswith("failed")}
+    # The failure itself is noticed within a minute of the job's submission (the rest of the
+    # delay above is the burst's queue before it).
+    for story in (FAILED_BY_THE_LLM, FAILED_SILENTLY):
+        noticed = datetime.fromisoformat(reasons[story]["occurred_at"])
+        waited = (noticed - first_submission(dagster, story)).total_seconds()
+        assert waited < 60, f"{story}: failure noticed {waited:.0f}s after its submission"
     assert "vLLM request timed out" in reasons[FAILED_BY_THE_LLM]["reason"]
     assert "without an answer" in reasons[FAILED_SILENTLY]["reason"]
     assert not any(body["requires_manual_review"] for body in reasons.values())
