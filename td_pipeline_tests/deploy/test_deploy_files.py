@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 import yaml
 from dagster._core.instance.config import dagster_instance_config
+from pydantic import AliasChoices
+
+from td_pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -208,3 +211,13 @@ def test_serve_metrics_runs_beside_the_daemon_with_the_pipelines_settings() -> N
     assert service["metadata"]["annotations"]["prometheus.io/port"] == str(port)
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_the_configuration_table_lists_every_setting_and_no_other() -> None:
+    """What the deployment files are checked against (the README's table) is what settings.py
+    reads: a new setting missing from the table cannot slip past the checks above."""
+    read: set[str] = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        read |= set(map(str, alias.choices)) if isinstance(alias, AliasChoices) else {str(alias)}
+    assert set(VARIABLES) == read
