@@ -103,6 +103,43 @@ def test_each_task_lists_the_warnings_that_name_it(capsys: pytest.CaptureFixture
     assert f"task T3: {by_key['T3'][0]}" in verdict["warnings"]
 
 
+@pytest.mark.parametrize(
+    "name", ["66-hours-loose.txt", "52-numbered-list-depends-on.txt", "57-python-dict-literal.txt"]
+)
+def test_readable_report_of_a_valid_answer_prints_the_tasks_and_each_warning(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = EXPECTED[name]
+    path = CORPUS / "answers" / name
+    code = main(["check-proposal", str(path), "--roles", ",".join(expected["roles"])])
+    lines = capsys.readouterr().out.splitlines()
+
+    assert code == 0, lines
+    assert lines[0].startswith(f"VALID  {path}: {expected['task_count']} tasks, ")
+    assert lines[0].endswith(f"{len(expected['warnings'])} warning(s)")
+    prerequisites: dict[str, list[str]] = {}
+    for dependent, prerequisite in expected["dependencies"]:
+        prerequisites.setdefault(dependent, []).append(prerequisite)
+    rows = {line.split()[0]: line for line in lines[3:] if line.startswith("  ") and line.strip()}
+    for task in expected["tasks"]:
+        row = rows[task["key"]]
+        hours = "-" if task["estimated_hours"] is None else str(task["estimated_hours"])
+        priority = "-" if task["priority"] is None else str(task["priority"])
+        *columns, rest = row.split(maxsplit=4)
+        assert columns == [task["key"], task["role"], hours, priority], row
+        title, _, listed = rest.partition("  [")
+        assert title == task["title"], row
+        assert sorted(listed.rstrip("]").split(", ") if listed else []) == sorted(
+            prerequisites.get(task["key"], [])
+        ), row
+    assert [line for line in lines if line.startswith("  warning: ")] == [
+        f"  warning: {warning}" for warning in expected["warnings"]
+    ]
+    assert lines[-len(expected["warnings"]) :] == [
+        f"  warning: {warning}" for warning in expected["warnings"]
+    ]
+
+
 def task_list(verdict: dict[str, Any]) -> list[dict[str, Any]]:
     tasks: list[dict[str, Any]] = verdict["tasks"]
     return tasks
