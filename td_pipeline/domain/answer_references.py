@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from td_pipeline.domain.answer_model import TaskDraft
+from td_pipeline.domain.values import normalized_title
 
 _NUMBERED = re.compile(r"(?:(?:task|step|no\.?)\s*)?#?\s*(\d+)|[A-Za-z]{1,8}[-_ ]?0*(\d+)", re.I)
 _STYLED_ID = re.compile(r"[A-Za-z]{1,8}[-_]?0*(\d+)")
@@ -38,8 +39,9 @@ class Resolution:
     written: str
 
 
-def normalized_title(text: str) -> str:
-    return " ".join(text.strip(_MARKUP).rstrip(".").casefold().split())
+def _title_key(text: str) -> str:
+    """A written title as titles are matched, its markup and closing full stop left out."""
+    return normalized_title(text.strip(_MARKUP).rstrip("."))
 
 
 def _key(text: str) -> str:
@@ -57,7 +59,7 @@ class TaskReferences:
         for draft in drafts:
             self._by_key.setdefault(_key(draft.key), draft)
             if draft.title is not None:
-                self._by_title.setdefault(normalized_title(draft.title), draft)
+                self._by_title.setdefault(_title_key(draft.title), draft)
 
     def _by_number(self, number: int) -> Resolution | None:
         numbered = self._by_key.get(str(number))
@@ -74,7 +76,7 @@ class TaskReferences:
         text = reference.strip(_MARKUP)
         if (by_key := self._by_key.get(_key(text))) is not None:
             return Resolution(by_key, ResolvedBy.ID, reference)
-        if (by_title := self._by_title.get(normalized_title(text))) is not None:
+        if (by_title := self._by_title.get(_title_key(text))) is not None:
             return Resolution(by_title, ResolvedBy.TITLE, reference)
         if numbered := _NUMBERED.fullmatch(text):
             found = self._by_number(int(numbered.group(1) or numbered.group(2)))
@@ -82,7 +84,7 @@ class TaskReferences:
         if (pair := _ID_THEN_TITLE.fullmatch(text)) and (
             (by_id := self._resolve_one(pair.group("id"))) is not None
             and by_id.task.title is not None
-            and normalized_title(by_id.task.title) == normalized_title(pair.group("title"))
+            and _title_key(by_id.task.title) == _title_key(pair.group("title"))
         ):
             return Resolution(by_id.task, ResolvedBy.ID_AND_TITLE, reference)
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from td_pipeline.domain.values import Role
+from td_pipeline.domain.values import Role, role_spelling
 
 DEVELOPER = Role("DEVELOPER")
 QA = Role("QA")
@@ -139,7 +139,7 @@ _AGENT_NAMES: dict[Role, str] = {
 
 
 def _spelling(text: str) -> str:
-    return "_".join(text.replace("-", " ").replace("/", " ").upper().split())
+    return role_spelling(text.replace("/", " "))
 
 
 def canonical_role(text: str) -> Role | None:

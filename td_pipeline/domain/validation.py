@@ -29,7 +29,15 @@ from td_pipeline.domain.task_graph import (
     TaskGraph,
     TaskNode,
 )
-from td_pipeline.domain.values import Description, EstimatedHours, Priority, Role, TaskKey, Title
+from td_pipeline.domain.values import (
+    Description,
+    EstimatedHours,
+    Priority,
+    Role,
+    TaskKey,
+    Title,
+    role_spelling,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +106,7 @@ def match_role(answer_role: str, allowed: Sequence[Role]) -> Role | None:
     canonical = canonical_role(answer_role)
     if canonical is not None:
         return canonical if canonical in allowed else None
-    wanted = "_".join(answer_role.replace("-", " ").upper().split())
+    wanted = role_spelling(answer_role)
     if not wanted:
         return None
     prefixed = [

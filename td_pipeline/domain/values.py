@@ -78,7 +78,12 @@ class Title:
     @property
     def normalized(self) -> str:
         """Case and white space ignored: how titles are compared and matched."""
-        return " ".join(self.value.casefold().split())
+        return normalized_title(self.value)
+
+
+def normalized_title(text: str) -> str:
+    """A title with case and white space ignored: how titles are compared and matched."""
+    return " ".join(text.casefold().split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +133,12 @@ class Priority:
 _ROLE_PATTERN = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
+def role_spelling(text: str) -> str:
+    """Text in a role name's canonical form: upper case, one `_` for each run of spaces and
+    dashes (`"qa  engineer"` and `"QA-Engineer"` are `"QA_ENGINEER"`)."""
+    return "_".join(text.replace("-", " ").upper().split())
+
+
 @dataclass(frozen=True, slots=True)
 class Role:
     """A fleet role, canonical upper case: `Role("qa engineer").value == "QA_ENGINEER"`."""
@@ -135,7 +146,7 @@ class Role:
     value: str
 
     def __post_init__(self) -> None:
-        canonical = "_".join(self.value.replace("-", " ").upper().split())
+        canonical = role_spelling(self.value)
         if not _ROLE_PATTERN.fullmatch(canonical):
             raise ValueError(f"role {self.value!r} is not a role name (letters, digits, _)")
         object.__setattr__(self, "value", canonical)
