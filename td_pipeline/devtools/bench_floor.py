@@ -11,9 +11,9 @@ import dagster as dg
 
 from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec
 from td_pipeline.infrastructure.subjects import StreamSpec
-from td_pipeline.orchestration.batch_jobs import PRIORITY_TAG
 from td_pipeline.orchestration.nats_ticks import settle_then_fetch
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
+from td_pipeline.orchestration.run_requests import PRIORITY_TAG
 
 FLOOR_STREAM = StreamSpec("BENCH_FLOOR", ("bench.floor.>",))
 REQUESTED = "bench.floor.requested"

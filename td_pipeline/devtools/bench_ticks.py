@@ -40,13 +40,8 @@ from td_pipeline.devtools.dagster_processes import prepare_home
 from td_pipeline.domain.values import DerivationId
 from td_pipeline.infrastructure.executor_client import derivation_task_id
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_COMPLETED, DERIVATION_REQUESTED
-from td_pipeline.orchestration.attempts import (
-    BATCH_TAG,
-    RUN_KEY_TAG,
-    SUBMISSION_ASSET,
-    Phase,
-    attempt_tags,
-)
+from td_pipeline.orchestration.attempt_queries import RUN_KEY_TAG, SUBMISSION_ASSET
+from td_pipeline.orchestration.attempts import BATCH_TAG, Phase, attempt_tags
 from td_pipeline.orchestration.definitions import defs
 from td_pipeline.orchestration.partitions import STORIES
 from td_pipeline.orchestration.request_sensor import derivation_request_sensor

@@ -6,24 +6,18 @@ stories are derived again when asked again."""
 import dagster as dg
 
 from td_pipeline.application.batching import plan_runs
-from td_pipeline.orchestration.attempts import (
-    InstanceAttemptHistory,
-    Phase,
-    latest_run,
-    run_attempts,
-)
-from td_pipeline.orchestration.batch_jobs import (
-    FAILED_STORIES,
+from td_pipeline.orchestration.attempt_queries import InstanceAttemptHistory, latest_run
+from td_pipeline.orchestration.attempts import Phase, run_attempts
+from td_pipeline.orchestration.batch_jobs import FAILED_STORIES, derive_batch_job, persist_batch_job
+from td_pipeline.orchestration.jobs import derive_job, persist_job
+from td_pipeline.orchestration.resources import DerivationSettings
+from td_pipeline.orchestration.run_requests import (
     StoryWork,
-    derive_batch_job,
-    persist_batch_job,
     run_requests,
     stories_in_flight,
     story_of,
     story_run_request,
 )
-from td_pipeline.orchestration.jobs import derive_job, persist_job
-from td_pipeline.orchestration.resources import DerivationSettings
 
 LAST_ASSET = {Phase.DERIVE: "executor_submission", Phase.PERSIST: "planning_tasks"}
 

@@ -5,13 +5,8 @@ failed run then finds its event published."""
 
 import dagster as dg
 
-from td_pipeline.orchestration.attempts import (
-    PARTITION_TAG,
-    derive_config_of,
-    failure_of,
-    relaunched_by_dagster,
-    run_attempt,
-)
+from td_pipeline.orchestration.attempt_queries import derive_config_of, failure_of
+from td_pipeline.orchestration.attempts import PARTITION_TAG, relaunched_by_dagster, run_attempt
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
 from td_pipeline.orchestration.outcomes import AskedAttempt, announce_failed_attempt
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 
-from td_pipeline.orchestration.attempts import waiting_attempts
+from td_pipeline.orchestration.attempt_queries import waiting_attempts
 from td_pipeline.orchestration.batch_jobs import derive_batch_job, persist_batch_job
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
 from td_pipeline.orchestration.watchdog_sensor import waiting_since

@@ -21,13 +21,13 @@ from td_pipeline.infrastructure.jetstream_consumer import (
     PulledMessage,
 )
 from td_pipeline.orchestration.attempts import Phase
-from td_pipeline.orchestration.batch_jobs import StoryWork
 from td_pipeline.orchestration.outcomes import AskedAttempt, announce_failed_attempt
 from td_pipeline.orchestration.resources import (
     CONSUMER_MAX_DELIVER,
     DerivationSettings,
     NatsResource,
 )
+from td_pipeline.orchestration.run_requests import StoryWork
 
 WAIT_FIRST_SECONDS = 5.0  # a message waiting for its story comes back after this, then doubling
 WAIT_LONGEST_SECONDS = 300.0

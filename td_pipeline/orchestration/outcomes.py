@@ -16,7 +16,7 @@ from td_pipeline.application.outcome_once import should_publish
 from td_pipeline.application.retries import AttemptFailure, Retry, after_failure, failure_reason
 from td_pipeline.domain.events import AttemptOutcome, DerivationCompleted, DerivationFailed
 from td_pipeline.domain.values import DerivationId, PlanId, StoryId
-from td_pipeline.orchestration.attempts import OUTCOME_ASSET
+from td_pipeline.orchestration.attempt_queries import OUTCOME_ASSET
 from td_pipeline.orchestration.resources import NatsResource
 
 OUTCOMES_PAGE = 100

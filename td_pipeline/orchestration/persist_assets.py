@@ -29,7 +29,8 @@ from td_pipeline.domain.roles import derivation_roles, role_from_text
 from td_pipeline.domain.task_graph import TaskGraph
 from td_pipeline.domain.validation import DerivationRules, InvalidProposal, validate_proposal
 from td_pipeline.domain.values import DerivationId, PlanId, StoryId
-from td_pipeline.orchestration.attempts import RETRYABLE, latest_submission
+from td_pipeline.orchestration.attempt_queries import latest_submission
+from td_pipeline.orchestration.attempts import RETRYABLE
 from td_pipeline.orchestration.jobs import PERSIST
 from td_pipeline.orchestration.outcomes import publish_outcome_once
 from td_pipeline.orchestration.partitions import story_of_partition, story_partitions

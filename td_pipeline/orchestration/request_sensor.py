@@ -14,14 +14,9 @@ from td_pipeline.application.request_intake import (
 )
 from td_pipeline.infrastructure.jetstream_consumer import PulledMessage
 from td_pipeline.infrastructure.nats_mappers import decode_request
-from td_pipeline.orchestration.attempts import InstanceAttemptHistory, Phase
-from td_pipeline.orchestration.batch_jobs import (
-    StoryWork,
-    derive_batch_job,
-    run_requests,
-    stories_in_flight,
-    story_of,
-)
+from td_pipeline.orchestration.attempt_queries import InstanceAttemptHistory
+from td_pipeline.orchestration.attempts import Phase
+from td_pipeline.orchestration.batch_jobs import derive_batch_job
 from td_pipeline.orchestration.jobs import derive_job
 from td_pipeline.orchestration.nats_ticks import (
     cursor_with,
@@ -31,6 +26,12 @@ from td_pipeline.orchestration.nats_ticks import (
 )
 from td_pipeline.orchestration.partitions import story_partition_key, story_partitions
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
+from td_pipeline.orchestration.run_requests import (
+    StoryWork,
+    run_requests,
+    stories_in_flight,
+    story_of,
+)
 
 
 def derive_work(start: StartDerivation, message_key: str) -> StoryWork:

@@ -10,15 +10,8 @@ from td_pipeline.application.batching import plan_runs
 from td_pipeline.domain.derivation import LlmFailureReport, NotOurs, Refused
 from td_pipeline.infrastructure.nats_mappers import decode_agent_failure, decode_agent_response
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_FAILED
-from td_pipeline.orchestration.attempts import InstanceAttemptHistory
-from td_pipeline.orchestration.batch_jobs import (
-    StoryWork,
-    persist_batch_job,
-    run_requests,
-    stories_in_flight,
-    story_of,
-    story_run_request,
-)
+from td_pipeline.orchestration.attempt_queries import InstanceAttemptHistory
+from td_pipeline.orchestration.batch_jobs import persist_batch_job
 from td_pipeline.orchestration.jobs import persist_job
 from td_pipeline.orchestration.nats_ticks import (
     announce_llm_failure,
@@ -27,6 +20,13 @@ from td_pipeline.orchestration.nats_ticks import (
     settle_then_fetch,
 )
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
+from td_pipeline.orchestration.run_requests import (
+    StoryWork,
+    run_requests,
+    stories_in_flight,
+    story_of,
+    story_run_request,
+)
 
 EARLY_ANSWER_DELAY_SECONDS = 3.0
 

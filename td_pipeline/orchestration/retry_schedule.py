@@ -20,16 +20,18 @@ from td_pipeline.application.retries import (
     Retry,
     after_failure,
 )
+from td_pipeline.orchestration.attempt_queries import (
+    derive_config_of,
+    failure_of,
+    latest_run,
+    story_in_flight,
+)
 from td_pipeline.orchestration.attempts import (
     PARTITION_TAG,
     Phase,
     RunAttempt,
     attempt_tags,
-    derive_config_of,
-    failure_of,
-    latest_run,
     relaunched_by_dagster,
-    story_in_flight,
 )
 from td_pipeline.orchestration.jobs import retry_job
 from td_pipeline.orchestration.resources import DerivationSettings

@@ -7,8 +7,7 @@ import dagster as dg
 
 from td_pipeline.application.lost_jobs import why_lost
 from td_pipeline.application.ports import DeliberationStatus, PortError
-from td_pipeline.orchestration.attempts import latest_run, waiting_attempts
-from td_pipeline.orchestration.batch_jobs import story_run_request
+from td_pipeline.orchestration.attempt_queries import latest_run, waiting_attempts
 from td_pipeline.orchestration.jobs import persist_job
 from td_pipeline.orchestration.nats_ticks import announce_llm_failure, persist_work
 from td_pipeline.orchestration.resources import (
@@ -16,6 +15,7 @@ from td_pipeline.orchestration.resources import (
     NatsResource,
     RayExecutorResource,
 )
+from td_pipeline.orchestration.run_requests import story_run_request
 
 WATCHDOG_INTERVAL_SECONDS = 10  # how soon a failed or lost job is noticed
 LOOK_BACK = timedelta(hours=6)

@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 
 from td_pipeline.devtools.dagster_processes import DagsterProcesses, prepare_home
-from td_pipeline.orchestration.attempts import IN_FLIGHT
+from td_pipeline.orchestration.attempt_queries import IN_FLIGHT
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.replay_llm import ReplayLlm
 from td_pipeline_tests.e2e.test_daemon import request_and_collect

@@ -10,22 +10,20 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from td_pipeline.orchestration import attempts
-from td_pipeline.orchestration.attempts import (
+from td_pipeline.orchestration import attempt_queries
+from td_pipeline.orchestration.attempt_queries import (
     InstanceAttemptHistory,
-    Phase,
-    attempt_tags,
     batch_in_flight,
     derivation_runs,
     derive_config_of,
     latest_run,
-    run_attempts,
     story_in_flight,
     story_of_derivation,
     story_runs,
     waiting_attempts,
 )
-from td_pipeline.orchestration.batch_jobs import StoryWork, batch_run_key, batch_run_request
+from td_pipeline.orchestration.attempts import Phase, attempt_tags, run_attempts
+from td_pipeline.orchestration.run_requests import StoryWork, batch_run_key, batch_run_request
 
 STORY = "STORY-REFUNDS"
 
@@ -65,7 +63,7 @@ def add_run(
 def test_a_derivation_launched_by_hand_is_found_past_a_page_of_later_runs(
     instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(attempts, "RUNS_PAGE", 10)  # the same paging, on fewer runs
+    monkeypatch.setattr(attempt_queries, "RUNS_PAGE", 10)  # the same paging, on fewer runs
     # A derive run from `dagster job launch` (no td/ tags), then 25 later runs of the story:
     # more than two pages, as 250 runs would be with the real page size.
     add_run(instance, STORY, Phase.DERIVE, "d-by-hand", tagged=False)

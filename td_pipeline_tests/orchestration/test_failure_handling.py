@@ -24,7 +24,7 @@ from td_pipeline.application.ports import (
 from td_pipeline.application.retries import GiveUp, Restart, Retry, Stage
 from td_pipeline.domain.events import DerivationCompleted
 from td_pipeline.domain.values import DerivationId, PlanId, StoryId
-from td_pipeline.orchestration.attempts import latest_submission
+from td_pipeline.orchestration.attempt_queries import latest_submission
 from td_pipeline.orchestration.definitions import defs
 from td_pipeline.orchestration.failure_sensor import derivation_failure_sensor
 from td_pipeline.orchestration.outcomes import publish_outcome_once, published_outcomes

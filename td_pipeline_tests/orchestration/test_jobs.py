@@ -23,7 +23,6 @@ from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as executor_p
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as executor_grpc
 from td_pipeline.orchestration.attempts import Phase
 from td_pipeline.orchestration.batch_fallback_sensor import batch_fallback_sensor
-from td_pipeline.orchestration.batch_jobs import StoryWork, batch_run_key, batch_run_request
 from td_pipeline.orchestration.definitions import defs
 from td_pipeline.orchestration.partitions import STORIES, story_partitions
 from td_pipeline.orchestration.resources import (
@@ -33,6 +32,7 @@ from td_pipeline.orchestration.resources import (
     PlanningResource,
     RayExecutorResource,
 )
+from td_pipeline.orchestration.run_requests import StoryWork, batch_run_key, batch_run_request
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.planning_store import load_sample_stories
 from td_pipeline_tests.support import wait_until

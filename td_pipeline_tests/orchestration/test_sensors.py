@@ -16,15 +16,14 @@ from td_pipeline.application.request_intake import derivation_id_for
 from td_pipeline.devtools.bench_ticks import store_result
 from td_pipeline.infrastructure.jetstream_consumer import pulled_message
 from td_pipeline.orchestration import nats_ticks
+from td_pipeline.orchestration.attempt_queries import batch_in_flight
 from td_pipeline.orchestration.attempts import (
     BATCH_TAG,
     Phase,
-    batch_in_flight,
     derivation_tag,
     message_tag,
     story_tag,
 )
-from td_pipeline.orchestration.batch_jobs import StoryWork, batch_run_request
 from td_pipeline.orchestration.definitions import defs
 from td_pipeline.orchestration.request_sensor import derivation_request_sensor
 from td_pipeline.orchestration.resources import (
@@ -35,6 +34,7 @@ from td_pipeline.orchestration.resources import (
     RayExecutorResource,
 )
 from td_pipeline.orchestration.result_sensor import derivation_result_sensor
+from td_pipeline.orchestration.run_requests import StoryWork, batch_run_request
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.nats_server import NatsServer
 from td_pipeline_tests.fixtures import fleet_message
