@@ -32,10 +32,29 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
-class Settings(BaseSettings):
+class RetryCronSetting(BaseSettings):
+    """The retry schedule's cron, which Dagster needs when the code location loads: readable on
+    its own, so that a bad value of another setting does not set it back to the default."""
+
     model_config = SettingsConfigDict(
         case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True
     )
+
+    retry_cron: str = Field(
+        DEFAULT_RETRY_CRON, validation_alias=AliasChoices("TD_RETRY_CRON", "TD_BACKFILL_CRON")
+    )
+
+    @field_validator("retry_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError(f"{value!r} is not a cron expression of five fields")
+        return " ".join(fields)
+
+
+class Settings(RetryCronSetting):
+    """Every setting, the retry cron included."""
 
     # Where the fleet is. Required to run the pipeline; commands that need one say so.
     nats_url: str = Field("", validation_alias="NATS_URL")
@@ -80,9 +99,6 @@ class Settings(BaseSettings):
     transient_retry_seconds: float = Field(
         60.0, ge=0, validation_alias="TD_TRANSIENT_RETRY_SECONDS"
     )
-    retry_cron: str = Field(
-        DEFAULT_RETRY_CRON, validation_alias=AliasChoices("TD_RETRY_CRON", "TD_BACKFILL_CRON")
-    )
     known_roles: Annotated[tuple[str, ...], NoDecode] = Field(
         tuple(sorted(role.value for role in CANONICAL_ROLES)), validation_alias="TD_KNOWN_ROLES"
     )
@@ -105,14 +121,6 @@ class Settings(BaseSettings):
             return names
         return value
 
-    @field_validator("retry_cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        fields = value.split()
-        if len(fields) != 5:
-            raise ValueError(f"{value!r} is not a cron expression of five fields")
-        return " ".join(fields)
-
 
 def _one_line(error: ValidationError) -> str:
     problems = []
@@ -128,6 +136,14 @@ def _one_line(error: ValidationError) -> str:
 def secret_variables_set() -> tuple[str, ...]:
     """Which of the secret variables are set (not empty); their values are not read here."""
     return tuple(name for name in SECRET_VARIABLES if os.environ.get(name))
+
+
+def read_retry_cron() -> str:
+    """TD_RETRY_CRON alone; SettingsError names it when it is wrong."""
+    try:
+        return RetryCronSetting().retry_cron  # type: ignore[call-arg]  # from the environment
+    except ValidationError as error:
+        raise SettingsError(f"bad setting: {_one_line(error)}") from None
 
 
 def read_settings(secrets: Mapping[str, str] | None = None) -> Settings:

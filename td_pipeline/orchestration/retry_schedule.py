@@ -35,7 +35,7 @@ from td_pipeline.orchestration.attempts import (
 )
 from td_pipeline.orchestration.jobs import retry_job
 from td_pipeline.orchestration.resources import DerivationSettings
-from td_pipeline.settings import DEFAULT_RETRY_CRON, SettingsError, read_settings
+from td_pipeline.settings import DEFAULT_RETRY_CRON, SettingsError, read_retry_cron
 
 RETRY_CRON_VARIABLE = "TD_RETRY_CRON"
 LOOK_BACK = timedelta(days=7)  # failures older than this are left to people
@@ -114,11 +114,11 @@ def retry_launch(instance: dg.DagsterInstance, failed: FailedStory) -> RetryLaun
 
 
 def retry_cron() -> str:
-    """Dagster needs the cron when the code location loads. A bad setting must not stop it
-    from loading: the default applies, and the schedule's ticks fail on the settings with the
-    line that names the variable."""
+    """Dagster needs the cron when the code location loads. A bad cron must not stop it from
+    loading: the default applies, and the schedule's ticks fail on the settings with the line
+    that names the variable. A bad value of another setting leaves the cron as set."""
     try:
-        return read_settings().retry_cron
+        return read_retry_cron()
     except SettingsError:
         return DEFAULT_RETRY_CRON
 

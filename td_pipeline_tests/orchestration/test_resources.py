@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import dagster as dg
 import pytest
 
@@ -13,7 +17,7 @@ from td_pipeline.orchestration.resources import (
 from td_pipeline.orchestration.settings_wiring import resources_from_environment
 from td_pipeline.sandbox.planning import serve_planning
 from td_pipeline.sandbox.planning_store import PlanningStore, load_sample_stories
-from td_pipeline.settings import SettingsError
+from td_pipeline.settings import DEFAULT_RETRY_CRON, SettingsError
 
 
 def test_planning_resource_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,3 +137,33 @@ def test_a_batch_size_below_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(SettingsError) as bad:
         resource_from_environment("settings")
     assert str(bad.value).startswith("bad setting: TD_BATCH_SIZE:")
+
+
+LOADED_CRON = (
+    "from td_pipeline.orchestration.definitions import defs; "
+    "print(defs.get_schedule_def('failed_derivation_retries').cron_schedule)"
+)
+
+
+@pytest.mark.parametrize(
+    ("environment", "cron"),
+    [
+        ({"TD_RETRY_CRON": "0 3 * * *", "TD_MAX_ATTEMPTS": "three"}, "0 3 * * *"),
+        ({"TD_RETRY_CRON": "every night"}, DEFAULT_RETRY_CRON),
+    ],
+    ids=["another setting bad", "the cron bad"],
+)
+def test_the_code_location_loads_with_the_retry_cron_as_set(
+    environment: dict[str, str], cron: str
+) -> None:
+    """The cron is read when the code location loads (Dagster needs it then): a bad value of
+    another setting leaves it as set; a bad cron loads with the default."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOADED_CRON],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert loaded.stdout.strip().splitlines()[-1] == cron
