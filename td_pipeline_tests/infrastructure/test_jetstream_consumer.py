@@ -8,10 +8,16 @@ from collections.abc import Iterator
 
 import nats
 import pytest
+from nats.js.api import ConsumerInfo
 
-from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec, JetStreamPuller
+from td_pipeline.infrastructure.jetstream_consumer import (
+    ConsumerSpec,
+    JetStreamPuller,
+    PulledMessage,
+)
 from td_pipeline.infrastructure.subjects import StreamSpec
 from td_pipeline.sandbox.nats_server import NatsServer, ensure_streams
+from td_pipeline_tests.support import wait_until
 
 STREAM = StreamSpec("pull_test", ("pull.>",))
 
@@ -44,6 +50,16 @@ def spec(**changes: object) -> ConsumerSpec:
     return ConsumerSpec(**{**fields, **changes})  # type: ignore[arg-type]
 
 
+def consumer_info(url: str, durable: str = "pull-test") -> ConsumerInfo:
+    async def run() -> ConsumerInfo:
+        connection = await nats.connect(url)
+        info: ConsumerInfo = await connection.jetstream().consumer_info(STREAM.name, durable)
+        await connection.close()
+        return info
+
+    return asyncio.run(run())
+
+
 def test_fetch_is_bounded_and_unacked_messages_come_back(server: NatsServer) -> None:
     publish(server.url, b"1", b"2", b"3")
     puller = JetStreamPuller(server.url)
@@ -52,8 +68,13 @@ def test_fetch_is_bounded_and_unacked_messages_come_back(server: NatsServer) -> 
         first = puller.fetch(spec(), batch=2, timeout_seconds=1)
         rest = puller.fetch(spec(), batch=10, timeout_seconds=1)
         puller.ack([m.reply for m in rest])
-        time.sleep(1.3)  # past ack_wait: the two unacked ones are redelivered
-        again = puller.fetch(spec(), batch=10, timeout_seconds=2)
+        again: list[PulledMessage] = []
+
+        def redelivered() -> bool:  # past ack_wait, the two unacked ones come back
+            again.extend(puller.fetch(spec(), batch=10, timeout_seconds=0.5))
+            return len(again) >= 2
+
+        wait_until(redelivered, timeout=15, what="the two unacked messages redelivered")
     finally:
         puller.close()
 
@@ -76,7 +97,13 @@ def test_a_later_connection_can_ack_and_terminate(server: NatsServer) -> None:
     try:
         later.ack([ok.reply])
         later.terminate([poison.reply])
-        time.sleep(1.3)
+
+        def both_settled() -> bool:  # the server took the ack and the term: nothing to redeliver
+            info = consumer_info(server.url)
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            return info.num_ack_pending == 0 and floor == 2
+
+        wait_until(both_settled, timeout=15, what="the ack and the term settled on the server")
         assert later.fetch(spec(), batch=10, timeout_seconds=0.5) == []
     finally:
         later.close()
@@ -99,13 +126,7 @@ def test_the_consumer_config_is_updated_not_ignored(server: NatsServer) -> None:
         puller.ensure_consumer(spec())
         puller.ensure_consumer(spec(max_deliver=7))
 
-        async def max_deliver() -> int:
-            connection = await nats.connect(server.url)
-            info = await connection.jetstream().consumer_info(STREAM.name, "pull-test")
-            await connection.close()
-            return int(info.config.max_deliver or 0)
-
-        assert asyncio.run(max_deliver()) == 7
+        assert consumer_info(server.url).config.max_deliver == 7
     finally:
         puller.close()
 
