@@ -3,11 +3,13 @@ batched runs when there is a queue.
 
 A Dagster run costs a new Python process, seconds of CPU on two cores, whatever it does: that
 floor, not our code, bounds one-run-per-story throughput. A batched run does the same per-story
-steps for many stories in one process. A story is never twice in one batch: its second item of
-a tick waits for the next tick, so that its two derivations never race inside one run."""
+steps for many stories in one process. A story is never twice in one batch, nor in a batch
+while another run of it is in flight: the story concurrency limit (one run per partition)
+cannot see a batch, so such a story gets its own runs, which the limit runs one at a time."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from math import ceil
@@ -16,37 +18,22 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Grouped(Generic[T]):
-    runs: list[list[T]]  # one list per run to launch: a single item is a one-story run
-    held: list[T]  # a story's later items in this tick: left for the next tick
-
-
-def group_into_runs(
-    items: Sequence[T], story_of: Callable[[T], str], batch_size: int
-) -> Grouped[T]:
-    """Split a tick's items into runs of at most `batch_size` stories, as even as possible
-    (51 items at 50 make runs of 26 and 25, not 50 and 1), in the order they came."""
+def group_into_runs(items: Sequence[T], batch_size: int) -> list[list[T]]:
+    """Split items into runs of at most `batch_size`, as even as possible (51 items at 50 make
+    runs of 26 and 25, not 50 and 1), in the order they came."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, not {batch_size}")
-    seen: set[str] = set()
-    firsts: list[T] = []
-    held: list[T] = []
-    for item in items:
-        story = story_of(item)
-        (held if story in seen else firsts).append(item)
-        seen.add(story)
-    if not firsts:
-        return Grouped([], held)
-    count = ceil(len(firsts) / batch_size)
-    size, extra = divmod(len(firsts), count)
+    if not items:
+        return []
+    count = ceil(len(items) / batch_size)
+    size, extra = divmod(len(items), count)
     runs: list[list[T]] = []
     start = 0
     for index in range(count):
         end = start + size + (1 if index < extra else 0)
-        runs.append(firsts[start:end])
+        runs.append(list(items[start:end]))
         start = end
-    return Grouped(runs, held)
+    return runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,26 +52,24 @@ def plan_runs(
     own_run_in_flight: Set[str] = frozenset(),
     may_wait: Callable[[T], bool] = lambda item: False,
 ) -> RunPlan[T]:
-    """What becomes of a tick's items, keeping one run per story at a time although the story
-    concurrency limit (on the partition) cannot see a batch:
+    """What becomes of a tick's items:
 
     - an item whose story a batch in flight serves waits, if it `may_wait`;
-    - an item whose story has a run in flight (its own, or a batch it may not wait for) gets
-      its own run: the limit queues it behind the story's own run;
+    - an item whose story has a run in flight (its own, or a batch it may not wait for), or
+      comes twice in the tick, gets its own run: the limit runs the story's runs one at a time;
     - the others go in runs of at most `batch_size` stories (`group_into_runs`), a group of one
-      being the story's own run; a story's second item of the tick waits."""
-    waits = [story_of(item) in in_batch and may_wait(item) for item in items]
-    ready = [item for item, waiting in zip(items, waits, strict=True) if not waiting]
-    grouped = group_into_runs(ready, story_of, batch_size)
-    busy = in_batch | own_run_in_flight
+      being the story's own run."""
+    waiting = [item for item in items if story_of(item) in in_batch and may_wait(item)]
+    ready = [item for item in items if not (story_of(item) in in_batch and may_wait(item))]
+    times = Counter(story_of(item) for item in ready)
+    busy = {story for story, count in times.items() if count > 1} | in_batch | own_run_in_flight
+    alone = [item for item in ready if story_of(item) in busy]
     batches: list[list[T]] = []
-    alone: list[T] = []
-    for group in grouped.runs:
-        free = [item for item in group if story_of(item) not in busy]
-        alone += [item for item in group if story_of(item) in busy]
-        if len(free) == 1:
-            alone += free
-        elif free:
-            batches.append(free)
-    waiting = [item for item, waiting in zip(items, waits, strict=True) if waiting]
-    return RunPlan(batches, alone, [*waiting, *grouped.held])
+    for group in group_into_runs(
+        [item for item in ready if story_of(item) not in busy], batch_size
+    ):
+        if len(group) == 1:
+            alone += group
+        else:
+            batches.append(group)
+    return RunPlan(batches, alone, waiting)

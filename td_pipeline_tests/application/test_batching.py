@@ -18,59 +18,37 @@ def items(count: int) -> list[tuple[str, int]]:
 
 
 def test_a_lone_item_is_one_run() -> None:
-    grouped = group_into_runs([("STORY-A", 1)], story_of, 50)
-
-    assert grouped.runs == [[("STORY-A", 1)]]
-    assert grouped.held == []
+    assert group_into_runs([("STORY-A", 1)], 50) == [[("STORY-A", 1)]]
 
 
 def test_nothing_makes_no_run() -> None:
-    assert group_into_runs([], story_of, 50).runs == []
+    assert group_into_runs([], 50) == []
 
 
 def test_one_item_over_the_size_makes_two_even_runs_in_order() -> None:
     queue = items(51)
 
-    grouped = group_into_runs(queue, story_of, 50)
+    runs = group_into_runs(queue, 50)
 
-    assert [len(run) for run in grouped.runs] == [26, 25]  # not 50 and 1
-    assert grouped.runs[0] + grouped.runs[1] == queue  # nothing lost, nothing reordered
-    assert grouped.held == []
+    assert [len(run) for run in runs] == [26, 25]  # not 50 and 1
+    assert runs[0] + runs[1] == queue  # nothing lost, nothing reordered
 
 
 @pytest.mark.parametrize(("count", "sizes"), [(50, [50]), (100, [50, 50]), (101, [34, 34, 33])])
 def test_no_run_is_over_the_size(count: int, sizes: list[int]) -> None:
-    assert [len(run) for run in group_into_runs(items(count), story_of, 50).runs] == sizes
-
-
-def test_a_storys_second_item_in_one_tick_is_held_not_batched() -> None:
-    tick = [("STORY-A", 1), ("STORY-B", 2), ("STORY-A", 3), ("STORY-A", 4)]
-
-    grouped = group_into_runs(tick, story_of, 50)
-
-    assert grouped.runs == [[("STORY-A", 1), ("STORY-B", 2)]]
-    assert grouped.held == [("STORY-A", 3), ("STORY-A", 4)]  # for the next tick, in order
-
-
-def test_a_storys_second_item_is_held_even_when_each_item_has_its_own_run() -> None:
-    grouped = group_into_runs([("STORY-A", 1), ("STORY-A", 2)], story_of, 1)
-
-    assert grouped.runs == [[("STORY-A", 1)]]
-    assert grouped.held == [("STORY-A", 2)]
+    assert [len(run) for run in group_into_runs(items(count), 50)] == sizes
 
 
 def test_size_one_gives_each_item_its_own_run() -> None:
     queue = items(3)
 
-    grouped = group_into_runs(queue, story_of, 1)
-
-    assert grouped.runs == [[item] for item in queue]
+    assert group_into_runs(queue, 1) == [[item] for item in queue]
 
 
 @pytest.mark.parametrize("size", [0, -1])
 def test_a_size_below_one_is_refused(size: int) -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        group_into_runs(items(2), story_of, size)
+        group_into_runs(items(2), size)
 
 
 def test_a_queue_of_free_stories_is_batched_and_a_lone_one_runs_alone() -> None:
@@ -110,9 +88,11 @@ def test_a_single_free_story_beside_busy_ones_runs_alone_not_as_a_batch_of_one()
     assert plan.batches == [] and sorted(plan.alone) == sorted(queue)
 
 
-def test_a_storys_second_item_of_a_tick_waits() -> None:
-    queue = [("STORY-A", 1), ("STORY-B", 1), ("STORY-A", 2)]
+def test_a_story_twice_in_a_tick_gets_its_own_runs_and_is_not_batched() -> None:
+    queue = [("STORY-A", 1), ("STORY-B", 1), ("STORY-C", 1), ("STORY-A", 2)]
 
     plan = plan_runs(queue, story_of, 50)
 
-    assert plan.batches == [queue[:2]] and plan.waiting == [queue[2]]
+    # The story concurrency limit runs STORY-A's two runs one after the other; nothing waits.
+    assert plan.alone == [("STORY-A", 1), ("STORY-A", 2)]
+    assert plan.batches == [[("STORY-B", 1), ("STORY-C", 1)]] and plan.waiting == []
