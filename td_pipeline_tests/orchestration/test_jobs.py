@@ -396,7 +396,7 @@ def test_a_batched_derive_run_reports_each_story_and_runs_a_failed_one_again_alo
     user = failure.step_failure_data.user_failure_data
     assert user is not None and user.metadata["failed_stories"].value == BAD
 
-    requests = fallback(instance, result, fleet_settings(fleet))
+    requests = fallback(instance, result.run_id, fleet_settings(fleet))
 
     (request,) = requests  # the bad story alone; the good ones are done
     assert (request.job_name, request.partition_key) == ("derive_tasks", BAD)
@@ -436,7 +436,7 @@ def test_a_peer_outage_fails_the_rest_of_a_batch_at_once_for_each_to_run_alone(
     logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
     for later in works[1:]:
         assert f"{later.story}: not tried: a peer was out for {GOOD[0]}" in logged
-    requests = fallback(instance, result, fleet_settings(fleet))
+    requests = fallback(instance, result.run_id, fleet_settings(fleet))
     assert sorted(r.partition_key or "" for r in requests) == sorted(w.story for w in works)
     assert {r.job_name for r in requests} == {"derive_tasks"}
 
@@ -458,24 +458,9 @@ def test_a_batch_that_died_runs_its_first_undone_story_alone_and_batches_the_res
         )
     )
     instance.report_run_failed(run, "the run worker died")
-    failed = instance.get_run_by_id(run.run_id)
-    assert failed is not None
-    event = next(
-        entry.dagster_event
-        for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-        if entry.dagster_event is not None
-    )
-    context = dg.build_run_status_sensor_context(
-        sensor_name=batch_fallback_sensor.name,
-        dagster_event=event,
-        dagster_instance=instance,
-        dagster_run=failed,
-    ).for_run_failure()
 
-    requests = batch_fallback_sensor(context, settings=DerivationSettings())
+    alone, batch = fallback(instance, run.run_id, DerivationSettings())
 
-    assert isinstance(requests, list)
-    alone, batch = requests
     assert (alone.job_name, alone.partition_key) == ("derive_tasks", GOOD[0])
     assert alone.run_key == f"fallback:{run.run_id}:{GOOD[0]}"
     assert batch.job_name == "derive_tasks_batch"
@@ -484,16 +469,14 @@ def test_a_batch_that_died_runs_its_first_undone_story_alone_and_batches_the_res
 
 
 def fallback(
-    instance: dg.DagsterInstance,
-    result: dg.ExecuteInProcessResult,
-    settings: DerivationSettings,
+    instance: dg.DagsterInstance, run_id: str, settings: DerivationSettings
 ) -> list[dg.RunRequest]:
     """batch_fallback_sensor's answer to the failed run, as the daemon would ask it."""
-    run_record = instance.get_run_by_id(result.run_id)
+    run_record = instance.get_run_by_id(run_id)
     assert run_record is not None
     failure_event = next(
         entry.dagster_event
-        for entry in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
         if entry.dagster_event is not None
     )
     context = dg.build_run_status_sensor_context(
