@@ -83,12 +83,12 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         return _usage_error(f"cannot read {args.file}: {error.strerror or error}")
 
-    assessment = validate_proposal(text, rules)
+    verdict = validate_proposal(text, rules)
     if args.json:
-        print(json.dumps(assessment_as_json(assessment, rules), indent=2, ensure_ascii=False))
+        print(json.dumps(verdict_as_json(verdict, rules), indent=2, ensure_ascii=False))
     else:
-        print(assessment_report(assessment, args.file, rules))
-    return EXIT_VALID if isinstance(assessment, ValidProposal) else EXIT_INVALID
+        print(verdict_report(verdict, args.file, rules))
+    return EXIT_VALID if isinstance(verdict, ValidProposal) else EXIT_INVALID
 
 
 def graph_as_json(graph: TaskGraph, criteria_count: int) -> dict[str, Any]:
@@ -121,37 +121,37 @@ def graph_as_json(graph: TaskGraph, criteria_count: int) -> dict[str, Any]:
     }
 
 
-def assessment_as_json(assessment: ProposalVerdict, rules: DerivationRules) -> dict[str, Any]:
-    if isinstance(assessment, InvalidProposal):
+def verdict_as_json(verdict: ProposalVerdict, rules: DerivationRules) -> dict[str, Any]:
+    if isinstance(verdict, InvalidProposal):
         return {
             "errors": [
-                {"code": issue.code.value, "message": issue.message} for issue in assessment.issues
+                {"code": issue.code.value, "message": issue.message} for issue in verdict.issues
             ],
-            "warnings": list(assessment.warnings),
+            "warnings": list(verdict.warnings),
         }
-    verdict = graph_as_json(assessment.graph, rules.criteria_count)
-    task_warnings = assessment.task_warnings()
-    for task in verdict["tasks"]:
+    graph_json = graph_as_json(verdict.graph, rules.criteria_count)
+    task_warnings = verdict.task_warnings()
+    for task in graph_json["tasks"]:
         task["warnings"] = list(task_warnings.get(task["key"], ()))
-    return {**verdict, "warnings": list(assessment.warnings)}
+    return {**graph_json, "warnings": list(verdict.warnings)}
 
 
-def assessment_report(assessment: ProposalVerdict, source: str, rules: DerivationRules) -> str:
-    if isinstance(assessment, InvalidProposal):
-        lines = [f"INVALID  {source}: {len(assessment.issues)} problem(s)"]
-        lines += [f"  [{issue.code.value}] {issue.message}" for issue in assessment.issues]
+def verdict_report(verdict: ProposalVerdict, source: str, rules: DerivationRules) -> str:
+    if isinstance(verdict, InvalidProposal):
+        lines = [f"INVALID  {source}: {len(verdict.issues)} problem(s)"]
+        lines += [f"  [{issue.code.value}] {issue.message}" for issue in verdict.issues]
     else:
-        lines = _valid_report(assessment, source, rules)
-    lines += [f"  warning: {warning}" for warning in assessment.warnings]
+        lines = _valid_report(verdict, source, rules)
+    lines += [f"  warning: {warning}" for warning in verdict.warnings]
     return "\n".join(lines)
 
 
-def _valid_report(assessment: ValidProposal, source: str, rules: DerivationRules) -> list[str]:
-    graph = assessment.graph
+def _valid_report(verdict: ValidProposal, source: str, rules: DerivationRules) -> list[str]:
+    graph = verdict.graph
     critical = graph.critical_path()
     lines = [
         f"VALID  {source}: {len(graph.nodes)} tasks, {len(graph.edges)} dependencies "
-        f"({assessment.format.value}), {len(assessment.warnings)} warning(s)",
+        f"({verdict.format.value}), {len(verdict.warnings)} warning(s)",
         "",
         f"  {'key':<8} {'role':<12} {'hours':>5} {'prio':>4}  title  [depends on]",
     ]

@@ -1,6 +1,6 @@
 """What reading an LLM answer produces: task drafts, and warnings naming every guess.
 
-A draft keeps what the answer said, lightly normalised; `assessment` turns drafts into value
+A draft keeps what the answer said, lightly normalised; `validation` turns drafts into value
 objects. A warning names one leniency (which block was taken, a value read loosely, a
 dependency resolved by position) and the tasks it concerns, so that the UI can show it on the
 task and `check-proposal` in its list.
