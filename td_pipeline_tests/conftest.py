@@ -1,10 +1,20 @@
+"""The fixtures tests share (a module keeps its own only where it differs: other stories, a
+backend, scope or settings; a module's fixture of the same name overrides these)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from td_pipeline.infrastructure.shared_nats import close_shared_nats_connections
+from td_pipeline.sandbox.fleet import LocalFleet
+from td_pipeline.sandbox.nats_server import NatsServer
+from td_pipeline.sandbox.planning import PlanningFaults
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -12,6 +22,35 @@ def _close_shared_nats_connections() -> Iterator[None]:
     """Tests stop their NATS servers; close the shared connections before pytest reports."""
     yield
     close_shared_nats_connections()
+
+
+@pytest.fixture
+def server() -> Iterator[NatsServer]:
+    """A NATS server of the test's own."""
+    with NatsServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    """The local fleet with its default stories and planner, one for a module's tests."""
+    with LocalFleet(tmp_path_factory.mktemp("fleet")) as fleet:
+        yield fleet
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """An empty ephemeral Dagster instance of the test's own."""
+    import dagster as dg  # here, not at the top: the fast tier need not import Dagster
+
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def faults() -> PlanningFaults:
+    """The sandbox Planning service's fault knobs, none set."""
+    return PlanningFaults()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

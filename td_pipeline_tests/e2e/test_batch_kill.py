@@ -36,13 +36,6 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
         yield fleet
 
 
-@pytest.fixture
-def dagster(fleet: LocalFleet, tmp_path: Path) -> Iterator[DagsterProcesses]:
-    home = prepare_home(tmp_path / "dagster_home")
-    with DagsterProcesses(home, fleet.environment(), tmp_path / "logs") as processes:
-        yield processes
-
-
 def submissions_in(instance: dg.DagsterInstance, run_id: str) -> int:
     return sum(
         1

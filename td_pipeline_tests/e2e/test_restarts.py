@@ -16,7 +16,7 @@ import dagster as dg
 import nats
 import pytest
 
-from td_pipeline.devtools.dagster_processes import DagsterProcesses, prepare_home
+from td_pipeline.devtools.dagster_processes import DagsterProcesses
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.planning_store import load_sample_stories, story_copies
 from td_pipeline_tests.e2e.test_daemon import request_and_collect
@@ -34,13 +34,9 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
         yield fleet
 
 
-@pytest.fixture
-def dagster(fleet: LocalFleet, tmp_path: Path) -> Iterator[DagsterProcesses]:
-    home = prepare_home(tmp_path / "dagster_home")
-    # The default retry schedule (every 15 minutes): nothing here may wait for it. A run lost
-    # with a killed daemon is relaunched by Dagster's run retries, not retried by us.
-    with DagsterProcesses(home, fleet.environment(), tmp_path / "logs") as processes:
-        yield processes
+# The default `dagster` (e2e/conftest.py), with the default retry schedule (every 15 minutes):
+# nothing here may wait for it. A run lost with a killed daemon is relaunched by Dagster's run
+# retries, not retried by us.
 
 
 def request(story_index: int) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
 
 import nats
 import pytest
@@ -44,12 +43,6 @@ COMPLETED = {
     "occurred_at": "2026-11-01T10:00:00Z",
     "derivation_request_id": "d-1",
 }
-
-
-@pytest.fixture
-def server() -> Iterator[NatsServer]:
-    with NatsServer() as server:
-        yield server
 
 
 def publish(url: str, *messages: tuple[str, dict[str, object]]) -> None:

@@ -47,11 +47,6 @@ def task(
 
 
 @pytest.fixture
-def faults() -> PlanningFaults:
-    return PlanningFaults()
-
-
-@pytest.fixture
 def store() -> PlanningStore:
     store = PlanningStore()
     store.seed(load_sample_stories())

@@ -3,7 +3,6 @@ bounded by what is needed (a tag, a time window), never by a fixed number of run
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,12 +25,6 @@ from td_pipeline.orchestration.attempts import Phase, attempt_tags, run_attempts
 from td_pipeline.orchestration.run_requests import StoryWork, batch_run_key, batch_run_request
 
 STORY = "STORY-REFUNDS"
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 def add_run(

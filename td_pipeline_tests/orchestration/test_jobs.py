@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,17 +42,11 @@ pytestmark = pytest.mark.pipeline  # Dagster runs: in `make e2e`, not the fast t
 STORY, PLAN = "STORY-REFUNDS", "PLAN-PAY-1"
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
-    with LocalFleet(tmp_path_factory.mktemp("fleet")) as fleet:
-        yield fleet
-
-
 @pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(story_partitions.name, [STORY])
-        yield instance
+def instance(instance: dg.DagsterInstance) -> dg.DagsterInstance:
+    """The shared empty instance (conftest.py), knowing the story."""
+    instance.add_dynamic_partitions(story_partitions.name, [STORY])
+    return instance
 
 
 def fleet_settings(fleet: LocalFleet, **overrides: Any) -> DerivationSettings:

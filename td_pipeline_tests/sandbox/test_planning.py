@@ -24,11 +24,6 @@ REFUNDS = next(s for s in STORIES if s.story_id == "STORY-REFUNDS")
 
 
 @pytest.fixture
-def faults() -> PlanningFaults:
-    return PlanningFaults()
-
-
-@pytest.fixture
 def store() -> PlanningStore:
     store = PlanningStore()
     store.seed(STORIES)
