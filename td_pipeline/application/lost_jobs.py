@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 from td_pipeline.application.ports import DeliberationStatus
 
 LOST_STATUSES = frozenset({"not_found", "failed"})
@@ -32,3 +34,23 @@ def why_lost(
     if waited >= timeout:
         return f"LLM timeout after {timeout}s (job {deliberation_id}: {status})"
     return None
+
+
+class Watch(Enum):
+    """What the watchdog does with a submission still waiting for its answer."""
+
+    SUPERSEDED = "superseded"  # a later run of the story (a retry in the queue) supersedes it
+    TOO_EARLY = "too_early"  # too early to tell: do not ask the executor
+    ASK_EXECUTOR = "ask_executor"  # ask the executor, then `why_lost` says whether it is lost
+
+
+def what_to_watch(superseded: bool, waited: float, timeout: int, look: float) -> Watch:
+    """Whether the watchdog asks the executor about a submission. `superseded`: the story has
+    no run, or a later one than the submission's; `waited`: seconds since the submission;
+    `look`: how often the watchdog looks. Before a look (or the timeout, when shorter) has
+    passed nothing can be lost yet, so the executor is not asked."""
+    if superseded:
+        return Watch.SUPERSEDED
+    if waited < min(look, timeout):
+        return Watch.TOO_EARLY
+    return Watch.ASK_EXECUTOR

@@ -5,6 +5,7 @@ failed run then finds its event published."""
 
 import dagster as dg
 
+from td_pipeline.application.failure_events import why_no_failed_event
 from td_pipeline.orchestration.attempt_queries import derive_config_of, failure_of
 from td_pipeline.orchestration.attempts import PARTITION_TAG, relaunched_by_dagster, run_attempt
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
@@ -22,19 +23,22 @@ from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
 def derivation_failure_sensor(
     context: dg.RunFailureSensorContext, nats: NatsResource, settings: DerivationSettings
 ) -> None:
-    attempt = run_attempt(context.dagster_run)
-    story = context.dagster_run.tags.get(PARTITION_TAG)
-    if attempt is None or story is None:
-        context.log.info(f"run {context.dagster_run.run_id} is not a derivation attempt")
+    run = context.dagster_run
+    attempt = run_attempt(run)
+    story = run.tags.get(PARTITION_TAG)
+    asked = (
+        derive_config_of(context.instance, story, attempt.derivation_id)
+        if attempt is not None and story is not None
+        else None
+    )
+    no_event = why_no_failed_event(
+        run.run_id, story, attempt is not None, relaunched_by_dagster(run), asked is not None
+    )
+    if no_event is not None:
+        (context.log.warning if no_event.warn else context.log.info)(no_event.why)
         return
-    if relaunched_by_dagster(context.dagster_run):
-        context.log.info(f"{story}: the run died before any step failed; Dagster relaunches it")
-        return
+    assert attempt is not None and story is not None and asked is not None  # no_event is None
     failure = failure_of(context.instance, attempt)
-    asked = derive_config_of(context.instance, story, attempt.derivation_id)
-    if asked is None:
-        context.log.warning(f"no derive run known for {story}; failed event not published")
-        return
     event = announce_failed_attempt(
         context.instance,
         nats,

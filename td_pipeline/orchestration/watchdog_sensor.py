@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from td_pipeline.application.lost_jobs import why_lost
+from td_pipeline.application.lost_jobs import Watch, what_to_watch, why_lost
 from td_pipeline.application.ports import DeliberationStatus, PortError
 from td_pipeline.orchestration.attempt_queries import latest_run, waiting_attempts
 from td_pipeline.orchestration.jobs import persist_job
@@ -48,11 +48,11 @@ def llm_watchdog_sensor(
     for submission in waiting_attempts(context.instance, waiting_since(now, timeout)):
         story = submission.story
         latest = latest_run(context.instance, story)
-        if latest is None or latest.run.run_id != submission.run_id:
-            continue  # a later run of the story (a retry in the queue) supersedes it
+        superseded = latest is None or latest.run.run_id != submission.run_id
         waited = (now - submission.submitted_at).total_seconds()
-        if waited < min(WATCHDOG_INTERVAL_SECONDS, timeout):
-            continue  # too early to tell: do not ask the executor
+        watch = what_to_watch(superseded, waited, timeout, WATCHDOG_INTERVAL_SECONDS)
+        if watch is not Watch.ASK_EXECUTOR:
+            continue  # superseded by a later run, or too early to tell
         try:
             job = executor.client().deliberation_status(submission.deliberation_id)
         except PortError as error:

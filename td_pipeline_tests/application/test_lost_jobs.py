@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from td_pipeline.application.lost_jobs import why_lost
+from td_pipeline.application.lost_jobs import Watch, what_to_watch, why_lost
 from td_pipeline.application.ports import DeliberationStatus
 
 LOOK = 10  # the watchdog looks every 10 s
@@ -36,3 +36,20 @@ def test_a_job_completed_without_a_proposal_fails_once_the_result_sensor_had_its
     assert why_lost(job, 10, 600, "j-1", LOOK) == (
         "LLM job j-1 completed without an answer (the LLM failed)"
     )
+
+
+@pytest.mark.parametrize(
+    ("superseded", "waited", "timeout", "watch"),
+    [
+        (True, 900, 600, Watch.SUPERSEDED),  # a retry in the queue supersedes it
+        (True, 0, 600, Watch.SUPERSEDED),
+        (False, 9, 600, Watch.TOO_EARLY),  # not a look yet: do not ask the executor
+        (False, 10, 600, Watch.ASK_EXECUTOR),
+        (False, 4, 5, Watch.TOO_EARLY),  # a timeout shorter than a look bounds the wait
+        (False, 5, 5, Watch.ASK_EXECUTOR),
+    ],
+)
+def test_the_watchdog_asks_the_executor_only_about_current_submissions_past_a_look(
+    superseded: bool, waited: float, timeout: int, watch: Watch
+) -> None:
+    assert what_to_watch(superseded, waited, timeout, LOOK) is watch
