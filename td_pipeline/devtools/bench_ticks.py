@@ -1,71 +1,51 @@
 """`td-pipeline bench ticks`: what one request-sensor tick and one result-sensor tick cost with
 few and with many existing story partitions.
 
-Each size gets its own Dagster instance (a temporary DAGSTER_HOME with the repository's
-`dagster.yaml`) and its own NATS server on loopback. Both are seeded first: N story
-partitions (added straight to the instance, in chunks), and a history for a few of them (an
-earlier derivation that completed, and a current one submitted to the LLM). Then, turn by
-turn for the two sizes, the same small set of requests (new stories and re-derivations) and
-of answers (for the submitted stories) is published, and the real sensors are evaluated the
-way the code server evaluates them (`evaluate_tick`, which also checks every run request's
-partition); what they asked for is then stored as the daemon would (partitions, runs).
-The figure per size is the median tick, by the wall clock and by this process's CPU time (the
-machines are noisy: other processes stretch the first far more than the second); the ratio
-between the sizes is taken in one run. Beside the times, what no noise blurs: how often a
-tick read every partition key of `stories`."""
+The two sizes are set up and seeded by `tick_workload` (an instance and a NATS server each).
+Here: turn by turn for the two sizes, the same small set of requests (new stories and
+re-derivations) and of answers (for the submitted stories) is published, and the real sensors
+are evaluated the way the code server evaluates them (`evaluate_tick`, which also checks every
+run request's partition); what they asked for is then stored as the daemon would (partitions,
+runs). The figure per size is the median tick, by the wall clock and by this process's CPU time
+(the machines are noisy: other processes stretch the first far more than the second); the ratio
+between the sizes is taken in one run. Beside the times, what no noise blurs: how often a tick
+read every partition key of `stories`. Also here: the report and the command line."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from unittest import mock
 
 import dagster as dg
-import nats
 
-from td_pipeline.devtools.dagster_processes import prepare_home
-from td_pipeline.domain.values import DerivationId
-from td_pipeline.infrastructure.executor_client import derivation_task_id
+from td_pipeline.devtools.tick_workload import (
+    PLAN,
+    Clock,
+    SizedSetup,
+    Workload,
+    answer,
+    publish,
+    sized_setup,
+    store_result,
+)
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_COMPLETED, DERIVATION_REQUESTED
-from td_pipeline.orchestration.attempt_queries import RUN_KEY_TAG, SUBMISSION_ASSET
-from td_pipeline.orchestration.attempts import BATCH_TAG, Phase, attempt_tags
+from td_pipeline.orchestration.attempts import BATCH_TAG
 from td_pipeline.orchestration.definitions import defs
-from td_pipeline.orchestration.partitions import STORIES
 from td_pipeline.orchestration.request_sensor import derivation_request_sensor
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
 from td_pipeline.orchestration.result_sensor import derivation_result_sensor
-from td_pipeline.sandbox.nats_server import NatsServer, missing_nats_server
+from td_pipeline.sandbox.nats_server import missing_nats_server
 
-PARTITION_CHUNK = 1_000  # keys per add_dynamic_partitions call (SQLite bounds a statement)
-PLAN = "PLAN-BENCH-1"
 RATIO_GOAL = 1.5
 SENSORS = (derivation_request_sensor, derivation_result_sensor)
-
-
-def story(index: int) -> str:
-    return f"STORY-BENCH-{index:06d}"
-
-
-def derivation(index: int, generation: str) -> str:
-    return f"d-bench-{generation}-{index:06d}"
-
-
-class Clock(StrEnum):
-    WALL = "wall"  # what the tick takes, the machine's load included
-    CPU = "CPU"  # this process's CPU time in the tick: hardly moved by other processes
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,149 +112,6 @@ def verdict(rows: Sequence[SensorTimes], goal: float = RATIO_GOAL) -> str:
     return f"larger / smaller against x{goal}: {', '.join(clocks)}; {every_key}"
 
 
-@dataclass(frozen=True, slots=True)
-class Workload:
-    """What every turn publishes: `requests` requests (a fifth of them re-derive a story with
-    a history, the rest are new stories) and `answers` answers, each for a story whose current
-    submission is recorded and not yet answered. The same at every size."""
-
-    requests: int
-    answers: int
-    turns: int  # timed turns; one more warms up
-
-    @property
-    def submitted_stories(self) -> int:
-        return self.answers * (self.turns + 1)
-
-    def answered_stories(self, turn: int) -> range:
-        return range(turn * self.answers, (turn + 1) * self.answers)
-
-    def request_stories(self, turn: int) -> list[str]:
-        again = [story(n) for n in self.answered_stories(turn)][: self.requests // 5]
-        fresh = [f"STORY-NEW-{turn:03d}-{n:03d}" for n in range(self.requests - len(again))]
-        return fresh + again
-
-
-@dataclass
-class SizedSetup:
-    """One size: its instance, its NATS server, the sensors' cursors and tick times, and how
-    often the instance was asked for every partition key."""
-
-    partitions: int
-    instance: dg.DagsterInstance
-    url: str
-    cursors: dict[str, str | None] = field(default_factory=dict)
-    times_ms: dict[tuple[str, Clock], list[float]] = field(default_factory=dict)
-    watched_reads: Sequence[mock.MagicMock] = ()  # the instance's all-keys reads
-    full_reads: dict[str, int] = field(default_factory=dict)  # per sensor, every tick
-
-    def all_keys_reads(self) -> int:
-        return sum(read.call_count for read in self.watched_reads)
-
-
-def add_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
-    for start in range(0, len(keys), PARTITION_CHUNK):
-        instance.add_dynamic_partitions(STORIES, list(keys[start : start + PARTITION_CHUNK]))
-
-
-def _derive_config(index: int, generation: str) -> dict[str, Any]:
-    config = {"plan_id": PLAN, "derivation_id": derivation(index, generation), "attempt": 1}
-    return {"ops": {"plan_context": {"config": config}}}
-
-
-def _persist_config(index: int, generation: str) -> dict[str, Any]:
-    config = {"derivation_id": derivation(index, generation), "attempt": 1, "text": "{}"}
-    return {"ops": {"llm_proposal": {"config": config}}}
-
-
-def _add_run(
-    instance: dg.DagsterInstance,
-    job: str,
-    config: dict[str, Any],
-    tags: dict[str, str],
-    status: dg.DagsterRunStatus,
-) -> None:
-    instance.add_run(dg.DagsterRun(job_name=job, run_config=config, tags=tags, status=status))
-
-
-def seed_history(instance: dg.DagsterInstance, stories: int) -> None:
-    """For each of the first `stories` stories: an earlier derivation, derived and persisted,
-    and the current one, derived and submitted to the LLM (its answer still to come)."""
-    done = dg.DagsterRunStatus.SUCCESS
-    for index in range(stories):
-        partition = {"dagster/partition": story(index)}
-        for generation in ("old", "now"):
-            tags = {**partition, **attempt_tags(Phase.DERIVE, derivation(index, generation), 1)}
-            _add_run(instance, "derive_tasks", _derive_config(index, generation), tags, done)
-        old_persist = {**partition, **attempt_tags(Phase.PERSIST, derivation(index, "old"), 1)}
-        _add_run(instance, "persist_tasks", _persist_config(index, "old"), old_persist, done)
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(
-                asset_key=SUBMISSION_ASSET,
-                partition=story(index),
-                metadata={
-                    "derivation_id": derivation(index, "now"),
-                    "attempt": 1,
-                    "deliberation_id": f"deliberation-{index}",
-                    "submitted_at": datetime.now(UTC).isoformat(),
-                    "plan_id": PLAN,
-                    "roles": "DEVELOPER",
-                    "acceptance_criteria": 2,
-                    "correlation_id": "",
-                },
-            )
-        )
-
-
-def answer(index: int) -> dict[str, Any]:
-    """`agent.response.completed` for a story's current attempt, as the executor sends it."""
-    task_id = derivation_task_id(DerivationId(derivation(index, "now")), 1)
-    metadata = {
-        "task_type": "TASK_DERIVATION",
-        "story_id": story(index),
-        "plan_id": PLAN,
-        "derivation_id": derivation(index, "now"),
-        "attempt": "1",
-        "task_id": task_id,
-    }
-    tasks = [{"id": "T1", "title": "Bench task", "role": "DEVELOPER", "depends_on": []}]
-    return {
-        "task_id": task_id,
-        "agent_id": "bench-agent",
-        "role": "DEVELOPER",
-        "status": "completed",
-        "proposal": {"content": json.dumps({"tasks": tasks}), "model": "bench"},
-        "success": True,
-        "constraints": {"story_id": story(index), "plan_id": PLAN, "metadata": metadata},
-    }
-
-
-async def _publish(url: str, messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
-    connection = await nats.connect(url)
-    try:
-        jetstream = connection.jetstream()
-        for subject, body in messages:
-            await jetstream.publish(subject, json.dumps(body).encode())
-    finally:
-        await connection.close()
-
-
-def store_result(
-    instance: dg.DagsterInstance,
-    partitions: Sequence[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest],
-    runs: Sequence[dg.RunRequest],
-) -> None:
-    """What the daemon does with a tick's result: add its partitions, create its runs (not
-    started: a queued run would need a code location's origin)."""
-    for added in partitions:
-        if isinstance(added, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
-    for request in runs:
-        tags = {**request.tags, RUN_KEY_TAG: request.run_key or ""}
-        job = request.job_name or ""
-        _add_run(instance, job, dict(request.run_config), tags, dg.DagsterRunStatus.NOT_STARTED)
-
-
 def timed_tick(setup: SizedSetup, sensor: dg.SensorDefinition) -> tuple[dict[Clock, float], int]:
     """One tick of `sensor`, evaluated and resolved as the code server does: milliseconds by
     each clock, and how many stories its runs serve (a batched run serves several)."""
@@ -312,7 +149,7 @@ def publish_turn(setup: SizedSetup, workload: Workload, turn: int) -> dict[str, 
         for key in workload.request_stories(turn)
     ]
     answers = [(AGENT_RESPONSE_COMPLETED, answer(i)) for i in workload.answered_stories(turn)]
-    asyncio.run(_publish(setup.url, requests + answers))
+    asyncio.run(publish(setup.url, requests + answers))
     return {
         derivation_request_sensor.name: len(requests),
         derivation_result_sensor.name: len(answers),
@@ -333,30 +170,6 @@ def run_turn(setups: Sequence[SizedSetup], workload: Workload, turn: int) -> Non
             if turn > 0:  # turn 0 warms up (connections, consumers, imports)
                 for clock, milliseconds in elapsed.items():
                     setup.times_ms.setdefault((sensor.name, clock), []).append(milliseconds)
-
-
-@contextmanager
-def sized_setup(root: Path, partitions: int, workload: Workload) -> Iterator[SizedSetup]:
-    with ExitStack() as stack:
-        server = stack.enter_context(NatsServer(store_dir=root / "nats"))
-        home = prepare_home(root / "home")
-        instance = stack.enter_context(dg.DagsterInstance.from_config(str(home)))
-        watched = [  # still answered as usual; only counted
-            stack.enter_context(mock.patch.object(instance, name, wraps=read))
-            for name, read in (
-                ("get_dynamic_partitions", instance.get_dynamic_partitions),
-                ("get_paginated_dynamic_partitions", instance.get_paginated_dynamic_partitions),
-            )
-        ]
-        started = time.monotonic()
-        add_partitions(instance, [story(n) for n in range(partitions)])
-        seed_history(instance, workload.submitted_stories)
-        print(
-            f"  {partitions:,} partitions, {workload.submitted_stories} stories with a history: "
-            f"{time.monotonic() - started:.1f}s",
-            flush=True,
-        )
-        yield SizedSetup(partitions, instance, server.url, watched_reads=watched)
 
 
 def measure(small: int, large: int, workload: Workload, root: Path) -> list[SensorTimes]:

@@ -8,15 +8,13 @@ import pytest
 
 from td_pipeline.cli import main
 from td_pipeline.devtools.bench_ticks import (
-    Clock,
     SensorTimes,
-    Workload,
-    story,
     tick_table,
     usage_error,
     verdict,
     within_goal,
 )
+from td_pipeline.devtools.tick_workload import Clock, Workload, story
 
 
 def test_the_table_shows_each_clock_at_both_sizes_their_ratio_and_reads_of_every_key() -> None:

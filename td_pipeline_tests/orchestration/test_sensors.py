@@ -13,7 +13,7 @@ import nats.errors
 import pytest
 
 from td_pipeline.application.request_intake import derivation_id_for
-from td_pipeline.devtools.bench_ticks import store_result
+from td_pipeline.devtools.tick_workload import store_result
 from td_pipeline.infrastructure.jetstream_consumer import pulled_message
 from td_pipeline.orchestration import nats_ticks
 from td_pipeline.orchestration.attempt_queries import batch_in_flight
