@@ -74,12 +74,18 @@ async def _failed_events(url: str) -> list[dict[str, Any]]:
         await connection.close()
 
 
-async def _unacked(url: str) -> int:
+async def _request_consumer(url: str) -> Any:
     connection = await nats.connect(url)
-    info = await connection.jetstream().consumer_info(
-        REQUEST_CONSUMER.stream, REQUEST_CONSUMER.durable
-    )
-    await connection.close()
+    try:
+        return await connection.jetstream().consumer_info(
+            REQUEST_CONSUMER.stream, REQUEST_CONSUMER.durable
+        )
+    finally:
+        await connection.close()
+
+
+async def _unacked(url: str) -> int:
+    info = await _request_consumer(url)
     return int(info.num_ack_pending) + int(info.num_pending)
 
 
@@ -379,11 +385,7 @@ async def _request_keys(url: str) -> list[str]:
 
 async def _request_deliveries(url: str) -> int:
     """How many times the request consumer delivered a message (redeliveries count)."""
-    connection = await nats.connect(url)
-    info = await connection.jetstream().consumer_info(
-        REQUEST_CONSUMER.stream, REQUEST_CONSUMER.durable
-    )
-    await connection.close()
+    info = await _request_consumer(url)
     return int(info.delivered.consumer_seq)
 
 
