@@ -50,6 +50,8 @@ class InstanceSource(Protocol):
 
     def llm_waiting(self, now: datetime) -> LlmWaiting: ...
 
+    def fetch_stalls(self) -> dict[str, int]: ...
+
 
 class PeerProbe(Protocol):
     name: str
@@ -234,6 +236,7 @@ class PipelineCollector(Collector):
             runs = self._instance.run_counts()
             sensors = self._instance.sensor_success_ages(now)
             waiting = self._instance.llm_waiting(now)
+            stalls = self._instance.fetch_stalls()
             beats = self._instance.daemon_heartbeats(now)
         except Exception:
             return [], None
@@ -264,6 +267,13 @@ class PipelineCollector(Collector):
             "Seconds the oldest attempt has waited on the LLM (0 when none waits)",
         )
         oldest.add_metric([], waiting.oldest_seconds)
+        stalled = CounterMetricFamily(
+            "td_nats_fetch_stalls",
+            "Fetches of a NATS-driven sensor that NATS did not end within their timeout",
+            labels=["sensor"],
+        )
+        for sensor, count in sorted(stalls.items()):
+            stalled.add_metric([sensor], count)
         heartbeat = GaugeMetricFamily(
             "td_daemon_heartbeat_age_seconds",
             "Seconds since each Dagster daemon's last heartbeat",
@@ -271,7 +281,8 @@ class PipelineCollector(Collector):
         )
         for daemon, age in sorted(beats.ages.items()):
             heartbeat.add_metric([daemon], age)
-        return [queued, in_progress, sensor_age, waiting_count, oldest, heartbeat], beats
+        metrics = [queued, in_progress, sensor_age, waiting_count, oldest, stalled, heartbeat]
+        return metrics, beats
 
     def _readiness_metrics(self, now: datetime, beats: DaemonHeartbeats | None) -> list[Metric]:
         readiness = self._readiness(now, beats)

@@ -63,18 +63,18 @@ def _floor_sensor(subject: str, job: dg.JobDefinition, op: str) -> dg.SensorDefi
     def floor_sensor(
         context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
     ) -> dg.SensorResult:
-        _, messages = settle_then_fetch(context, nats, settings, consumer)
+        fetch = settle_then_fetch(context, nats, settings, consumer)
         requests = [
             dg.RunRequest(
                 run_key=message.run_key,
                 run_config={"ops": {op: {"config": {"item": json.loads(message.data)["item"]}}}},
                 tags={PRIORITY_TAG: "1"} if job is floor_second else {},  # as persist runs
             )
-            for message in messages
+            for message in fetch.messages
         ]
         return dg.SensorResult(
             run_requests=requests,
-            cursor=json.dumps({"pending_acks": [message.reply for message in messages]}),
+            cursor=fetch.cursor([message.reply for message in fetch.messages]),
         )
 
     return floor_sensor

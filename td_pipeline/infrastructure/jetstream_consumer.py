@@ -10,7 +10,6 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -24,6 +23,17 @@ from td_pipeline.infrastructure.event_loop_thread import EventLoopThread
 from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
 
 ACK, TERM = b"+ACK", b"+TERM"
+# A pull request's statuses: 404 (nothing left), 408 (expired) and 409 (the server ended it:
+# consumer deleted, limits) end it; 100 is an idle heartbeat.
+REQUEST_ENDED = frozenset({"404", "408", "409"})
+HEARTBEAT = "100"
+# How long past its timeout a fetch waits for the server to end its request; then it gives up
+# and says it stalled (the request then dies on the server: its inbox has no subscriber).
+STALL_GRACE_SECONDS = 2.0
+
+
+class PullRefused(Exception):
+    """JetStream answered a pull request with an error status (no such consumer, say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +81,20 @@ class PulledMessage:
         return stream_run_key(self.stream, self.stream_sequence, self.timestamp_ns)
 
 
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    messages: list[PulledMessage]
+    stalled: bool  # the server did not end the request in time: what came is kept
+
+
+def pull_status(message: Msg) -> str | None:
+    """The status code of a message JetStream sends about a pull request; None for a stream
+    message."""
+    if not message.headers:
+        return None
+    return message.headers.get("Status")
+
+
 def stream_run_key(stream: str, sequence: int, timestamp_ns: int) -> str:
     """A stream message's run key (the request's derivation id is made from it)."""
     # Sequence numbers restart when a stream is recreated; the timestamp keeps it unique.
@@ -95,7 +119,6 @@ class JetStreamPuller:
         self, url: str, auth: NatsAuth = NO_AUTH, connect_timeout_seconds: float = 3.0
     ) -> None:
         self._loop = EventLoopThread("jetstream-puller")
-        self._subscriptions: dict[str, Any] = {}
         seen: list[Exception] = []
         try:
             self._connection: Client = self._loop.run(
@@ -140,25 +163,52 @@ class JetStreamPuller:
         silently keep an existing consumer's old config)."""
         self._loop.run(self._connection.jetstream().add_consumer(spec.stream, spec.config()), 10)
 
-    def fetch(self, spec: ConsumerSpec, batch: int, timeout_seconds: float) -> list[PulledMessage]:
-        """Up to `batch` messages, waiting at most `timeout_seconds` for the first."""
-        # The margin only guards against a hang; a loaded machine can stall the loop for seconds.
-        return self._loop.run(self._fetch(spec, batch, timeout_seconds), timeout_seconds + 15)
+    def fetch(self, spec: ConsumerSpec, batch: int, timeout_seconds: float) -> Fetched:
+        """Up to `batch` messages, waiting at most `timeout_seconds` for the first; back within
+        `timeout_seconds + STALL_GRACE_SECONDS` whatever the server does."""
+        deadline = timeout_seconds + STALL_GRACE_SECONDS
+        # The loop guard only matters if the loop itself is wedged: `_pull` keeps its deadline.
+        return self._loop.run(self._pull(spec, batch, timeout_seconds, deadline), deadline + 5)
 
-    async def _fetch(
-        self, spec: ConsumerSpec, batch: int, timeout_seconds: float
-    ) -> list[PulledMessage]:
-        subscription = self._subscriptions.get(spec.durable)
-        if subscription is None:
-            subscription = await self._connection.jetstream().pull_subscribe_bind(
-                spec.durable, spec.stream
-            )
-            self._subscriptions[spec.durable] = subscription
+    async def _pull(
+        self, spec: ConsumerSpec, batch: int, timeout_seconds: float, deadline_seconds: float
+    ) -> Fetched:
+        """One pull request of our own, on an inbox of its own (not nats-py's `fetch`, whose
+        shared inbox and deadline arithmetic raised a bare TimeoutError and could leave
+        lingering requests behind: see docs/reliability.md). `no_wait` with `expires` makes
+        the server wait up to `expires` for a first message, deliver what is there, then end
+        the request with a status; that status is what we wait for, so the request is over on
+        the server when we return and no later message lands on an inbox nobody reads."""
+        if batch < 1 or timeout_seconds <= 0:
+            raise ValueError("a fetch needs a batch of at least 1 and a positive timeout")
+        inbox = self._connection.new_inbox()
+        subscription = await self._connection.subscribe(inbox)
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + deadline_seconds
+        messages: list[PulledMessage] = []
         try:
-            messages = await subscription.fetch(batch, timeout=timeout_seconds)
-        except NatsTimeoutError:
-            return []  # nothing arrived: the normal answer of an idle stream
-        return [pulled_message(message) for message in messages]
+            request = {"batch": batch, "expires": int(timeout_seconds * 1e9), "no_wait": True}
+            await self._connection.publish(
+                f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}",
+                json.dumps(request).encode(),
+                reply=inbox,
+            )
+            while len(messages) < batch:
+                try:
+                    message = await subscription.next_msg(timeout=give_up_at - loop.time())
+                except NatsTimeoutError:
+                    return Fetched(messages, stalled=True)
+                status = pull_status(message)
+                if status is None:
+                    messages.append(pulled_message(message))
+                elif status in REQUEST_ENDED:
+                    break
+                elif status != HEARTBEAT:
+                    description = (message.headers or {}).get("Description", "")
+                    raise PullRefused(f"{spec.stream}/{spec.durable}: {status} {description}")
+            return Fetched(messages, stalled=False)
+        finally:
+            await subscription.unsubscribe()
 
     def ack(self, replies: Sequence[str]) -> None:
         self._settle(replies, ACK)

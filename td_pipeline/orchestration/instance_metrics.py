@@ -11,11 +11,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
-from dagster._core.scheduler.instigation import InstigatorType, TickStatus
+from dagster._core.scheduler.instigation import (
+    InstigatorType,
+    SensorInstigatorData,
+    TickStatus,
+)
 
 from td_pipeline.orchestration.attempt_queries import waiting_attempts
 from td_pipeline.orchestration.batch_jobs import derive_batch_job, persist_batch_job
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
+from td_pipeline.orchestration.nats_ticks import stalled_fetches
+from td_pipeline.orchestration.request_sensor import derivation_request_sensor
+from td_pipeline.orchestration.result_sensor import derivation_result_sensor
 from td_pipeline.orchestration.watchdog_sensor import waiting_since
 
 JOB_NAMES = tuple(
@@ -27,6 +34,7 @@ IN_PROGRESS = (
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 )
+NATS_SENSORS = (derivation_request_sensor.name, derivation_result_sensor.name)
 SUCCESSFUL_TICKS = [TickStatus.SUCCESS, TickStatus.SKIPPED]  # skipped: nothing to do, no error
 
 
@@ -83,6 +91,15 @@ class InstanceReadings:
             if ticks:
                 ages[state.instigator_name] = now.timestamp() - ticks[0].timestamp
         return ages
+
+    def fetch_stalls(self) -> dict[str, int]:
+        """Each NATS-driven sensor's stalled fetches so far, from its cursor."""
+        return {
+            state.instigator_name: stalled_fetches(state.instigator_data.cursor)
+            for state in self._instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+            if state.instigator_name in NATS_SENSORS
+            and isinstance(state.instigator_data, SensorInstigatorData)
+        }
 
     def llm_waiting(self, now: datetime) -> LlmWaiting:
         """Submissions to the LLM that no answer or failure closed yet, in the watchdog's window."""

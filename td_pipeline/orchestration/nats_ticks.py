@@ -9,6 +9,7 @@ the same run key, and Dagster's run-key dedup keeps them from running twice."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -16,6 +17,7 @@ import dagster as dg
 from td_pipeline.application.attempt_history import SubmittedAttempt
 from td_pipeline.application.retries import AttemptFailure, Stage
 from td_pipeline.infrastructure.jetstream_consumer import (
+    STALL_GRACE_SECONDS,
     ConsumerSpec,
     JetStreamPuller,
     PulledMessage,
@@ -58,8 +60,23 @@ def pending_acks(cursor: str | None) -> list[str]:
     return replies
 
 
-def cursor_with(pending: list[str]) -> str:
-    return json.dumps({"pending_acks": pending})
+def stalled_fetches(cursor: str | None) -> int:
+    """How many of the sensor's fetches stalled so far (kept in its cursor, which outlives the
+    process, so that the metrics server can read it)."""
+    return int(json.loads(cursor).get("stalled_fetches", 0)) if cursor else 0
+
+
+@dataclass(frozen=True, slots=True)
+class TickFetch:
+    """What a tick fetched, on the connection to settle it with."""
+
+    puller: JetStreamPuller
+    messages: list[PulledMessage]
+    stalled_fetches: int  # the sensor's count, this tick's fetch included
+
+    def cursor(self, pending: list[str]) -> str:
+        """The next cursor: the ack subjects the next tick acks, and the stall count."""
+        return json.dumps({"pending_acks": pending, "stalled_fetches": self.stalled_fetches})
 
 
 def settle_then_fetch(
@@ -67,13 +84,22 @@ def settle_then_fetch(
     nats: NatsResource,
     settings: DerivationSettings,
     consumer: ConsumerSpec,
-) -> tuple[JetStreamPuller, list[PulledMessage]]:
+) -> TickFetch:
     """Ack what the last tick turned into runs (this tick running proves they were stored),
     then fetch a bounded batch."""
     puller = nats.puller()
     puller.ack(pending_acks(context.cursor))
     puller.ensure_consumer(consumer)
-    return puller, puller.fetch(consumer, settings.sensor_batch, settings.sensor_fetch_seconds)
+    fetched = puller.fetch(consumer, settings.sensor_batch, settings.sensor_fetch_seconds)
+    stalls = stalled_fetches(context.cursor)
+    if fetched.stalled:
+        stalls += 1
+        context.log.warning(
+            f"fetch from {consumer.stream}/{consumer.durable} stalled: NATS did not end the "
+            f"pull request within {settings.sensor_fetch_seconds + STALL_GRACE_SECONDS:g} s; "
+            f"{len(fetched.messages)} message(s) kept ({stalls} stalled fetches so far)"
+        )
+    return TickFetch(puller, fetched.messages, stalls)
 
 
 def announce_llm_failure(

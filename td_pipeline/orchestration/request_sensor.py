@@ -19,7 +19,6 @@ from td_pipeline.orchestration.attempts import Phase
 from td_pipeline.orchestration.batch_jobs import derive_batch_job
 from td_pipeline.orchestration.jobs import derive_job
 from td_pipeline.orchestration.nats_ticks import (
-    cursor_with,
     last_delivery,
     redeliver_after_waiting,
     settle_then_fetch,
@@ -65,7 +64,8 @@ def derivation_request_sensor(
     if missing is not None:
         # Nothing fetched, nothing lost: the requests wait in the stream (ticks show why).
         return dg.SensorResult(skip_reason=missing, cursor=context.cursor)
-    puller, messages = settle_then_fetch(context, nats, settings, nats.request_consumer())
+    fetch = settle_then_fetch(context, nats, settings, nats.request_consumer())
+    puller, messages = fetch.puller, fetch.messages
     history = InstanceAttemptHistory(context.instance)
     known_roles = settings.known_role_set()
     new_stories: list[str] = []
@@ -114,5 +114,5 @@ def derivation_request_sensor(
         dynamic_partitions_requests=(
             [story_partitions.build_add_request(new_stories)] if new_stories else []
         ),
-        cursor=cursor_with([message.reply for message in pulled.values()]),
+        cursor=fetch.cursor([message.reply for message in pulled.values()]),
     )

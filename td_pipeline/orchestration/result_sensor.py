@@ -15,7 +15,6 @@ from td_pipeline.orchestration.batch_jobs import persist_batch_job
 from td_pipeline.orchestration.jobs import persist_job
 from td_pipeline.orchestration.nats_ticks import (
     announce_llm_failure,
-    cursor_with,
     persist_work,
     settle_then_fetch,
 )
@@ -42,7 +41,8 @@ EARLY_ANSWER_DELAY_SECONDS = 3.0
 def derivation_result_sensor(
     context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
 ) -> dg.SensorResult:
-    puller, messages = settle_then_fetch(context, nats, settings, nats.result_consumer())
+    fetch = settle_then_fetch(context, nats, settings, nats.result_consumer())
+    puller, messages = fetch.puller, fetch.messages
     history = InstanceAttemptHistory(context.instance)
     failures: list[StoryWork] = []  # the executor's failures: always a story's own run
     answers: list[StoryWork] = []  # batched when several come in one tick
@@ -99,4 +99,4 @@ def derivation_result_sensor(
     puller.redeliver_later([*early, *later], EARLY_ANSWER_DELAY_SECONDS)
     if messages:
         context.log.info(f"{len(messages)} answer(s): {dict(routes)}; {len(runs)} run(s)")
-    return dg.SensorResult(run_requests=runs, cursor=cursor_with(list(replies.values())))
+    return dg.SensorResult(run_requests=runs, cursor=fetch.cursor(list(replies.values())))

@@ -70,6 +70,9 @@ class FakeInstance:
     def llm_waiting(self, now: datetime) -> LlmWaiting:
         return LlmWaiting(2, 42.5)
 
+    def fetch_stalls(self) -> dict[str, int]:
+        return {"derivation_request_sensor": 0, "derivation_result_sensor": 3}
+
 
 class FakePeer:
     def __init__(self, name: str, problem: str | None = None) -> None:
@@ -147,6 +150,8 @@ def test_a_scrape_reads_the_stream_on_from_where_it_stopped_and_every_source() -
     assert second[("td_runs_in_progress", (("job", "derive_tasks"),))] == 1
     assert second[("td_llm_waiting_attempts", ())] == 2
     assert second[("td_llm_oldest_waiting_attempt_age_seconds", ())] == 42.5
+    stalls = ("td_nats_fetch_stalls_total", (("sensor", "derivation_result_sensor"),))
+    assert second[stalls] == 3
     sensor = (("sensor", "derivation_request_sensor"),)
     assert second[("td_sensor_last_success_age_seconds", sensor)] == 4.0
     assert second[("td_daemon_heartbeat_age_seconds", (("daemon", "SENSOR"),))] == 5.0

@@ -121,6 +121,7 @@ def test_metrics_follow_a_backlog_outcomes_and_nats_going_away(
         assert after[("td_derivations_requested_total", ())] == 3
         sensor = (("sensor", "derivation_request_sensor"),)
         assert 0 <= after[("td_sensor_last_success_age_seconds", sensor)] < 60
+        assert after[("td_nats_fetch_stalls_total", sensor)] == 0  # read from its cursor
         assert ("td_runs_queued", (("job", "derive_tasks"),)) in after
         assert ("td_llm_waiting_attempts", ()) in after
         assert all(

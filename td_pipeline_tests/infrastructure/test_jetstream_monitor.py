@@ -90,7 +90,7 @@ def test_the_stream_is_read_incrementally_and_a_request_gets_the_sensors_derivat
         puller = JetStreamPuller(server.url)
         spec = ConsumerSpec(DERIVATION_STREAM.name, REQUEST_DURABLE, ("task.derivation.requested",))
         puller.ensure_consumer(spec)
-        [pulled] = puller.fetch(spec, 1, 2)
+        [pulled] = puller.fetch(spec, 1, 2).messages
         puller.close()
         lag = monitor.consumer_lag(DERIVATION_STREAM.name, REQUEST_DURABLE)
         missing = monitor.consumer_lag(DERIVATION_STREAM.name, "no-such-durable")

@@ -137,10 +137,10 @@ def test_the_monitor_reads_stream_lag_and_ping_as_the_pipeline_user_and_no_other
         # td-pipeline's own durables work: created, pulled from (its lag follows).
         request_spec = ConsumerSpec(STREAM, REQUEST_DURABLE, ("task.derivation.requested",))
         puller.ensure_consumer(request_spec)
-        pulled = puller.fetch(request_spec, REQUESTS, 2)
+        pulled = puller.fetch(request_spec, REQUESTS, 2).messages
         result_spec = ConsumerSpec(AGENT_RESPONSES_STREAM.name, RESULT_DURABLE, ("agent.>",))
         puller.ensure_consumer(result_spec)
-        assert puller.fetch(result_spec, 1, 0.5) == []
+        assert puller.fetch(result_spec, 1, 0.5).messages == []
         lag = monitor.consumer_lag(STREAM, REQUEST_DURABLE)
         result_lag = monitor.consumer_lag(AGENT_RESPONSES_STREAM.name, RESULT_DURABLE)
     finally:
