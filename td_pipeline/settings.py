@@ -1,5 +1,5 @@
-"""Every setting a user can set, read and validated in one place (the README's configuration
-table lists the same variables).
+"""Every setting a user can set, read and validated in one place (the table of
+docs/configuration.md lists the same variables).
 
 Read when resources are built (a run, a sensor tick, a CLI command), never at import: a bad
 value then fails that tick or command with one line naming the variable, and the code

@@ -98,7 +98,7 @@ class LocalFleet:
         return {**self.environment(), **extra}
 
     def env_lines(self, fleet: bool = False, hide_secrets: bool = False) -> list[str]:
-        # Quoted for the shell: the README sources the file (`set -a; . sandbox.env`).
+        # Quoted for the shell: docs/commands.md sources the file (`set -a; . sandbox.env`).
         variables = self.fleet_environment() if fleet else self.environment()
         return [
             f"{name}=" + ("<in the env file>" if hide_secrets else shlex.quote(value))

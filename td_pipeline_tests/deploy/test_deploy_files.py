@@ -1,7 +1,8 @@
-"""The deployment files agree with the repository: every variable README.md's "Configuration"
-table documents reaches the code server (and its runs) from a ConfigMap or a Secret, and the
-instance settings (run queue, the story concurrency limit, sensor and schedule threads, run
-monitoring) of the Helm values and of deploy/dagster-postgres.yaml are dagster.yaml's."""
+"""The deployment files agree with the repository: every variable the table of
+docs/configuration.md documents reaches the code server (and its runs) from a ConfigMap or a
+Secret, and the instance settings (run queue, the story concurrency limit, sensor and schedule
+threads, run monitoring) of the Helm values and of deploy/dagster-postgres.yaml are
+dagster.yaml's."""
 
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ def load(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
-def configuration_table(readme: str) -> dict[str, bool]:
+def configuration_table(page: str) -> dict[str, bool]:
     """Variable name -> required, from the first two columns of the table under
-    "## Configuration". Names in parentheses (aliases) are never required."""
-    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    "## Variables". Names in parentheses (aliases) are never required."""
+    section = page.split("\n## Variables\n", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("|")][2:]
     variables: dict[str, bool] = {}
     for row in rows:
@@ -45,7 +46,7 @@ def configuration_table(readme: str) -> dict[str, bool]:
     return variables
 
 
-VARIABLES = configuration_table((REPO / "README.md").read_text())
+VARIABLES = configuration_table((REPO / "docs" / "configuration.md").read_text())
 VALUES = load(DEPLOY / "helm" / "values.yaml")
 DAGSTER_YAML = load(REPO / "dagster.yaml")
 POSTGRES_YAML = load(DEPLOY / "dagster-postgres.yaml")
@@ -71,10 +72,10 @@ def env_sources() -> dict[str, tuple[str, dict[str, Any]]]:
     return sources
 
 
-def test_the_readme_table_is_read() -> None:
-    table = """# README
+def test_the_configuration_table_is_read() -> None:
+    table = """# Configuration
 
-## Configuration
+## Variables
 
 | variable | default | meaning |
 | --- | --- | --- |
@@ -214,8 +215,8 @@ def test_serve_metrics_runs_beside_the_daemon_with_the_pipelines_settings() -> N
 
 
 def test_the_configuration_table_lists_every_setting_and_no_other() -> None:
-    """What the deployment files are checked against (the README's table) is what settings.py
-    reads: a new setting missing from the table cannot slip past the checks above."""
+    """What the deployment files are checked against (docs/configuration.md's table) is what
+    settings.py reads: a new setting missing from the table cannot slip past the checks above."""
     read: set[str] = set()
     for field in Settings.model_fields.values():
         alias = field.validation_alias

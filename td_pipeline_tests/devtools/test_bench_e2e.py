@@ -2,7 +2,7 @@
 the report.
 
 A real `bench e2e --burst` takes minutes even with a handful of stories (two phases of Dagster
-runs after a warm-up), so it has no test here; the README shows a run."""
+runs after a warm-up), so it has no test here; docs/benchmarks.md shows a run."""
 
 from __future__ import annotations
 

@@ -209,7 +209,7 @@ def test_the_daemon_killed_between_request_and_run_loses_and_duplicates_nothing(
 
 
 def dagster_cli(dagster: DagsterProcesses, fleet: LocalFleet, *arguments: str) -> str:
-    """The `dagster` command as the README shows it, against the test's instance."""
+    """The `dagster` command as docs/commands.md shows it, against the test's instance."""
     result = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), *arguments],
         cwd=dagster.workspace.parent,
