@@ -104,7 +104,13 @@ def test_each_task_lists_the_warnings_that_name_it(capsys: pytest.CaptureFixture
 
 
 @pytest.mark.parametrize(
-    "name", ["66-hours-loose.txt", "52-numbered-list-depends-on.txt", "57-python-dict-literal.txt"]
+    "name",
+    [
+        "66-hours-loose.txt",
+        "52-numbered-list-depends-on.txt",
+        "57-python-dict-literal.txt",
+        "86-list-fields-on-one-line.txt",
+    ],
 )
 def test_readable_report_of_a_valid_answer_prints_the_tasks_and_each_warning(
     name: str, capsys: pytest.CaptureFixture[str]
@@ -138,6 +144,21 @@ def test_readable_report_of_a_valid_answer_prints_the_tasks_and_each_warning(
     assert lines[-len(expected["warnings"]) :] == [
         f"  warning: {warning}" for warning in expected["warnings"]
     ]
+
+
+def test_fields_given_on_one_line_keep_their_estimates(capsys: pytest.CaptureFixture[str]) -> None:
+    """`Role: Developer · Estimate: 3h` under a list item: the estimate is read with the role."""
+    name = "86-list-fields-on-one-line.txt"
+    verdict = check(CORPUS / "answers" / name, EXPECTED[name], capsys)
+
+    assert [(t["role"], t["estimated_hours"], t["priority"]) for t in task_list(verdict)] == [
+        ("DEVELOPER", 3, 2),
+        ("DEVELOPER", 4, 2),
+        ("DEVELOPER", 4, 3),
+        ("QA", 3, 3),
+    ]
+    assert verdict["critical_path"] == {"keys": ["1", "2", "3", "4"], "hours": 14}
+    assert not any("no estimate" in warning for warning in verdict["warnings"])
 
 
 def task_list(verdict: dict[str, Any]) -> list[dict[str, Any]]:

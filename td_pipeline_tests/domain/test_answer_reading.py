@@ -230,6 +230,55 @@ def test_a_numbered_list_with_inline_fields_and_dependency_phrases() -> None:
     assert [t.depends_on for t in result.tasks] == [(), ("1",), (), ("#2", "#3")]
 
 
+@pytest.mark.parametrize("separator", [" · ", "·", " • ", " | ", "; ", " - ", " \u2013 "])
+def test_a_field_line_may_give_several_fields(separator: str) -> None:
+    text = (
+        "1. **Design the schema**\n"
+        f"   - Role: Developer{separator}Estimate: 3h{separator}Priority: P1\n"
+        "2. **Build the API**\n"
+        f"   **Role:** QA{separator}**Estimate:** 1 day{separator}**Depends on:** 1\n"
+    )
+    result = parsed(text)
+    assert [(t.role, t.estimated_hours, t.priority, t.depends_on) for t in result.tasks] == [
+        ("Developer", 3, 1, ()),
+        ("QA", 8, None, ("1",)),
+    ]
+    assert result.warnings == (
+        "tasks read from a markdown list",
+        "task 2: estimate '1 day' read as 8 (a day counted as 8 hours)",
+        "task 2: no priority given",
+    )
+
+
+def test_a_separator_splits_a_field_line_only_before_another_field() -> None:
+    text = (
+        "1. **Migrate the tables**\n"
+        "   - Role: Developer | QA\n"
+        "   - Estimate: 2 - 3 hours\n"
+        "   - Description: Online; time: ten minutes of downtime · Priority: P2\n"
+        "2. **Test the migration**\n"
+        "   - Depends on: 1; 3\n"
+    )
+    first, second = parsed(text).tasks
+    assert (first.role, first.estimated_hours, first.priority) == ("Developer | QA", 3, 2)
+    assert first.description == "Online; time: ten minutes of downtime"
+    assert (second.estimated_hours, second.depends_on) == (None, ("1; 3",))
+
+
+def test_fields_separated_by_middle_dots_on_an_item_line() -> None:
+    text = (
+        "1. Design the schema \u2014 Role: Developer · Estimate: 3h · Priority: P1\n"
+        "2. Build the API (QA · 1 day · low) \u2014 Redis · in-memory fallback\n"
+    )
+    result = parsed(text)
+    assert [
+        (t.title, t.role, t.estimated_hours, t.priority, t.description) for t in result.tasks
+    ] == [
+        ("Design the schema", "Developer", 3, 1, ""),
+        ("Build the API", "QA", 8, 4, "Redis · in-memory fallback"),
+    ]
+
+
 def test_questions_and_refusals_written_as_lists_are_no_plans() -> None:
     assert refused("Questions first:\n1. Which DB?\n2. Which queue?\n").reason_code == (
         "unparseable"
