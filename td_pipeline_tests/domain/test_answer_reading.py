@@ -74,6 +74,67 @@ def test_reasoning_that_never_closes_is_a_truncated_answer() -> None:
     assert "never ended" in result.message and "truncated" in result.message
 
 
+UNCLOSED_FINAL = (
+    "the model's reasoning never ended (<think> without </think>): took the one plan in it, "
+    "at line {line}, introduced as the final answer"
+)
+
+
+@pytest.mark.parametrize(
+    "introduction",
+    ["Final answer:", "**Final Answer:**", "Here is my final plan:", "## Final answer", "Final:"],
+)
+def test_unclosed_reasoning_with_one_plan_introduced_as_final_gives_that_plan(
+    introduction: str,
+) -> None:
+    result = parsed(
+        f"<think>\nThe throttle comes first.\n\n{introduction}\n```json\n{FINAL}\n```\n"
+    )
+    assert [t.title for t in result.tasks] == ["Final A", "Final B"]
+    assert result.warnings == (UNCLOSED_FINAL.format(line=6),)
+
+
+def test_unclosed_reasoning_whose_final_answer_is_a_list() -> None:
+    text = (
+        "<think>\nTwo tasks will do.\nFinal answer:\n"
+        "1. Add the throttle (Developer, 4h)\n"
+        "2. Test the throttle (QA, 2h) - depends on 1\n"
+    )
+    result = parsed(text)
+    assert [(t.title, t.role, t.estimated_hours, t.depends_on) for t in result.tasks] == [
+        ("Add the throttle", "Developer", 4, ()),
+        ("Test the throttle", "QA", 2, ("1",)),
+    ]
+    assert result.warnings[:2] == (UNCLOSED_FINAL.format(line=4), "tasks read from a markdown list")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"<think>\nDraft:\n{DRAFT}\n\nFinal answer:\n{FINAL}\n",
+        f"<think>\nFinal answer:\n{DRAFT}\n\nBetter:\n{FINAL}\n",
+        f"<think>\nFor example:\n{DRAFT}\n\nFinal answer:\n{FINAL}\n",
+        f"<think>\nThe tasks could be:\n{FINAL}\n",
+        f"<think>\nThis is not the final answer:\n{FINAL}\n",
+        f"<think>\nFinal answer:\n{FINAL[:60]}",
+        '<think>\n{"tasks": [{"title": "A"} {"title": "B"}]}\nFinal answer:\n' + FINAL,
+    ],
+    ids=[
+        "draft-then-final",
+        "final-then-another",
+        "example-then-final",
+        "not-marked-final",
+        "not-the-final",
+        "final-cut-off",
+        "malformed-then-final",
+    ],
+)
+def test_unclosed_reasoning_is_refused_when_its_plan_may_be_a_draft(text: str) -> None:
+    result = refused(text)
+    assert result.reason_code == "unparseable"
+    assert "never ended" in result.message
+
+
 @pytest.mark.parametrize(
     ("text", "code"),
     [
