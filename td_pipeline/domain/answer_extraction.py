@@ -1,8 +1,10 @@
 """Which text of an LLM answer is the plan.
 
 The answer is what follows the model's reasoning (`<think>…</think>`, or everything up to a
-lone closing `</think>` as vLLM's reasoning parsers leave it); reasoning that never closes is a
-cut-off answer. In the answer, every plan is a candidate: JSON (fenced or in prose), markdown
+lone closing `</think>` as vLLM's reasoning parsers leave it). Reasoning that never closes is a
+cut-off answer, and a plan in it may be a draft: it is refused, unless it holds exactly one
+complete plan, introduced as the final answer (`Final answer:`), which is then taken with a
+warning. In the answer, every plan is a candidate: JSON (fenced or in prose), markdown
 tables and legacy `KEY: value` blocks, and, only when none of those is there, markdown lists.
 A candidate holding placeholders (`<title>`) is the answer's format, and one introduced as an
 example is skipped when a real plan follows; of several plans the last is taken. Every such
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 from td_pipeline.domain.answer_json import scan_json
 from td_pipeline.domain.answer_legacy import scan_legacy
+from td_pipeline.domain.answer_lines import unmarked
 from td_pipeline.domain.answer_lists import scan_lists
 from td_pipeline.domain.answer_model import AnswerWarning, Candidate, WarningKind
 from td_pipeline.domain.answer_tables import scan_tables
@@ -26,6 +29,13 @@ _CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*$", re.MULTILINE)
 _EXAMPLE = re.compile(
     r"\b(?:example|e\.g\.|for instance|schema|format|template|sample|like this|structure)\b",
+    re.IGNORECASE,
+)
+# The line that introduces a plan as the model's last word: `Final answer:`, `**Final plan
+# (JSON):**`, `Here is my final answer:`, `## Final answer`, `Final:`.
+_FINAL_ANSWER = re.compile(
+    r"(?:#{1,6}\s*)?(?:(?:here\s+is|here's|this\s+is)\s+)?(?:my\s+|the\s+)?"
+    r"(?:final\s+(?:answer|plan|task\s+list|tasks)(?:\s+is)?(?:\s*\([^()]*\))?\s*:?|final\s*:)",
     re.IGNORECASE,
 )
 REFUSAL = re.compile(
@@ -53,7 +63,20 @@ class _Answer:
     notes: tuple[AnswerWarning, ...]
 
 
-def _answer(text: str) -> _Answer | Refused:
+@dataclass(frozen=True, slots=True)
+class _UnclosedReasoning:
+    start: int  # where the reasoning begins, after its opening tag
+
+
+_NEVER_ENDED = Refused(
+    "unparseable",
+    "the model's reasoning never ended (<think> without </think>): the answer was truncated "
+    "before its plan; a plan inside the reasoning is taken only when it is the only one and "
+    "introduced as the final answer",
+)
+
+
+def _answer(text: str) -> _Answer | _UnclosedReasoning:
     closes = list(_CLOSE.finditer(text))
     if closes:
         notes: tuple[AnswerWarning, ...] = ()
@@ -65,12 +88,8 @@ def _answer(text: str) -> _Answer | Refused:
                 ),
             )
         return _Answer(closes[-1].end(), True, notes)
-    if _OPEN.search(text):
-        return Refused(
-            "unparseable",
-            "the model's reasoning never ended (<think> without </think>): the answer was "
-            "truncated before its plan, and a plan inside the reasoning is not taken",
-        )
+    if opening := _OPEN.search(text):
+        return _UnclosedReasoning(opening.end())
     return _Answer(0, False, ())
 
 
@@ -159,10 +178,20 @@ def _find(text: str, segments: Sequence[_Segment]) -> _Found | Refused:
     return _Found(tuple(structured), tuple(lists), tuple(unreadable))
 
 
-def _introduced_as_example(text: str, candidate: Candidate) -> bool:
+def _introduction(text: str, candidate: Candidate) -> list[str]:
+    """The lines before a candidate (up to 400 characters, blank and fence lines left out)
+    that introduce it; the last may be the start of the candidate's own line."""
     before = text[max(0, candidate.start - 400) : candidate.start].splitlines()
-    lines = [line for line in before if line.strip() and not _FENCE.match(line)]
-    return bool(_EXAMPLE.search(" ".join(lines[-2:])))
+    return [line for line in before if line.strip() and not _FENCE.match(line)]
+
+
+def _introduced_as_example(text: str, candidate: Candidate) -> bool:
+    return bool(_EXAMPLE.search(" ".join(_introduction(text, candidate)[-2:])))
+
+
+def _introduced_as_final(text: str, candidate: Candidate) -> bool:
+    lines = _introduction(text, candidate)
+    return bool(lines) and _FINAL_ANSWER.fullmatch(unmarked(lines[-1])) is not None
 
 
 def _choose(text: str, candidates: Sequence[Candidate]) -> ChosenPlan | None:
@@ -218,13 +247,34 @@ def _nothing_found(text: str, answer: _Answer, found: _Found) -> Refused:
     return Refused("unparseable", "no task list found in the answer")
 
 
+def _final_plan_in_reasoning(text: str, reasoning: _UnclosedReasoning) -> ChosenPlan | Refused:
+    """The plan of an answer whose reasoning never closed: refused, since the answer may have
+    been cut off and a plan in the reasoning may be a draft, unless the reasoning holds exactly
+    one complete plan and introduces it as the final answer (the model forgot to close its
+    reasoning, or wrote its answer inside it). A malformed or cut-off JSON value, a second plan
+    or an example counts as another plan; a format block (placeholders) does not."""
+    found = _find(text, _segments(text, reasoning.start))
+    if isinstance(found, Refused) or found.unreadable_json:
+        return _NEVER_ENDED
+    candidates = [*found.structured, *found.lists]
+    plans = [c for c in candidates if c.placeholder is None]
+    chosen = _choose(text, candidates) if len(plans) == 1 else None
+    if chosen is None or not _introduced_as_final(text, chosen.candidate):
+        return _NEVER_ENDED
+    note = _note(
+        "the model's reasoning never ended (<think> without </think>): took the one plan in "
+        f"it, at line {line_of(text, chosen.candidate.start)}, introduced as the final answer"
+    )
+    return ChosenPlan(chosen.candidate, (note, *chosen.notes, *chosen.candidate.notes))
+
+
 def choose_plan(text: str) -> ChosenPlan | Refused:
     """The plan an answer gives, with notes on how it was chosen, or why there is none."""
     if not text.strip():
         return Refused("empty", "the answer is empty")
     answer = _answer(text)
-    if isinstance(answer, Refused):
-        return answer
+    if isinstance(answer, _UnclosedReasoning):
+        return _final_plan_in_reasoning(text, answer)
     if not text[answer.start :].strip():
         return Refused(
             "empty",

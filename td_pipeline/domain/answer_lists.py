@@ -1,6 +1,7 @@
 """Plans written as markdown lists: numbered or bulleted items (or `### Task 1: ...` headings)
 with inline fields: `(QA, 3h, high)`, `depends on 2, 3`, `after T1`, `blocked by #2`, or
-`Role: QA` lines under the item.
+`Role: QA` lines under the item, several fields to a line when separated (`Role: QA · Estimate:
+3h`).
 """
 
 from __future__ import annotations
@@ -65,18 +66,58 @@ _PRIORITY_PART = re.compile(
 )
 
 
-def _part_field(part: str) -> tuple[str, Any] | None:
-    """What one inline part (`QA`, `3h`, `high priority`, `Role: QA`) gives, if anything."""
-    key_value = _KEY_VALUE.match(part)
-    if key_value and (field := canonical_field(key_value.group("key"))) is not None:
-        return field, key_value.group("value").strip()
+# Between two fields on one line (`Role: QA · Estimate: 3h`): a middle dot, a bullet, a pipe,
+# a semicolon or a spaced dash. It ends a value only where another field's name and colon
+# follow, so `Depends on: 1; 2`, `Role: Developer | QA` or `Estimate: 2 - 3 h` stay one value.
+_FIELD_SEPARATOR = re.compile(r"(\s*[\u00b7\u2022|;]\s*|\s+[\u2013\u2014-]\s+)")
+# A middle dot or a bullet is never punctuation inside a sentence (unlike `;`, `|` or a
+# dash): the only separators that end a description (`Description: Cache it; time: 10 min
+# TTL` is one description) and that split an inline part of bare values (`Developer · 3h`).
+_DOT = re.compile(r"\s*[\u00b7\u2022]\s*")
+
+
+def _key_value(text: str) -> tuple[str, str] | None:
+    """The field and the value of a `Key: value` text whose key names a field, else None."""
+    key_value = _KEY_VALUE.match(text)
+    if key_value is None or (field := canonical_field(key_value.group("key"))) is None:
+        return None
+    return field, key_value.group("value")
+
+
+def _line_fields(text: str) -> tuple[tuple[str, str], ...]:
+    """The fields a `Key: value` text gives, in order: one, or several on one line
+    (`Role: QA · Estimate: 3h`); none when its key names no field. A value that is not split
+    is kept exactly as written, separators included."""
+    first = _key_value(text)
+    if first is None:
+        return ()
+    field, value = first
+    pieces = _FIELD_SEPARATOR.split(value)
+    found = [(field, pieces[0])]
+    for separator, piece in zip(pieces[1::2], pieces[2::2], strict=True):
+        in_prose = found[-1][0] == "description" and not _DOT.fullmatch(separator)
+        if not in_prose and (next_field := _key_value(piece)) is not None:
+            found.append(next_field)
+        else:
+            found[-1] = (found[-1][0], found[-1][1] + separator + piece)
+    return tuple(found)
+
+
+def _part_fields(part: str) -> tuple[tuple[str, Any], ...]:
+    """What one inline part (`QA`, `3h`, `high priority`, `Role: QA`, `Role: QA · Estimate:
+    3h`, `QA · 3h`) gives, if anything: all of it is fields, or it gives none."""
+    if key_values := _line_fields(part):
+        return tuple((field, value.strip()) for field, value in key_values)
     if canonical_role(part) is not None:
-        return "role", part
+        return (("role", part),)
     if read_hours(part, unit_required=True).value is not None:
-        return "estimated_hours", part
+        return (("estimated_hours", part),)
     if _PRIORITY_PART.fullmatch(part) and read_priority(part).value is not None:
-        return "priority", part
-    return None
+        return (("priority", part),)
+    pieces = _DOT.split(part)
+    if len(pieces) > 1 and all(found := [_part_fields(piece) for piece in pieces]):
+        return tuple(field for piece_fields in found for field in piece_fields)
+    return ()
 
 
 def _dependencies(text: str, fields: dict[str, Any]) -> str:
@@ -96,22 +137,22 @@ def _inline_fields(text: str, fields: dict[str, Any]) -> str:
 
     def group(match: re.Match[str]) -> str:
         parts = _PART_SPLIT.split((match.group(1) or match.group(2) or "").strip())
-        found = [_part_field(part) for part in parts if part]
+        found = [_part_fields(part) for part in parts if part]
         if not found and not any(parts):
             return ""
-        if not found or None in found:
+        if not found or () in found:
             return match.group()
-        fields.update(found_field for found_field in found if found_field is not None)
+        fields.update(field for part_fields in found for field in part_fields)
         return ""
 
     text = _GROUP.sub(group, text)
     kept = []
     for part in _PART_SPLIT.split(text):
-        found = _part_field(part) if part else None
-        if found is None:
+        found = _part_fields(part) if part else ()
+        if not found:
             kept.append(part)
-        else:
-            fields.setdefault(found[0], found[1])
+        for field, value in found:
+            fields.setdefault(field, value)
     return ", ".join(part for part in kept if part.strip(" ,;:-\u2013\u2014"))
 
 
@@ -140,15 +181,15 @@ def _item_task(item: _Item) -> RawTask:
     description = [_inline_fields(rest, fields)]
     fields["title"] = _dependencies(title, fields).strip(_LEADING + ";,")
     for line in item.more:
-        key_value = _KEY_VALUE.match(line)
-        field = canonical_field(key_value.group("key")) if key_value else None
-        if key_value and field == "depends_on":
-            fields["depends_on"].append(key_value.group("value").strip())
-        elif key_value and field == "description":
-            description.append(key_value.group("value"))
-        elif key_value and field is not None:
-            fields[field] = key_value.group("value").strip()
-        elif line.strip():
+        line_fields = _line_fields(line)
+        for field, value in line_fields:
+            if field == "depends_on":
+                fields["depends_on"].append(value.strip())
+            elif field == "description":
+                description.append(value)
+            else:
+                fields[field] = value.strip()
+        if not line_fields and line.strip():
             description.append(_dependencies(re.sub(r"^\s*[-*+\u2022]\s+", "", line), fields))
     fields["description"] = "\n".join(unmarked(part) for part in description if part.strip())
     if not fields["depends_on"]:

@@ -104,7 +104,14 @@ def test_each_task_lists_the_warnings_that_name_it(capsys: pytest.CaptureFixture
 
 
 @pytest.mark.parametrize(
-    "name", ["66-hours-loose.txt", "52-numbered-list-depends-on.txt", "57-python-dict-literal.txt"]
+    "name",
+    [
+        "66-hours-loose.txt",
+        "52-numbered-list-depends-on.txt",
+        "57-python-dict-literal.txt",
+        "86-list-fields-on-one-line.txt",
+        "87-think-unclosed-final-answer.txt",
+    ],
 )
 def test_readable_report_of_a_valid_answer_prints_the_tasks_and_each_warning(
     name: str, capsys: pytest.CaptureFixture[str]
@@ -138,6 +145,52 @@ def test_readable_report_of_a_valid_answer_prints_the_tasks_and_each_warning(
     assert lines[-len(expected["warnings"]) :] == [
         f"  warning: {warning}" for warning in expected["warnings"]
     ]
+
+
+def test_fields_given_on_one_line_keep_their_estimates(capsys: pytest.CaptureFixture[str]) -> None:
+    """`Role: Developer · Estimate: 3h` under a list item: the estimate is read with the role."""
+    name = "86-list-fields-on-one-line.txt"
+    verdict = check(CORPUS / "answers" / name, EXPECTED[name], capsys)
+
+    assert [(t["role"], t["estimated_hours"], t["priority"]) for t in task_list(verdict)] == [
+        ("DEVELOPER", 3, 2),
+        ("DEVELOPER", 4, 2),
+        ("DEVELOPER", 4, 3),
+        ("QA", 3, 3),
+    ]
+    assert verdict["critical_path"] == {"keys": ["1", "2", "3", "4"], "hours": 14}
+    assert not any("no estimate" in warning for warning in verdict["warnings"])
+
+
+def test_unclosed_reasoning_gives_its_one_plan_introduced_as_final(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`<think>` never closed, one plan after `Final answer:`: the report shows that plan and
+    says how it was taken; with a draft before it, the answer is still refused."""
+    final = CORPUS / "answers" / "87-think-unclosed-final-answer.txt"
+    code = main(["check-proposal", str(final), "--roles", "DEVELOPER,QA"])
+    lines = capsys.readouterr().out.splitlines()
+
+    assert code == 0, lines
+    assert lines[0] == f"VALID  {final}: 4 tasks, 4 dependencies (json), 1 warning(s)"
+    assert [line.split()[:3] for line in lines[3:7]] == [
+        ["T1", "DEVELOPER", "3"],
+        ["T2", "DEVELOPER", "4"],
+        ["T3", "DEVELOPER", "2"],
+        ["T4", "QA", "3"],
+    ]
+    assert lines[-1] == (
+        "  warning: the model's reasoning never ended (<think> without </think>): took the one "
+        "plan in it, at line 8, introduced as the final answer"
+    )
+
+    draft = CORPUS / "answers" / "88-think-unclosed-draft-then-final.txt"
+    code = main(["check-proposal", str(draft), "--roles", "DEVELOPER,QA"])
+    report = capsys.readouterr().out
+
+    assert code == 1
+    assert report.startswith(f"INVALID  {draft}: 1 problem(s)\n  [unparseable] the model's")
+    assert "reasoning never ended" in report
 
 
 def task_list(verdict: dict[str, Any]) -> list[dict[str, Any]]:

@@ -74,6 +74,67 @@ def test_reasoning_that_never_closes_is_a_truncated_answer() -> None:
     assert "never ended" in result.message and "truncated" in result.message
 
 
+UNCLOSED_FINAL = (
+    "the model's reasoning never ended (<think> without </think>): took the one plan in it, "
+    "at line {line}, introduced as the final answer"
+)
+
+
+@pytest.mark.parametrize(
+    "introduction",
+    ["Final answer:", "**Final Answer:**", "Here is my final plan:", "## Final answer", "Final:"],
+)
+def test_unclosed_reasoning_with_one_plan_introduced_as_final_gives_that_plan(
+    introduction: str,
+) -> None:
+    result = parsed(
+        f"<think>\nThe throttle comes first.\n\n{introduction}\n```json\n{FINAL}\n```\n"
+    )
+    assert [t.title for t in result.tasks] == ["Final A", "Final B"]
+    assert result.warnings == (UNCLOSED_FINAL.format(line=6),)
+
+
+def test_unclosed_reasoning_whose_final_answer_is_a_list() -> None:
+    text = (
+        "<think>\nTwo tasks will do.\nFinal answer:\n"
+        "1. Add the throttle (Developer, 4h)\n"
+        "2. Test the throttle (QA, 2h) - depends on 1\n"
+    )
+    result = parsed(text)
+    assert [(t.title, t.role, t.estimated_hours, t.depends_on) for t in result.tasks] == [
+        ("Add the throttle", "Developer", 4, ()),
+        ("Test the throttle", "QA", 2, ("1",)),
+    ]
+    assert result.warnings[:2] == (UNCLOSED_FINAL.format(line=4), "tasks read from a markdown list")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"<think>\nDraft:\n{DRAFT}\n\nFinal answer:\n{FINAL}\n",
+        f"<think>\nFinal answer:\n{DRAFT}\n\nBetter:\n{FINAL}\n",
+        f"<think>\nFor example:\n{DRAFT}\n\nFinal answer:\n{FINAL}\n",
+        f"<think>\nThe tasks could be:\n{FINAL}\n",
+        f"<think>\nThis is not the final answer:\n{FINAL}\n",
+        f"<think>\nFinal answer:\n{FINAL[:60]}",
+        '<think>\n{"tasks": [{"title": "A"} {"title": "B"}]}\nFinal answer:\n' + FINAL,
+    ],
+    ids=[
+        "draft-then-final",
+        "final-then-another",
+        "example-then-final",
+        "not-marked-final",
+        "not-the-final",
+        "final-cut-off",
+        "malformed-then-final",
+    ],
+)
+def test_unclosed_reasoning_is_refused_when_its_plan_may_be_a_draft(text: str) -> None:
+    result = refused(text)
+    assert result.reason_code == "unparseable"
+    assert "never ended" in result.message
+
+
 @pytest.mark.parametrize(
     ("text", "code"),
     [
@@ -228,6 +289,55 @@ def test_a_numbered_list_with_inline_fields_and_dependency_phrases() -> None:
         ("4", "Test everything", "QA", 3),
     ]
     assert [t.depends_on for t in result.tasks] == [(), ("1",), (), ("#2", "#3")]
+
+
+@pytest.mark.parametrize("separator", [" · ", "·", " • ", " | ", "; ", " - ", " \u2013 "])
+def test_a_field_line_may_give_several_fields(separator: str) -> None:
+    text = (
+        "1. **Design the schema**\n"
+        f"   - Role: Developer{separator}Estimate: 3h{separator}Priority: P1\n"
+        "2. **Build the API**\n"
+        f"   **Role:** QA{separator}**Estimate:** 1 day{separator}**Depends on:** 1\n"
+    )
+    result = parsed(text)
+    assert [(t.role, t.estimated_hours, t.priority, t.depends_on) for t in result.tasks] == [
+        ("Developer", 3, 1, ()),
+        ("QA", 8, None, ("1",)),
+    ]
+    assert result.warnings == (
+        "tasks read from a markdown list",
+        "task 2: estimate '1 day' read as 8 (a day counted as 8 hours)",
+        "task 2: no priority given",
+    )
+
+
+def test_a_separator_splits_a_field_line_only_before_another_field() -> None:
+    text = (
+        "1. **Migrate the tables**\n"
+        "   - Role: Developer | QA\n"
+        "   - Estimate: 2 - 3 hours\n"
+        "   - Description: Online; time: ten minutes of downtime · Priority: P2\n"
+        "2. **Test the migration**\n"
+        "   - Depends on: 1; 3\n"
+    )
+    first, second = parsed(text).tasks
+    assert (first.role, first.estimated_hours, first.priority) == ("Developer | QA", 3, 2)
+    assert first.description == "Online; time: ten minutes of downtime"
+    assert (second.estimated_hours, second.depends_on) == (None, ("1; 3",))
+
+
+def test_fields_separated_by_middle_dots_on_an_item_line() -> None:
+    text = (
+        "1. Design the schema \u2014 Role: Developer · Estimate: 3h · Priority: P1\n"
+        "2. Build the API (QA · 1 day · low) \u2014 Redis · in-memory fallback\n"
+    )
+    result = parsed(text)
+    assert [
+        (t.title, t.role, t.estimated_hours, t.priority, t.description) for t in result.tasks
+    ] == [
+        ("Design the schema", "Developer", 3, 1, ""),
+        ("Build the API", "QA", 8, 4, "Redis · in-memory fallback"),
+    ]
 
 
 def test_questions_and_refusals_written_as_lists_are_no_plans() -> None:
