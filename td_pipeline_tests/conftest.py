@@ -10,6 +10,7 @@ import pytest
 
 from td_pipeline.infrastructure.shared_nats import close_shared_nats_connections
 from td_pipeline.sandbox.fleet import LocalFleet
+from td_pipeline.sandbox.llm_capacity import LlmCapacity
 from td_pipeline.sandbox.nats_server import NatsServer
 from td_pipeline.sandbox.planning import PlanningFaults
 
@@ -32,9 +33,19 @@ def server() -> Iterator[NatsServer]:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+def llm_capacity() -> LlmCapacity | None:
+    """How the fleet's executor serves its LLM jobs (`sandbox up --llm-slots/--llm-seconds/
+    --llm-timeout-seconds`): None, answers at once. A module overrides it to play a GPU
+    cluster under load, e.g. `return LlmCapacity(slots=2, service_seconds=0.2)`."""
+    return None
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    tmp_path_factory: pytest.TempPathFactory, llm_capacity: LlmCapacity | None
+) -> Iterator[LocalFleet]:
     """The local fleet with its default stories and planner, one for a module's tests."""
-    with LocalFleet(tmp_path_factory.mktemp("fleet")) as fleet:
+    with LocalFleet(tmp_path_factory.mktemp("fleet"), llm_capacity=llm_capacity) as fleet:
         yield fleet
 
 

@@ -1,6 +1,9 @@
 """`td-pipeline bench e2e`: seconds from request to completed event through the real daemon,
 against the engine floor (the same shape of runs with nothing inside) in the same run.
 
+With `--llm-slots N --llm-seconds S`, the executor stand-in plays a GPU cluster under load and
+the pipeline is measured against the LLM's floor instead of the engine floor (`bench_llm`).
+
 With `--burst`, also the peak resident memory of the whole stack in each phase (the fleet,
 NATS, the daemon, code servers, run workers: `process_memory`, Linux only), a progress line
 while a phase runs, and how many items did not complete.
@@ -30,7 +33,7 @@ from pathlib import Path
 import nats
 from nats.js.api import DeliverPolicy
 
-from td_pipeline.devtools import bench_floor, bench_ticks
+from td_pipeline.devtools import bench_floor, bench_llm, bench_ticks
 from td_pipeline.devtools.dagster_processes import (
     INSTANCE_CONFIG,
     DagsterProcesses,
@@ -39,8 +42,10 @@ from td_pipeline.devtools.dagster_processes import (
 from td_pipeline.devtools.process_memory import PeakMemory, memory_supported, sampling
 from td_pipeline.infrastructure.subjects import DERIVATION_COMPLETED, DERIVATION_REQUESTED
 from td_pipeline.sandbox.fleet import LocalFleet
+from td_pipeline.sandbox.llm_capacity import LlmCapacity
+from td_pipeline.sandbox.llm_flags import add_llm_capacity_arguments, llm_capacity_from
 from td_pipeline.sandbox.nats_server import ensure_streams, missing_nats_server
-from td_pipeline.sandbox.planning_store import load_sample_stories, story_copies
+from td_pipeline.sandbox.planning_store import SampleStory, load_sample_stories, story_copies
 
 CODE_LOCATIONS = ("td_pipeline.orchestration.definitions", "td_pipeline.devtools.bench_floor")
 PROGRESS_SECONDS = 10.0  # --burst: a progress line this often
@@ -118,6 +123,14 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="also report each phase's peak resident memory of the whole stack (read from "
         "/proc: Linux only), a progress line while it runs, and the items not completed",
     )
+    add_llm_capacity_arguments(e2e)
+    e2e.add_argument(
+        "--picture",
+        type=Path,
+        metavar="PATH",
+        help=f"with --llm-seconds: where the PNG of jobs in flight goes (default: "
+        f"{bench_llm.DEFAULT_PICTURE})",
+    )
     e2e.set_defaults(handler=run_e2e)
     bench_ticks.register(kinds)
 
@@ -125,6 +138,11 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def run_e2e(args: argparse.Namespace) -> int:
     if args.stories < 1:
         print("td-pipeline bench e2e: --stories must be at least 1")
+        return 2
+    try:
+        capacity = _llm_capacity(args)
+    except ValueError as error:
+        print(f"td-pipeline bench e2e: {error}")
         return 2
     if args.floor_stories is not None and args.floor_stories < 1:
         print("td-pipeline bench e2e: --floor-stories must be at least 1")
@@ -140,14 +158,14 @@ def run_e2e(args: argparse.Namespace) -> int:
         return 2
     stories = story_copies(load_sample_stories(), args.stories)
     floor_items = floor_count(args.stories, args.floor_stories)
+    outcome: tuple[Phase, Phase] | bench_llm.LlmRun
     with (
         tempfile.TemporaryDirectory(prefix="td-bench-") as scratch,
         # Sampled from before the fleet starts until the last process is gone.
         sampling() if args.burst else contextlib.nullcontext() as memory,
     ):
-        progress = _progress_line(memory) if memory is not None else None
         root = Path(scratch)
-        with LocalFleet(root / "fleet", stories=stories) as fleet:
+        with LocalFleet(root / "fleet", stories=stories, llm_capacity=capacity) as fleet:
             url = fleet.environment()["NATS_URL"]
             asyncio.run(ensure_streams(url, [bench_floor.FLOOR_STREAM]))
             home = prepare_home(root / "home", instance_config=args.instance_config)
@@ -156,42 +174,90 @@ def run_e2e(args: argparse.Namespace) -> int:
                 home, fleet.environment(), root / "logs", code_servers=CODE_LOCATIONS
             )
             with processes:
-                print(
-                    f"{len(stories)} stories (engine floor: {floor_items} items), "
-                    f"offline planner, {args.instance_config}"
-                    + (", burst: peak memory of the whole stack (/proc)" if args.burst else "")
-                )
+                if capacity is None:
+                    print(
+                        f"{len(stories)} stories (engine floor: {floor_items} items), "
+                        f"offline planner, {args.instance_config}"
+                        + (", burst: peak memory of the whole stack (/proc)" if args.burst else "")
+                    )
+                else:
+                    print(
+                        f"{len(stories)} stories against the LLM's floor, offline planner served "
+                        f"as an LLM of {capacity.describe()}, {args.instance_config}"
+                    )
                 # Warm up: code servers loaded, sensors ticking, before anything is timed.
                 asyncio.run(floor_phase(url, ["warm-up"], args.timeout))
-                if memory is not None:
-                    memory.take_peak()  # the phases' windows start here
-                pipeline = asyncio.run(
-                    timed_phase(
-                        "pipeline",
-                        url,
-                        [(s.story_id, s.plan_id) for s in stories],
-                        lambda item: (
-                            DERIVATION_REQUESTED,
-                            json.dumps({"plan_id": item[1], "story_id": item[0]}),
-                        ),
-                        DERIVATION_COMPLETED,
-                        "story_id",
-                        args.timeout,
-                        progress,
+                if capacity is None:
+                    outcome = _pipeline_then_floor(url, stories, floor_items, args, memory)
+                else:
+                    assert fleet.executor is not None  # the fleet is running
+                    outcome = asyncio.run(
+                        bench_llm.llm_phase(
+                            url,
+                            [(s.story_id, s.plan_id) for s in stories],
+                            capacity,
+                            fleet.executor.servicer.plans,
+                            fleet.executor.servicer.load,
+                            args.timeout,
+                            # The seam for the pipeline's window (`td_llm_window`): none yet.
+                            window=None,
+                        )
                     )
-                )
-                if memory is not None:
-                    pipeline = replace(pipeline, peak_rss_bytes=memory.take_peak())
-                floor = asyncio.run(
-                    floor_phase(
-                        url, [f"item-{n}" for n in range(floor_items)], args.timeout, progress
-                    )
-                )
-                if memory is not None:
-                    floor = replace(floor, peak_rss_bytes=memory.take_peak())
     print()
+    if isinstance(outcome, bench_llm.LlmRun):
+        return bench_llm.conclude(outcome, args.picture or bench_llm.DEFAULT_PICTURE)
+    pipeline, floor = outcome
     print(report(pipeline, floor, burst=args.burst))
     return 0 if pipeline.missing == 0 and floor.missing == 0 else 1
+
+
+def _llm_capacity(args: argparse.Namespace) -> LlmCapacity | None:
+    """The LLM flags' capacity; ValueError for flags that do not go with them (the LLM run
+    has no engine floor phase and no memory sampling)."""
+    capacity = llm_capacity_from(args)
+    if capacity is None and args.picture is not None:
+        raise ValueError("--picture needs --llm-seconds")
+    if capacity is not None and args.burst:
+        raise ValueError("--burst is not for a run against the LLM's floor")
+    if capacity is not None and args.floor_stories is not None:
+        raise ValueError("--floor-stories is not for a run against the LLM's floor")
+    return capacity
+
+
+def _pipeline_then_floor(
+    url: str,
+    stories: Sequence[SampleStory],
+    floor_items: int,
+    args: argparse.Namespace,
+    memory: PeakMemory | None,
+) -> tuple[Phase, Phase]:
+    """The pipeline's phase, then the engine floor's, each with its peak memory if sampled."""
+    progress = _progress_line(memory) if memory is not None else None
+    if memory is not None:
+        memory.take_peak()  # the phases' windows start here
+    pipeline = asyncio.run(
+        timed_phase(
+            "pipeline",
+            url,
+            [(s.story_id, s.plan_id) for s in stories],
+            lambda item: (
+                DERIVATION_REQUESTED,
+                json.dumps({"plan_id": item[1], "story_id": item[0]}),
+            ),
+            DERIVATION_COMPLETED,
+            "story_id",
+            args.timeout,
+            progress,
+        )
+    )
+    if memory is not None:
+        pipeline = replace(pipeline, peak_rss_bytes=memory.take_peak())
+    floor = asyncio.run(
+        floor_phase(url, [f"item-{n}" for n in range(floor_items)], args.timeout, progress)
+    )
+    if memory is not None:
+        floor = replace(floor, peak_rss_bytes=memory.take_peak())
+    return pipeline, floor
 
 
 def floor_count(stories: int, floor_stories: int | None) -> int:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -23,6 +24,15 @@ class EventLoopThread:
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
         """Run `coroutine` on the loop and wait at most `timeout` seconds for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> None:
+        """Call `callback` on the loop at `when` on `time.monotonic`'s clock (at once if that
+        has passed). It must be quick: the loop does nothing else meanwhile."""
+
+        def schedule() -> None:
+            self._loop.call_later(max(0.0, when - time.monotonic()), callback)
+
+        self._loop.call_soon_threadsafe(schedule)
 
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -1,8 +1,9 @@
 """`td-pipeline sandbox up`: start the local fleet on loopback until interrupted.
 
 Prints the fleet's addresses and writes them to `<state-dir>/sandbox.env`, where
-`td-pipeline request | watch | tasks` find them. A bad option, or the `sandbox` extra not
-installed, gives one line on stderr and exit code 1, never a traceback.
+`td-pipeline request | watch | tasks` find them. With `--llm-seconds` (the executor's LLM under
+load), also a `# llm: …` line each second the executor's jobs changed. A bad option, or the
+`sandbox` extra not installed, gives one line on stderr and exit code 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import sys
 import threading
 from pathlib import Path
 
+from td_pipeline.sandbox.executor import RunningExecutor
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.llm import LlmBackend
+from td_pipeline.sandbox.llm_capacity import LlmCapacity, LlmLoad
+from td_pipeline.sandbox.llm_flags import add_llm_capacity_arguments, llm_capacity_from
 from td_pipeline.sandbox.nats_server import NatsServerMissing, nats_server_binary
 from td_pipeline.sandbox.offline_planner import OfflinePlanner
 from td_pipeline.sandbox.openai_llm import OpenAICompatibleLlm
@@ -24,6 +28,7 @@ from td_pipeline.sandbox.secure_fleet import Login
 from td_pipeline.sandbox.state_dir import DEFAULT_STATE_DIR, ENV_FILE_NAME, FLEET_ENV_FILE_NAME
 
 EXIT_OK, EXIT_CANNOT_START = 0, 1
+LOAD_LINE_SECONDS = 1.0  # with --llm-seconds: the executor's jobs, at most this often
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,6 +67,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="SECONDS",
         help="every Planning RPC is UNAVAILABLE for this long after start",
     )
+    add_llm_capacity_arguments(up)
     up.set_defaults(handler=sandbox_up)
 
 
@@ -77,10 +83,19 @@ def _backend(args: argparse.Namespace) -> LlmBackend:
     return OfflinePlanner()
 
 
+def _llm_capacity(args: argparse.Namespace) -> LlmCapacity | None:
+    capacity = llm_capacity_from(args)
+    if capacity is not None and args.llm == "openai":
+        # A real endpoint has a capacity of its own; playing one on top would measure neither.
+        raise ValueError("--llm-seconds plays the LLM's service time: not with --llm openai")
+    return capacity
+
+
 def sandbox_up(args: argparse.Namespace) -> int:
     try:
         nats_server_binary()  # before anything starts
         backend = _backend(args)
+        capacity = _llm_capacity(args)
     except (NatsServerMissing, ValueError) as error:
         print(f"td-pipeline: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
@@ -98,6 +113,7 @@ def sandbox_up(args: argparse.Namespace) -> int:
         faults=faults,
         secure=args.secure,
         login=Login(args.nats_login),
+        llm_capacity=capacity,
     )
     with fleet:
         for line in fleet.env_lines(hide_secrets=True):
@@ -109,6 +125,22 @@ def sandbox_up(args: argparse.Namespace) -> int:
                 f"{args.state_dir / FLEET_ENV_FILE_NAME}",
                 flush=True,
             )
-        stop.wait()
+        if capacity is None or fleet.executor is None:
+            stop.wait()
+        else:
+            print(f"# the executor's LLM: {capacity.describe()}", flush=True)
+            _print_load_until(stop, fleet.executor)
     print("# sandbox stopped", flush=True)
     return EXIT_OK
+
+
+def _print_load_until(stop: threading.Event, executor: RunningExecutor) -> None:
+    """A line each LOAD_LINE_SECONDS the jobs changed, and the last state when stopped."""
+    shown: LlmLoad | None = None
+    stopped = False
+    while not stopped:
+        stopped = stop.wait(LOAD_LINE_SECONDS)
+        load = executor.servicer.load()
+        if load is not None and load != shown:
+            print(f"# llm: {load.describe()}", flush=True)
+            shown = load

@@ -9,6 +9,12 @@
 - A failed LLM call goes out on `agent.response.failed` with no constraints and no plan or
   story id, only the task id (also in `metadata.task_id`); GetDeliberationStatus then answers
   `completed` with an empty proposal, as the fleet's does.
+- With an `LlmCapacity` (`sandbox up --llm-slots N --llm-seconds S`) it behaves as the fleet
+  does under load (`llm_capacity`): still `submitted` at once, then N jobs served at a time in
+  arrival order, the back-end's answer after S seconds of service, and a job queued and served
+  past the timeout failed as the fleet's agent job fails it (`error_type` `TimeoutError`, an
+  empty `error`: aiohttp's total timeout carries no message). GetDeliberationStatus answers
+  `running` while a job is queued or served. Without one, jobs are answered at once.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import grpc
 
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as pb
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as pb_grpc
+from td_pipeline.infrastructure.event_loop_thread import EventLoopThread
 from td_pipeline.infrastructure.jetstream_publisher import JetStreamPublisher
 from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_COMPLETED, AGENT_RESPONSE_FAILED
@@ -36,6 +43,7 @@ from td_pipeline.sandbox.llm import (
     LlmRequest,
     UnpublishedLlmFailure,
 )
+from td_pipeline.sandbox.llm_capacity import JobPlan, LlmCapacity, LlmLoad, ServiceQueue, load_at
 from td_pipeline.sandbox.openai_llm import OpenAICompatibleLlm
 
 
@@ -44,6 +52,14 @@ class DeliberationState:
     status: str  # running | completed (a failed LLM call too, with no proposal)
     agent_id: str
     proposal: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _LlmService:
+    """With a capacity: its slots, and the thread that ends each job at its time."""
+
+    queue: ServiceQueue
+    timer: EventLoopThread
 
 
 class Publisher(Protocol):
@@ -104,10 +120,10 @@ def completed_message(
 
 
 def failed_message(
-    request: pb.ExecuteDeliberationRequest, agent: pb.Agent, error: LlmFailure, duration_ms: int
+    request: pb.ExecuteDeliberationRequest, agent: pb.Agent, error: Exception, duration_ms: int
 ) -> dict[str, Any]:
     """`agent.response.failed` as the fleet's agent job publishes it: no constraints, no ids
-    but the task id."""
+    but the task id; `error` and `error_type` are the exception's text and class name."""
     return {
         "task_id": request.task_id,
         "agent_id": agent.id,
@@ -137,12 +153,24 @@ def _refusal(request: pb.ExecuteDeliberationRequest) -> str | None:
 
 
 class RayExecutorServicer(pb_grpc.RayExecutorServiceServicer):
-    def __init__(self, backend: LlmBackend, publisher: Publisher, workers: int = 2) -> None:
+    def __init__(
+        self,
+        backend: LlmBackend,
+        publisher: Publisher,
+        workers: int = 2,
+        capacity: LlmCapacity | None = None,
+    ) -> None:
         self._backend = backend
         self._publisher = publisher
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm")
         self._states: dict[str, DeliberationState] = {}
         self._lock = threading.Lock()
+        self._service = (
+            _LlmService(ServiceQueue(capacity), EventLoopThread("llm-service-timer"))
+            if capacity is not None
+            else None
+        )
+        self._plans: list[JobPlan] = []  # with a capacity, every job's, in arrival order
 
     def ExecuteDeliberation(
         self, request: pb.ExecuteDeliberationRequest, context: grpc.ServicerContext
@@ -160,7 +188,10 @@ class RayExecutorServicer(pb_grpc.RayExecutorServiceServicer):
         deliberation_id = f"deliberation-{request.task_id}-{int(time.time())}"
         agent = request.agents[0]
         self._set(deliberation_id, DeliberationState("running", agent.id))
-        self._pool.submit(self._deliberate, deliberation_id, agent, request)
+        if self._service is None:
+            self._pool.submit(self._deliberate, deliberation_id, agent, request)
+        else:
+            self._admit(deliberation_id, agent, request, self._service)
         return pb.ExecuteDeliberationResponse(
             task_id=request.task_id,
             deliberation_id=deliberation_id,
@@ -185,7 +216,19 @@ class RayExecutorServicer(pb_grpc.RayExecutorServiceServicer):
         )
         return pb.GetDeliberationStatusResponse(status=state.status, result=result)
 
+    def plans(self) -> tuple[JobPlan, ...]:
+        """Every job's plan so far, in arrival order (`time.monotonic` times); empty without
+        a capacity."""
+        with self._lock:
+            return tuple(self._plans)
+
+    def load(self) -> LlmLoad | None:
+        """The jobs now (in flight, answered, timed out); None without a capacity."""
+        return None if self._service is None else load_at(self.plans(), time.monotonic())
+
     def shutdown(self) -> None:
+        if self._service is not None:
+            self._service.timer.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _set(self, deliberation_id: str, state: DeliberationState) -> None:
@@ -198,10 +241,49 @@ class RayExecutorServicer(pb_grpc.RayExecutorServiceServicer):
             return OpenAICompatibleLlm(request.vllm_url, request.vllm_model)
         return self._backend
 
-    def _deliberate(
-        self, deliberation_id: str, agent: pb.Agent, request: pb.ExecuteDeliberationRequest
+    def _admit(
+        self,
+        deliberation_id: str,
+        agent: pb.Agent,
+        request: pb.ExecuteDeliberationRequest,
+        service: _LlmService,
     ) -> None:
-        started = time.monotonic()
+        with self._lock:  # arrivals reach the queue in the order of their times
+            plan = service.queue.admit(time.monotonic())
+            self._plans.append(plan)
+
+        def end_of_service() -> None:  # on the timer's loop: hand the work to the pool
+            self._pool.submit(self._end_of_service, deliberation_id, agent, request, plan)
+
+        service.timer.call_at(plan.end, end_of_service)
+
+    def _end_of_service(
+        self,
+        deliberation_id: str,
+        agent: pb.Agent,
+        request: pb.ExecuteDeliberationRequest,
+        plan: JobPlan,
+    ) -> None:
+        if not plan.timed_out:
+            self._deliberate(deliberation_id, agent, request, accepted_at=plan.arrival)
+            return
+        duration_ms = int((time.monotonic() - plan.arrival) * 1000)
+        self._publish(
+            AGENT_RESPONSE_FAILED,
+            failed_message(request, agent, TimeoutError(), duration_ms),
+            f"{deliberation_id}:failed",
+        )
+        self._set(deliberation_id, DeliberationState("completed", agent.id))
+
+    def _deliberate(
+        self,
+        deliberation_id: str,
+        agent: pb.Agent,
+        request: pb.ExecuteDeliberationRequest,
+        accepted_at: float | None = None,
+    ) -> None:
+        # The fleet's agent job times from its own start: with a capacity, the submission.
+        started = time.monotonic() if accepted_at is None else accepted_at
 
         def elapsed_ms() -> int:
             return int((time.monotonic() - started) * 1000)
@@ -262,9 +344,10 @@ def serve_executor(
     port: int = 0,
     tls: ServerTls | None = None,
     nats_auth: NatsAuth = NO_AUTH,
+    capacity: LlmCapacity | None = None,
 ) -> RunningExecutor:
     publisher = JetStreamPublisher(nats_url, nats_auth)
-    servicer = RayExecutorServicer(backend, publisher)
+    servicer = RayExecutorServicer(backend, publisher, capacity=capacity)
 
     def register(server: Any) -> None:
         pb_grpc.add_RayExecutorServiceServicer_to_server(servicer, server)

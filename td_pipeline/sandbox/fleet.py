@@ -13,6 +13,7 @@ from td_pipeline.sandbox.context import serve_context
 from td_pipeline.sandbox.executor import RunningExecutor, serve_executor
 from td_pipeline.sandbox.grpc_server import RunningServer
 from td_pipeline.sandbox.llm import LlmBackend
+from td_pipeline.sandbox.llm_capacity import LlmCapacity
 from td_pipeline.sandbox.nats_server import NatsServer
 from td_pipeline.sandbox.offline_planner import OfflinePlanner
 from td_pipeline.sandbox.planning import PlanningFaults, serve_planning
@@ -30,6 +31,8 @@ from td_pipeline.sandbox.state_dir import (
 class LocalFleet:
     state_dir: Path
     backend: LlmBackend = field(default_factory=OfflinePlanner)
+    # How the executor's LLM behaves under load (`sandbox.llm_capacity`); None: answers at once.
+    llm_capacity: LlmCapacity | None = None
     faults: PlanningFaults = field(default_factory=PlanningFaults)
     stories: tuple[SampleStory, ...] = field(default_factory=load_sample_stories)
     nats: NatsServer | None = None
@@ -58,7 +61,11 @@ class LocalFleet:
             self.planning = serve_planning(self.store, self.faults, tls=tls)
             self.context = serve_context(self.store, tls=tls)
             self.executor = serve_executor(
-                self.nats.url, self.backend, tls=tls, nats_auth=self.nats.admin
+                self.nats.url,
+                self.backend,
+                tls=tls,
+                nats_auth=self.nats.admin,
+                capacity=self.llm_capacity,
             )
         except BaseException:
             self.stop()

@@ -10,11 +10,13 @@ import pytest
 
 from td_pipeline.devtools.dagster_processes import DagsterProcesses, prepare_home
 from td_pipeline.sandbox.fleet import LocalFleet
+from td_pipeline.sandbox.llm_capacity import LlmCapacity
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
-    with LocalFleet(tmp_path / "fleet") as fleet:
+def fleet(tmp_path: Path, llm_capacity: LlmCapacity | None) -> Iterator[LocalFleet]:
+    # llm_capacity: td_pipeline_tests/conftest.py's (None: answers at once), or the module's.
+    with LocalFleet(tmp_path / "fleet", llm_capacity=llm_capacity) as fleet:
         yield fleet
 
 
