@@ -96,6 +96,7 @@ class Settings(RetryCronSetting):
     llm_timeout_seconds: int = Field(600, ge=1, validation_alias="TD_LLM_TIMEOUT_SECONDS")
     max_attempts: int = Field(3, ge=1, validation_alias="TD_MAX_ATTEMPTS")
     batch_size: int = Field(50, ge=1, le=500, validation_alias="TD_BATCH_SIZE")
+    llm_max_in_flight: int = Field(256, ge=1, validation_alias="TD_LLM_MAX_IN_FLIGHT")
     transient_retry_seconds: float = Field(
         60.0, ge=0, validation_alias="TD_TRANSIENT_RETRY_SECONDS"
     )

@@ -26,7 +26,12 @@ from prometheus_client.registry import Collector
 from td_pipeline.application.derivation_metrics import DerivationTally, FailureClass
 from td_pipeline.application.readiness import Check, Readiness, daemon_check
 from td_pipeline.infrastructure.jetstream_monitor import ConsumerLag, StreamBatch
-from td_pipeline.orchestration.instance_metrics import DaemonHeartbeats, LlmWaiting, RunCounts
+from td_pipeline.orchestration.instance_metrics import (
+    DaemonHeartbeats,
+    LlmAdmission,
+    LlmWaiting,
+    RunCounts,
+)
 
 MESSAGES_PER_SCRAPE = 5_000  # a long stream is caught up over several scrapes
 
@@ -51,6 +56,8 @@ class InstanceSource(Protocol):
     def llm_waiting(self, now: datetime) -> LlmWaiting: ...
 
     def fetch_stalls(self) -> dict[str, int]: ...
+
+    def llm_admission(self, now: datetime) -> LlmAdmission: ...
 
 
 class PeerProbe(Protocol):
@@ -237,6 +244,7 @@ class PipelineCollector(Collector):
             sensors = self._instance.sensor_success_ages(now)
             waiting = self._instance.llm_waiting(now)
             stalls = self._instance.fetch_stalls()
+            admission = self._instance.llm_admission(now)
             beats = self._instance.daemon_heartbeats(now)
         except Exception:
             return [], None
@@ -267,6 +275,17 @@ class PipelineCollector(Collector):
             "Seconds the oldest attempt has waited on the LLM (0 when none waits)",
         )
         oldest.add_metric([], waiting.oldest_seconds)
+        window = GaugeMetricFamily(
+            "td_llm_window",
+            "LLM jobs the window allows in flight now (learnt, at most TD_LLM_MAX_IN_FLIGHT)",
+        )
+        window.add_metric([], admission.window)
+        jobs = GaugeMetricFamily(
+            "td_llm_jobs_in_flight",
+            "LLM jobs in flight: submitted, or in a derive run about to submit, not yet "
+            "answered, failed or given up",
+        )
+        jobs.add_metric([], admission.in_flight)
         stalled = CounterMetricFamily(
             "td_nats_fetch_stalls",
             "Fetches of a NATS-driven sensor that NATS did not end within their timeout",
@@ -281,7 +300,8 @@ class PipelineCollector(Collector):
         )
         for daemon, age in sorted(beats.ages.items()):
             heartbeat.add_metric([daemon], age)
-        metrics = [queued, in_progress, sensor_age, waiting_count, oldest, stalled, heartbeat]
+        metrics = [queued, in_progress, sensor_age, waiting_count, oldest, window, jobs, stalled]
+        metrics.append(heartbeat)
         return metrics, beats
 
     def _readiness_metrics(self, now: datetime, beats: DaemonHeartbeats | None) -> list[Metric]:

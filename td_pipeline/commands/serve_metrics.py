@@ -143,7 +143,9 @@ def run_serve_metrics(args: argparse.Namespace) -> int:
     collector = PipelineCollector(
         stream=DerivationStreamReader(monitor, settings.request_stream),
         nats=monitor,
-        instance=InstanceReadings(instance, settings.llm_timeout_seconds),
+        instance=InstanceReadings(
+            instance, settings.llm_timeout_seconds, settings.llm_max_in_flight
+        ),
         peers=peers,
         durables=[
             Durable(settings.request_stream, settings.request_durable),

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import dagster as dg
 import nats
 from nats.js.api import DeliverPolicy
 
@@ -41,11 +42,13 @@ from td_pipeline.devtools.dagster_processes import (
 )
 from td_pipeline.devtools.process_memory import PeakMemory, memory_supported, sampling
 from td_pipeline.infrastructure.subjects import DERIVATION_COMPLETED, DERIVATION_REQUESTED
+from td_pipeline.orchestration.llm_admission import read_window
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.llm_capacity import LlmCapacity
 from td_pipeline.sandbox.llm_flags import add_llm_capacity_arguments, llm_capacity_from
 from td_pipeline.sandbox.nats_server import ensure_streams, missing_nats_server
 from td_pipeline.sandbox.planning_store import SampleStory, load_sample_stories, story_copies
+from td_pipeline.settings import read_settings
 
 CODE_LOCATIONS = ("td_pipeline.orchestration.definitions", "td_pipeline.devtools.bench_floor")
 PROGRESS_SECONDS = 10.0  # --burst: a progress line this often
@@ -199,8 +202,7 @@ def run_e2e(args: argparse.Namespace) -> int:
                             fleet.executor.servicer.plans,
                             fleet.executor.servicer.load,
                             args.timeout,
-                            # The seam for the pipeline's window (`td_llm_window`): none yet.
-                            window=None,
+                            window=InstanceWindow(home, read_settings().llm_max_in_flight),
                         )
                     )
     print()
@@ -209,6 +211,17 @@ def run_e2e(args: argparse.Namespace) -> int:
     pipeline, floor = outcome
     print(report(pipeline, floor, burst=args.burst))
     return 0 if pipeline.missing == 0 and floor.missing == 0 else 1
+
+
+class InstanceWindow:
+    """The pipeline's LLM window as the request sensor reads it (`bench_llm.WindowProbe`)."""
+
+    def __init__(self, home: Path, cap: int) -> None:
+        self._instance = dg.DagsterInstance.from_config(str(home))
+        self._cap = cap
+
+    def read(self) -> float | None:
+        return float(read_window(self._instance).jobs_allowed(self._cap))
 
 
 def _llm_capacity(args: argparse.Namespace) -> LlmCapacity | None:

@@ -11,10 +11,9 @@ The report: stories completed, failed events (`task.derivation.failed`), the exe
 timeouts, the peak of jobs in flight at the executor, the time to the last completed event and
 its ratio to the floor, and a PNG of jobs in flight over time.
 
-The window: the pipeline's own limit on jobs in flight (its admission window) will be a
-number over time, a gauge `td_llm_window` on `td-pipeline serve-metrics` or the request
-sensor's tick log. A `WindowProbe` reading it is sampled during the phase and drawn beside
-jobs in flight; without one (today), the picture shows jobs in flight alone."""
+The window: the pipeline's own limit on jobs in flight (its admission window, `td_llm_window`
+on `td-pipeline serve-metrics`). A `WindowProbe` reading it is sampled during the phase and
+drawn beside jobs in flight; without one, the picture shows jobs in flight alone."""
 
 from __future__ import annotations
 

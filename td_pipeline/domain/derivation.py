@@ -42,6 +42,7 @@ class LlmFailureReport:
     reason: str
     derivation_id: DerivationId
     attempt: int | None
+    timed_out: bool = False  # the executor's `error_type` TimeoutError: the LLM was too busy
 
 
 @dataclass(frozen=True, slots=True)

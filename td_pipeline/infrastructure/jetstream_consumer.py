@@ -163,6 +163,13 @@ class JetStreamPuller:
         silently keep an existing consumer's old config)."""
         self._loop.run(self._connection.jetstream().add_consumer(spec.stream, spec.config()), 10)
 
+    def pending(self, spec: ConsumerSpec) -> int:
+        """Messages the consumer has not delivered yet: what waits in the stream."""
+        info = self._loop.run(
+            self._connection.jetstream().consumer_info(spec.stream, spec.durable), 10
+        )
+        return int(info.num_pending or 0)
+
     def fetch(self, spec: ConsumerSpec, batch: int, timeout_seconds: float) -> Fetched:
         """Up to `batch` messages, waiting at most `timeout_seconds` for the first; back within
         `timeout_seconds + STALL_GRACE_SECONDS` whatever the server does."""

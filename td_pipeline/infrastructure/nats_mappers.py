@@ -267,7 +267,8 @@ def decode_agent_failure(
     if derivation is None:
         return Refused("agent failure that names no attempt of ours (no td: task id)")
     plan, story = _failure_ids(failure)
-    return LlmFailureReport(plan, story, _failure_reason(failure), derivation, attempt)
+    timed_out = (failure.error_type or "").strip() == "TimeoutError"
+    return LlmFailureReport(plan, story, _failure_reason(failure), derivation, attempt, timed_out)
 
 
 def _failure_ids(failure: AgentResponseFailed) -> tuple[PlanId | None, StoryId | None]:

@@ -50,7 +50,7 @@ def _paged_records(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> Iter
         cursor = page[-1].dagster_run.run_id
 
 
-def _paged_runs(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> Iterator[dg.DagsterRun]:
+def paged_runs(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> Iterator[dg.DagsterRun]:
     return (record.dagster_run for record in _paged_records(instance, filters))
 
 
@@ -174,7 +174,7 @@ def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[Subm
         (run.derivation_id, run.attempt)
         for runs in map(
             run_attempts,
-            _paged_runs(
+            paged_runs(
                 instance,
                 dg.RunsFilter(tags={PHASE_TAG: Phase.PERSIST.value}, updated_after=since),
             ),

@@ -20,6 +20,7 @@ from dagster._core.scheduler.instigation import (
 from td_pipeline.orchestration.attempt_queries import waiting_attempts
 from td_pipeline.orchestration.batch_jobs import derive_batch_job, persist_batch_job
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
+from td_pipeline.orchestration.llm_admission import llm_jobs_in_flight, read_window
 from td_pipeline.orchestration.nats_ticks import stalled_fetches
 from td_pipeline.orchestration.request_sensor import derivation_request_sensor
 from td_pipeline.orchestration.result_sensor import derivation_result_sensor
@@ -51,6 +52,12 @@ class LlmWaiting:
 
 
 @dataclass(frozen=True, slots=True)
+class LlmAdmission:
+    window: int  # LLM jobs the window allows now
+    in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonHeartbeats:
     required: tuple[str, ...]  # the daemons this instance needs
     ages: Mapping[str, float]  # seconds since each daemon's last heartbeat
@@ -59,9 +66,12 @@ class DaemonHeartbeats:
 class InstanceReadings:
     """Readings of one Dagster instance, each a few bounded queries."""
 
-    def __init__(self, instance: dg.DagsterInstance, llm_timeout_seconds: int) -> None:
+    def __init__(
+        self, instance: dg.DagsterInstance, llm_timeout_seconds: int, llm_max_in_flight: int
+    ) -> None:
         self._instance = instance
         self._llm_timeout_seconds = llm_timeout_seconds
+        self._llm_max_in_flight = llm_max_in_flight
 
     def run_counts(self) -> RunCounts:
         def count(job: str, statuses: tuple[dg.DagsterRunStatus, ...]) -> int:
@@ -91,6 +101,13 @@ class InstanceReadings:
             if ticks:
                 ages[state.instigator_name] = now.timestamp() - ticks[0].timestamp
         return ages
+
+    def llm_admission(self, now: datetime) -> LlmAdmission:
+        """The LLM window and the jobs it counts, as the request sensor reads them."""
+        return LlmAdmission(
+            window=read_window(self._instance).jobs_allowed(self._llm_max_in_flight),
+            in_flight=llm_jobs_in_flight(self._instance, now, self._llm_timeout_seconds),
+        )
 
     def fetch_stalls(self) -> dict[str, int]:
         """Each NATS-driven sensor's stalled fetches so far, from its cursor."""

@@ -31,6 +31,9 @@ from td_pipeline.orchestration.resources import (
 )
 from td_pipeline.orchestration.run_requests import StoryWork
 
+# The request and result sensors tick this often: the LLM window frees a slot when a tick sees
+# the answer and fills it at the next tick, so their interval is dead time of every LLM slot.
+SENSOR_INTERVAL_SECONDS = 2
 WAIT_FIRST_SECONDS = 5.0  # a message waiting for its story comes back after this, then doubling
 WAIT_LONGEST_SECONDS = 300.0
 
@@ -84,14 +87,30 @@ def settle_then_fetch(
     nats: NatsResource,
     settings: DerivationSettings,
     consumer: ConsumerSpec,
+    batch: int | None = None,
 ) -> TickFetch:
     """Ack what the last tick turned into runs (this tick running proves they were stored),
-    then fetch a bounded batch."""
+    then fetch a bounded batch (`settings.sensor_batch`, or `batch`: 0 fetches nothing)."""
     puller = nats.puller()
     puller.ack(pending_acks(context.cursor))
     puller.ensure_consumer(consumer)
-    fetched = puller.fetch(consumer, settings.sensor_batch, settings.sensor_fetch_seconds)
     stalls = stalled_fetches(context.cursor)
+    size = settings.sensor_batch if batch is None else batch
+    return fetch_more(context, TickFetch(puller, [], stalls), consumer, settings, size)
+
+
+def fetch_more(
+    context: dg.SensorEvaluationContext,
+    tick: TickFetch,
+    consumer: ConsumerSpec,
+    settings: DerivationSettings,
+    batch: int,
+) -> TickFetch:
+    """The tick's messages and up to `batch` more (none for 0), counting a stalled fetch."""
+    if batch < 1:
+        return tick
+    fetched = tick.puller.fetch(consumer, batch, settings.sensor_fetch_seconds)
+    stalls = tick.stalled_fetches
     if fetched.stalled:
         stalls += 1
         context.log.warning(
@@ -99,7 +118,7 @@ def settle_then_fetch(
             f"pull request within {settings.sensor_fetch_seconds + STALL_GRACE_SECONDS:g} s; "
             f"{len(fetched.messages)} message(s) kept ({stalls} stalled fetches so far)"
         )
-    return TickFetch(puller, fetched.messages, stalls)
+    return TickFetch(tick.puller, [*tick.messages, *fetched.messages], stalls)
 
 
 def announce_llm_failure(

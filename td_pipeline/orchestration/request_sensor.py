@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from td_pipeline.application.batching import plan_runs
+from td_pipeline.application.llm_window import room
 from td_pipeline.application.request_intake import (
     AlreadyStarted,
     RefuseRequest,
@@ -18,7 +19,10 @@ from td_pipeline.orchestration.attempt_queries import InstanceAttemptHistory
 from td_pipeline.orchestration.attempts import Phase
 from td_pipeline.orchestration.batch_jobs import derive_batch_job
 from td_pipeline.orchestration.jobs import derive_job
+from td_pipeline.orchestration.llm_admission import llm_jobs_in_flight, read_window
 from td_pipeline.orchestration.nats_ticks import (
+    SENSOR_INTERVAL_SECONDS,
+    fetch_more,
     last_delivery,
     redeliver_after_waiting,
     settle_then_fetch,
@@ -50,9 +54,12 @@ def derive_work(start: StartDerivation, message_key: str) -> StoryWork:
     )
 
 
+MAX_FETCHES_PER_TICK = 20  # refused requests fetched past: at most this many fetches a tick
+
+
 @dg.sensor(
     jobs=[derive_job, derive_batch_job],
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Turns task.derivation.requested messages into derive runs: a story's own "
     "run when it comes alone, batched runs (TD_BATCH_SIZE) when requests queue up.",
@@ -64,32 +71,58 @@ def derivation_request_sensor(
     if missing is not None:
         # Nothing fetched, nothing lost: the requests wait in the stream (ticks show why).
         return dg.SensorResult(skip_reason=missing, cursor=context.cursor)
-    fetch = settle_then_fetch(context, nats, settings, nats.request_consumer())
-    puller, messages = fetch.puller, fetch.messages
+    # Admission: only as many requests as the LLM window has room for are fetched; the rest
+    # wait in the stream, undelivered, so that nothing is lost and no delivery is spent.
+    window, cap = read_window(context.instance), settings.llm_max_in_flight
+    in_flight = llm_jobs_in_flight(
+        context.instance, datetime.now(UTC), settings.llm_timeout_seconds
+    )
+    allowed = window.jobs_allowed(cap)
+    admitted = min(settings.sensor_batch, room(window, in_flight, cap))
+    consumer = nats.request_consumer()
+    fetch = settle_then_fetch(context, nats, settings, consumer, batch=admitted)
+    if admitted == 0:
+        return dg.SensorResult(
+            skip_reason=f"{fetch.puller.pending(consumer)} request(s) wait in the stream: "
+            f"{in_flight} LLM job(s) in flight of a window of {allowed}",
+            cursor=fetch.cursor([]),
+        )
+    puller = fetch.puller
     history = InstanceAttemptHistory(context.instance)
     known_roles = settings.known_role_set()
     new_stories: list[str] = []
     works: list[StoryWork] = []
     pulled: dict[str, PulledMessage] = {}  # by message key: what became work
     refused: list[str] = []
-    for message in messages:
-        decoded = decode_request(message.data, known_roles=known_roles)
-        decision = take_request(decoded, message.run_key, history, datetime.now(UTC))
-        if isinstance(decision, RefuseRequest):
-            context.log.warning(
-                f"refused request (stream seq {message.stream_sequence}): {decision.reason}"
-            )
-            if decision.answer is not None:
-                nats.publish_outcome(decision.answer, correlation_id=decision.correlation_id)
-            refused.append(message.reply)
-        elif isinstance(decision, AlreadyStarted):
-            puller.ack([message.reply])  # a redelivery whose run was already created
-        else:
-            work = derive_work(decision, message.run_key)
-            if decision.new_story and work.story not in new_stories:
-                new_stories.append(work.story)
-            works.append(work)
-            pulled[message.run_key] = message
+    taken, asked = 0, admitted
+    for _ in range(MAX_FETCHES_PER_TICK):
+        fetched = fetch.messages[taken:]
+        for message in fetched:
+            decoded = decode_request(message.data, known_roles=known_roles)
+            decision = take_request(decoded, message.run_key, history, datetime.now(UTC))
+            if isinstance(decision, RefuseRequest):
+                context.log.warning(
+                    f"refused request (stream seq {message.stream_sequence}): {decision.reason}"
+                )
+                if decision.answer is not None:
+                    nats.publish_outcome(decision.answer, correlation_id=decision.correlation_id)
+                refused.append(message.reply)
+            elif isinstance(decision, AlreadyStarted):
+                puller.ack([message.reply])  # a redelivery whose run was already created
+            else:
+                work = derive_work(decision, message.run_key)
+                if decision.new_story and work.story not in new_stories:
+                    new_stories.append(work.story)
+                works.append(work)
+                pulled[message.run_key] = message
+        taken = len(fetch.messages)
+        # A refused or repeated request holds no slot: while the stream has more (the last
+        # fetch came full), fetch again for the room left, so that bad input drains fast.
+        asked_before, asked = asked, admitted - len(works)
+        if asked < 1 or len(fetched) < asked_before:
+            break
+        fetch = fetch_more(context, fetch, consumer, settings, asked)
+    messages = fetch.messages
     in_batch, own = stories_in_flight(context.instance, works)
     plan = plan_runs(
         works,
@@ -107,7 +140,9 @@ def derivation_request_sensor(
     if messages:
         context.log.info(
             f"{len(messages)} message(s): {len(runs)} run(s) for {len(pulled)} "
-            f"stories, {len(refused)} refused, {len(later)} waiting for their story"
+            f"stories, {len(refused)} refused, {len(later)} waiting for their story; "
+            f"{puller.pending(consumer)} wait in the stream, {in_flight} LLM job(s) were in "
+            f"flight of a window of {allowed}"
         )
     return dg.SensorResult(
         run_requests=runs,

@@ -107,6 +107,7 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
     )
     sensor_batch: int = 50  # messages per sensor tick
     batch_size: int = 50  # stories per batched run; 1: one run per story, always
+    llm_max_in_flight: int = 256  # bounds the learnt LLM window (docs/architecture.md)
     sensor_fetch_seconds: float = 2.0  # bounded wait per tick, well under the 60 s tick timeout
 
     def task_count(self) -> TaskCountRange:
@@ -141,6 +142,7 @@ class DerivationSettings(dg.ConfigurableResource):  # type: ignore[type-arg]
             llm_timeout_seconds=settings.llm_timeout_seconds,
             max_attempts=settings.max_attempts,
             batch_size=settings.batch_size,
+            llm_max_in_flight=settings.llm_max_in_flight,
             transient_retry_seconds=settings.transient_retry_seconds,
             known_roles=list(settings.known_roles),
         )

@@ -1,19 +1,23 @@
 """agent.response.completed / failed -> persist runs for the story's current attempt
 (`answer_routing` decides; this module fetches, acts and acks)."""
 
+import time
 from collections import Counter
 
 import dagster as dg
 
 from td_pipeline.application.answer_routing import Route, route_answer
 from td_pipeline.application.batching import plan_runs
+from td_pipeline.application.llm_window import Answer, observe
 from td_pipeline.domain.derivation import LlmFailureReport, NotOurs, Refused
 from td_pipeline.infrastructure.nats_mappers import decode_agent_failure, decode_agent_response
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_FAILED
 from td_pipeline.orchestration.attempt_queries import InstanceAttemptHistory
 from td_pipeline.orchestration.batch_jobs import persist_batch_job
 from td_pipeline.orchestration.jobs import persist_job
+from td_pipeline.orchestration.llm_admission import read_window, write_window
 from td_pipeline.orchestration.nats_ticks import (
+    SENSOR_INTERVAL_SECONDS,
     announce_llm_failure,
     persist_work,
     settle_then_fetch,
@@ -32,7 +36,7 @@ EARLY_ANSWER_DELAY_SECONDS = 3.0
 
 @dg.sensor(
     jobs=[persist_job, persist_batch_job],
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Turns the executor's answers and failures (agent.response.completed / "
     "failed) into persist runs for the story's current attempt, batched (TD_BATCH_SIZE) when "
@@ -51,6 +55,8 @@ def derivation_result_sensor(
     refused: list[str] = []
     early: list[str] = []  # answers whose submission is not recorded yet
     routes: Counter[str] = Counter()
+    answered: list[Answer] = []  # what the LLM window learns from
+    timeouts: list[float] = []  # when each job that timed out was handed over
     for message in messages:
         decoded = (
             decode_agent_failure(message.data)
@@ -75,7 +81,10 @@ def derivation_result_sensor(
             settled.append(message.reply)
         else:
             current = route.attempt
+            submitted_at = current.submitted_at.timestamp()
             if isinstance(decoded, LlmFailureReport):
+                if decoded.timed_out:
+                    timeouts.append(submitted_at)
                 announce_llm_failure(
                     context.instance, nats, current, decoded.reason, settings.max_attempts
                 )
@@ -83,6 +92,8 @@ def derivation_result_sensor(
                     persist_work(message.run_key, current, {"executor_error": decoded.reason})
                 )
             else:
+                seconds = max(0.0, message.timestamp_ns / 1e9 - submitted_at)
+                answered.append(Answer(submitted_at, seconds))
                 answers.append(persist_work(message.run_key, current, {"text": decoded.text}))
             replies[message.run_key] = message.reply
     # A story with a run in flight gets its own run: behind its own run the story concurrency
@@ -94,6 +105,10 @@ def derivation_result_sensor(
     )
     later = [replies.pop(work.message_key) for work in plan.waiting]
     runs = [story_run_request(work) for work in failures] + run_requests(plan)
+    if answered or timeouts:
+        window = read_window(context.instance)
+        cap, now = settings.llm_max_in_flight, time.time()
+        write_window(context.instance, observe(window, answered, timeouts, cap, now))
     puller.ack(settled)
     puller.terminate(refused)
     puller.redeliver_later([*early, *later], EARLY_ANSWER_DELAY_SECONDS)

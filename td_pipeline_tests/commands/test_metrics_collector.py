@@ -13,7 +13,12 @@ from td_pipeline.application.derivation_metrics import Completed, Failed, Reques
 from td_pipeline.commands.metrics_collector import Durable, PipelineCollector
 from td_pipeline.commands.serve_metrics import metrics_app
 from td_pipeline.infrastructure.jetstream_monitor import ConsumerLag, NatsUnavailable, StreamBatch
-from td_pipeline.orchestration.instance_metrics import DaemonHeartbeats, LlmWaiting, RunCounts
+from td_pipeline.orchestration.instance_metrics import (
+    DaemonHeartbeats,
+    LlmAdmission,
+    LlmWaiting,
+    RunCounts,
+)
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 LLM_RETRY = "failed while waiting for the LLM: timeout; will retry (attempt 2 of 3)"
@@ -72,6 +77,9 @@ class FakeInstance:
 
     def fetch_stalls(self) -> dict[str, int]:
         return {"derivation_request_sensor": 0, "derivation_result_sensor": 3}
+
+    def llm_admission(self, now: datetime) -> LlmAdmission:
+        return LlmAdmission(window=8, in_flight=6)
 
 
 class FakePeer:
@@ -152,6 +160,7 @@ def test_a_scrape_reads_the_stream_on_from_where_it_stopped_and_every_source() -
     assert second[("td_llm_oldest_waiting_attempt_age_seconds", ())] == 42.5
     stalls = ("td_nats_fetch_stalls_total", (("sensor", "derivation_result_sensor"),))
     assert second[stalls] == 3
+    assert (second[("td_llm_window", ())], second[("td_llm_jobs_in_flight", ())]) == (8, 6)
     sensor = (("sensor", "derivation_request_sensor"),)
     assert second[("td_sensor_last_success_age_seconds", sensor)] == 4.0
     assert second[("td_daemon_heartbeat_age_seconds", (("daemon", "SENSOR"),))] == 5.0

@@ -1,7 +1,7 @@
 """`td-pipeline bench e2e --llm-slots N --llm-seconds S`: its arguments, the phase's settling
 against a real NATS server (a stand-in answers for the pipeline), the report and its ratio to
-the LLM's floor, and the picture. A real run takes minutes (a daemon, runs); docs/benchmarks.md shows
-one."""
+the LLM's floor, and the picture. A real run takes minutes (a daemon, runs);
+docs/benchmarks.md shows one."""
 
 from __future__ import annotations
 

@@ -124,6 +124,7 @@ def test_metrics_follow_a_backlog_outcomes_and_nats_going_away(
         assert after[("td_nats_fetch_stalls_total", sensor)] == 0  # read from its cursor
         assert ("td_runs_queued", (("job", "derive_tasks"),)) in after
         assert ("td_llm_waiting_attempts", ()) in after
+        assert after[("td_llm_window", ())] >= 1 and ("td_llm_jobs_in_flight", ()) in after
         assert all(
             after[("td_metrics_source_up", (("source", source),))] == 1
             for source in ("stream", "nats", "dagster")

@@ -276,6 +276,7 @@ def test_the_executors_failure_is_tied_to_its_attempt_by_the_task_id() -> None:
         "LLM failed: TimeoutError: vLLM request timed out after 120s",
         DerivationId("d-1"),
         2,
+        timed_out=True,  # the LLM was too busy: the window shrinks
     )
 
 

@@ -93,6 +93,7 @@ def test_resources_are_built_from_the_settings_when_used(monkeypatch: pytest.Mon
         "TD_CONTEXT_REQUIRED": "true",
         "TD_MAX_ATTEMPTS": "5",
         "TD_BATCH_SIZE": "7",
+        "TD_LLM_MAX_IN_FLIGHT": "4",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -111,7 +112,7 @@ def test_resources_are_built_from_the_settings_when_used(monkeypatch: pytest.Mon
     assert isinstance(settings, DerivationSettings)
     assert (settings.vllm_url, settings.vllm_model) == ("http://vllm:8000", "Qwen/Qwen3-8B")
     assert settings.context_required and settings.max_attempts == 5
-    assert settings.batch_size == 7
+    assert settings.batch_size == 7 and settings.llm_max_in_flight == 4
 
 
 def test_a_bad_or_missing_value_fails_with_one_line_naming_the_variable(
@@ -132,11 +133,12 @@ def test_a_bad_or_missing_value_fails_with_one_line_naming_the_variable(
     assert str(missing.value) == "bad setting: RAY_EXECUTOR_ADDRESS is not set"
 
 
-def test_a_batch_size_below_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TD_BATCH_SIZE", "0")
+@pytest.mark.parametrize("variable", ["TD_BATCH_SIZE", "TD_LLM_MAX_IN_FLIGHT"])
+def test_a_size_below_one_is_refused(variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(variable, "0")
     with pytest.raises(SettingsError) as bad:
         resource_from_environment("settings")
-    assert str(bad.value).startswith("bad setting: TD_BATCH_SIZE:")
+    assert str(bad.value).startswith(f"bad setting: {variable}:")
 
 
 LOADED_CRON = (

@@ -1,0 +1,97 @@
+"""The LLM window: grows while answers are fast, shrinks once per round trip when they queue,
+halves on a timeout, never closes nor passes its cap."""
+
+from __future__ import annotations
+
+import pytest
+
+from td_pipeline.application.llm_window import INITIAL_LIMIT, Answer, LlmWindow, observe, room
+
+CAP = 256
+NOW = 1_000_000.0
+
+
+def answers(*seconds: float, submitted_at: float = NOW - 10) -> list[Answer]:
+    return [Answer(submitted_at, s) for s in seconds]
+
+
+def test_fast_answers_widen_the_window_by_one_each() -> None:
+    window = observe(LlmWindow(), answers(4.0, 4.1, 4.2, 4.0), [], CAP, NOW)
+    assert window.limit == INITIAL_LIMIT + 4
+    assert window.fastest_seconds == 4.0
+
+
+def test_a_fast_llm_opens_the_window_quickly() -> None:
+    window = LlmWindow()
+    for tick in range(6):  # six ticks, each answering every job it was given
+        fast = answers(*[0.05] * window.jobs_allowed(CAP))
+        window = observe(window, fast, [], CAP, NOW + tick)
+    assert window.jobs_allowed(CAP) == CAP  # 4, 8, 16, ... doubling per round trip
+
+
+def test_queueing_shows_as_latency_and_shrinks_the_window() -> None:
+    window = LlmWindow(limit=20, fastest_seconds=4.0)  # slow: past twice 4 s
+    shrunk = observe(window, answers(9.0, 12.0, 12.0), [], CAP, NOW)
+    assert shrunk.fastest_seconds == pytest.approx(4.08)  # remembered, forgotten a bit
+    assert shrunk.limit == pytest.approx(20 * (2 * 4.08) / 12)  # by slow / typical
+    assert (shrunk.threshold, shrunk.shrunk_at) == (shrunk.limit, NOW)
+
+
+def test_a_shrink_is_not_repeated_for_jobs_handed_over_before_it() -> None:
+    shrunk = observe(LlmWindow(limit=20, fastest_seconds=4.0), answers(12.0), [], CAP, NOW)
+    # The queue it saw drains: its older jobs still answer slowly, and change nothing.
+    later = observe(shrunk, answers(11.0, submitted_at=NOW - 5), [1.0], CAP, NOW + 5)
+    assert later.limit == shrunk.limit
+    # A job handed over after the shrink that is still slow shrinks it again.
+    again = observe(shrunk, answers(12.0, submitted_at=NOW + 1), [], CAP, NOW + 13)
+    assert again.limit < shrunk.limit and again.shrunk_at == NOW + 13
+
+
+def test_past_its_threshold_the_window_grows_by_one_per_window_of_answers() -> None:
+    window = LlmWindow(limit=10, fastest_seconds=4.0, threshold=10, shrunk_at=NOW - 60)
+    grown = observe(window, answers(4.0, 4.0, 4.0, 4.0, 4.0), [], CAP, NOW)
+    assert grown.limit == pytest.approx(10.5)
+
+
+def test_a_tick_shrinks_the_window_by_half_at_most() -> None:
+    window = observe(LlmWindow(limit=20, fastest_seconds=4.0), answers(59.0), [], CAP, NOW)
+    assert window.limit == 10
+
+
+def test_a_timeout_halves_the_window() -> None:
+    window = LlmWindow(limit=12, fastest_seconds=4.0)
+    assert observe(window, answers(4.0), [NOW - 60], CAP, NOW).limit == 6
+
+
+def test_the_window_never_closes_nor_passes_the_cap() -> None:
+    assert observe(LlmWindow(limit=1.5), [], [NOW - 60], CAP, NOW).limit == 1
+    assert observe(LlmWindow(limit=3), answers(*[0.1] * 10), [], 4, NOW).limit == 4
+    assert LlmWindow(limit=300).jobs_allowed(cap=4) == 4
+
+
+def test_a_slower_model_is_learnt_once_the_window_is_down_to_one_job() -> None:
+    window = LlmWindow(limit=4, fastest_seconds=1.0)
+    for tick in range(2):  # 8 s answers: slow for a 1 s model, the window halves, twice
+        window = observe(window, answers(8.0, submitted_at=NOW + tick), [], CAP, NOW + tick)
+    assert window.limit == 1
+    window = observe(window, answers(8.0, submitted_at=NOW + 5), [], CAP, NOW + 13)
+    assert window.fastest_seconds == 8.0  # at one job nothing of ours queued: the LLM's time
+    assert window.limit == 1 + 1 / 1  # and the window opens again, past its threshold slowly
+
+
+def test_room_is_what_the_window_leaves() -> None:
+    assert room(LlmWindow(limit=8.7), in_flight=5, cap=CAP) == 3
+    assert room(LlmWindow(limit=8), in_flight=9, cap=CAP) == 0
+    assert room(LlmWindow(limit=8), in_flight=0, cap=2) == 2
+
+
+def test_a_tick_without_answers_changes_nothing() -> None:
+    window = LlmWindow(limit=7, fastest_seconds=3.0)
+    assert observe(window, [], [], CAP, NOW) is window
+
+
+def test_an_invalid_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        LlmWindow(limit=0.5)
+    with pytest.raises(ValueError, match="before its submission"):
+        LlmWindow(fastest_seconds=-1)
