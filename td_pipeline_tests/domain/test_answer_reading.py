@@ -347,6 +347,31 @@ def test_a_numbered_list_with_inline_fields_and_dependency_phrases() -> None:
     assert [t.depends_on for t in result.tasks] == [(), ("1",), (), ("#2", "#3")]
 
 
+def test_item_numbers_of_four_digits_and_more_continue_a_list() -> None:
+    text = "".join(
+        f"{n}. Build part {n} (Developer, 2h){f' - depends on {n - 1}' if n > 998 else ''}\n"
+        for n in range(998, 1003)
+    )
+    result = parsed(text)
+    assert [(t.key, t.title, t.description) for t in result.tasks] == [
+        (str(n), f"Build part {n}", "") for n in range(998, 1003)
+    ]
+    assert [t.depends_on for t in result.tasks] == [(), ("998",), ("999",), ("1000",), ("1001",)]
+
+
+@pytest.mark.parametrize(
+    "after",
+    ["\n2025. Next year we add caching.\n", "\n1000) requests a minute stay allowed.\n"],
+)
+def test_a_line_opening_with_a_year_or_an_amount_is_no_item(after: str) -> None:
+    """Four digits and more number an item only right after the number before them."""
+    result = parsed(f"1. Build the API (Developer, 3h)\n2. Test it (QA, 2h)\n{after}")
+    assert [(t.key, t.title, t.description) for t in result.tasks] == [
+        ("1", "Build the API", ""),
+        ("2", "Test it", ""),
+    ]
+
+
 @pytest.mark.parametrize("separator", [" · ", "·", " • ", " | ", "; ", " - ", " \u2013 "])
 def test_a_field_line_may_give_several_fields(separator: str) -> None:
     text = (
