@@ -3,9 +3,10 @@
 The answer is what follows the model's reasoning (`<think>…</think>`, or everything up to a
 lone closing `</think>` as vLLM's reasoning parsers leave it). Reasoning that never closes is a
 cut-off answer, and a plan in it may be a draft: it is refused, unless it holds exactly one
-complete plan, introduced as the final answer (`Final answer:`), which is then taken with a
-warning. In the answer, every plan is a candidate: JSON (fenced or in prose), markdown
-tables and legacy `KEY: value` blocks, and, only when none of those is there, markdown lists.
+complete plan, introduced as the final answer (`Final answer:`) and followed by nothing but
+white space (or its code block's closing fence), which is then taken with a warning. In the
+answer, every plan is a candidate: JSON (fenced or in prose), markdown tables and legacy
+`KEY: value` blocks, and, only when none of those is there, markdown lists.
 A candidate holding placeholders (`<title>`) is the answer's format, and one introduced as an
 example is skipped when a real plan follows; of several plans the last is taken. Every such
 choice is a warning; a JSON value that runs off the end of the answer refuses it as truncated.
@@ -71,8 +72,8 @@ class _UnclosedReasoning:
 _NEVER_ENDED = Refused(
     "unparseable",
     "the model's reasoning never ended (<think> without </think>): the answer was truncated "
-    "before its plan; a plan inside the reasoning is taken only when it is the only one and "
-    "introduced as the final answer",
+    "before its plan; a plan inside the reasoning is taken only when it is the only one, "
+    "introduced as the final answer and followed by nothing",
 )
 
 
@@ -102,6 +103,7 @@ class _Segment:
     start: int
     end: int
     may_be_cut: bool  # it runs to the end of the answer
+    fenced: bool  # a code block's content: a fence line opened it (and closes it)
 
 
 def _segments(text: str, start: int) -> list[_Segment]:
@@ -113,9 +115,9 @@ def _segments(text: str, start: int) -> list[_Segment]:
         mark = fence.group(1)
         if opener and not (mark[0] == opener[0] and len(mark) >= len(opener)):
             continue
-        segments.append(_Segment(position, fence.start(), False))
+        segments.append(_Segment(position, fence.start(), False, bool(opener)))
         position, opener = fence.end(), "" if opener else mark
-    segments.append(_Segment(position, len(text), True))
+    segments.append(_Segment(position, len(text), True, bool(opener)))
     return [segment for segment in segments if text[segment.start : segment.end].strip()]
 
 
@@ -129,10 +131,10 @@ def _gaps(segments: Sequence[_Segment], taken: Sequence[Candidate]) -> list[_Seg
             if end <= position or start >= segment.end:
                 continue
             if start > position:
-                gaps.append(_Segment(position, start, False))
+                gaps.append(_Segment(position, start, False, segment.fenced))
             position = max(position, end)
         if position < segment.end:
-            gaps.append(_Segment(position, segment.end, segment.may_be_cut))
+            gaps.append(_Segment(position, segment.end, segment.may_be_cut, segment.fenced))
     return gaps
 
 
@@ -247,19 +249,34 @@ def _nothing_found(text: str, answer: _Answer, found: _Found) -> Refused:
     return Refused("unparseable", "no task list found in the answer")
 
 
+def _ends_the_text(text: str, candidate: Candidate, segments: Sequence[_Segment]) -> bool:
+    """Whether only white space follows the candidate, or the fence line closing the code
+    block it is in: any more words mean the model was still thinking when it was cut off."""
+    segment = next(s for s in segments if s.start <= candidate.start < s.end)
+    after = text[candidate.end :]
+    if segment.fenced and not segment.may_be_cut:  # its closing fence line starts at its end
+        after = text[candidate.end : segment.end] + text[segment.end :].partition("\n")[2]
+    return not after.strip()
+
+
 def _final_plan_in_reasoning(text: str, reasoning: _UnclosedReasoning) -> ChosenPlan | Refused:
     """The plan of an answer whose reasoning never closed: refused, since the answer may have
     been cut off and a plan in the reasoning may be a draft, unless the reasoning holds exactly
-    one complete plan and introduces it as the final answer (the model forgot to close its
-    reasoning, or wrote its answer inside it). A malformed or cut-off JSON value, a second plan
-    or an example counts as another plan; a format block (placeholders) does not."""
-    found = _find(text, _segments(text, reasoning.start))
+    one complete plan, introduces it as the final answer and ends with it (the model forgot to
+    close its reasoning, or wrote its answer inside it). A malformed or cut-off JSON value, a
+    second plan or an example counts as another plan; a format block (placeholders) does not."""
+    segments = _segments(text, reasoning.start)
+    found = _find(text, segments)
     if isinstance(found, Refused) or found.unreadable_json:
         return _NEVER_ENDED
     candidates = [*found.structured, *found.lists]
     plans = [c for c in candidates if c.placeholder is None]
     chosen = _choose(text, candidates) if len(plans) == 1 else None
-    if chosen is None or not _introduced_as_final(text, chosen.candidate):
+    if (
+        chosen is None
+        or not _introduced_as_final(text, chosen.candidate)
+        or not _ends_the_text(text, chosen.candidate, segments)
+    ):
         return _NEVER_ENDED
     note = _note(
         "the model's reasoning never ended (<think> without </think>): took the one plan in "

@@ -22,9 +22,7 @@ from td_pipeline.domain.answer_model import (
 from td_pipeline.domain.roles import canonical_role
 from td_pipeline.domain.values import read_hours, read_priority
 
-_ITEM = re.compile(
-    r"^(?P<indent>[ \t]*)(?:(?P<number>\d{1,3})[.)]|[-*+\u2022])[ \t]+(?P<text>\S.*)$"
-)
+_ITEM = re.compile(r"^(?P<indent>[ \t]*)(?:(?P<number>\d+)[.)]|[-*+\u2022])[ \t]+(?P<text>\S.*)$")
 _HEADING = re.compile(r"^(?:#{2,6}[ \t]+(?P<heading>.+?)[ \t#]*|\*\*(?P<bold>[^*]+)\*\*:?\s*)$")
 _TASK_LABEL = re.compile(
     r"^(?:\*\*|__)?(?:(?:task|step)\s*#?\s*(?P<number>\d+)|(?P<id>[A-Z][A-Z]{0,5}-?\d+))"
@@ -204,6 +202,29 @@ def _label(text: str) -> tuple[str | None, str]:
     return label.group("number") or label.group("id"), text[label.end() :]
 
 
+def _is_item_number(number: str, earlier: set[int]) -> bool:
+    """Whether the number opening a line numbers a list item: up to three digits, always; a
+    longer one only where it continues the numbering (1000 after 999), since elsewhere it is
+    prose opening with a year or an amount (`2025. Next year we add caching.`). Ten digits
+    and more never continue a list (and `int` refuses over 4300)."""
+    return len(number) <= 3 or (len(number) < 10 and int(number) - 1 in earlier)
+
+
+def _item_matches(lines: list[Line]) -> dict[int, re.Match[str]]:
+    """The lines that are list items, by index."""
+    items: dict[int, re.Match[str]] = {}
+    numbers: set[int] = set()
+    for i, line in enumerate(lines):
+        if (match := _ITEM.match(line.text)) is None:
+            continue
+        if (number := match.group("number")) is not None:
+            if not _is_item_number(number, numbers):
+                continue
+            numbers.add(int(number))
+        items[i] = match
+    return items
+
+
 def _list_items(lines: list[Line]) -> list[tuple[int, _Item, int]]:
     """Top-level items as (start offset, item, end offset): task headings, else numbered
     items at the outermost indent, else bullets at the outermost indent."""
@@ -213,11 +234,16 @@ def _list_items(lines: list[Line]) -> list[tuple[int, _Item, int]]:
         if (m := _HEADING.match(line.text))
         and _TASK_LABEL.match(m.group("heading") or m.group("bold"))
     ]
-    tops = [(i, *_label(text)) for i, text in headings] if headings else _outermost_items(lines)
+    matches = _item_matches(lines)
+    tops = (
+        [(i, *_label(text)) for i, text in headings]
+        if headings
+        else _outermost_items(lines, matches)
+    )
     items = []
     for n, (i, key, first) in enumerate(tops):
         stop = tops[n + 1][0] if n + 1 < len(tops) else len(lines)
-        more = _item_lines(lines, i + 1, stop, heading=bool(headings))
+        more = _item_lines(lines, i + 1, stop, matches, heading=bool(headings))
         items.append(
             (
                 lines[i].start,
@@ -228,10 +254,12 @@ def _list_items(lines: list[Line]) -> list[tuple[int, _Item, int]]:
     return items
 
 
-def _outermost_items(lines: list[Line]) -> list[tuple[int, str | None, str]]:
+def _outermost_items(
+    lines: list[Line], matches: dict[int, re.Match[str]]
+) -> list[tuple[int, str | None, str]]:
     """Items at the outermost indent; a bullet right under a numbered item (no paragraph
     between) belongs to that item."""
-    found = [(i, m) for i, line in enumerate(lines) if (m := _ITEM.match(line.text))]
+    found = sorted(matches.items())
     indent = min((len(m.group("indent")) for _, m in found), default=0)
     tops: list[tuple[int, str | None, str]] = []
     for i, match in found:
@@ -239,7 +267,7 @@ def _outermost_items(lines: list[Line]) -> list[tuple[int, str | None, str]]:
             continue
         under_number = bool(tops) and lines[tops[-1][0]].text.lstrip()[:1].isdigit()
         if match.group("number") is None and under_number:
-            continued = _item_lines(lines, tops[-1][0] + 1, i, heading=False)
+            continued = _item_lines(lines, tops[-1][0] + 1, i, matches, heading=False)
             if len(continued) == i - tops[-1][0] - 1:
                 continue
         key, text = _label(match.group("text"))
@@ -247,9 +275,12 @@ def _outermost_items(lines: list[Line]) -> list[tuple[int, str | None, str]]:
     return tops
 
 
-def _item_lines(lines: list[Line], start: int, stop: int, *, heading: bool) -> list[int]:
+def _item_lines(
+    lines: list[Line], start: int, stop: int, matches: dict[int, re.Match[str]], *, heading: bool
+) -> list[int]:
     """The lines that belong to an item: up to the next item, or, in a list, up to a
-    paragraph that follows a blank line without indentation (the list has ended)."""
+    paragraph that follows a blank line without indentation (the list has ended); `matches`
+    are the list's item lines."""
     taken = []
     for j in range(start, stop):
         text = lines[j].text
@@ -259,7 +290,7 @@ def _item_lines(lines: list[Line], start: int, stop: int, *, heading: bool) -> l
             and after_blank
             and text.strip()
             and not text[:1].isspace()
-            and not _ITEM.match(text)
+            and j not in matches
         ):
             break
         if heading and _HEADING.match(text):

@@ -109,6 +109,62 @@ def test_unclosed_reasoning_whose_final_answer_is_a_list() -> None:
 
 
 @pytest.mark.parametrize(
+    ("final", "line"),
+    [
+        (FINAL, 4),
+        (f"{FINAL}\n", 4),
+        (f"{FINAL}\n\n  \n\t\n", 4),
+        (f"```json\n{FINAL}\n```", 5),
+        (f"```json\n{FINAL}\n```\n\n", 5),
+        (f"````json\n{FINAL}\n````  \n", 5),
+        (f"```json\n{FINAL}\n", 5),
+    ],
+    ids=[
+        "nothing",
+        "newline",
+        "blank-lines",
+        "its-fence",
+        "its-fence-blank-lines",
+        "its-longer-fence",
+        "its-fence-never-closed",
+    ],
+)
+def test_unclosed_reasoning_ended_by_its_final_plan_gives_that_plan(final: str, line: int) -> None:
+    result = parsed(f"<think>\nThe throttle comes first.\nFinal answer:\n{final}")
+    assert [t.title for t in result.tasks] == ["Final A", "Final B"]
+    assert result.warnings == (UNCLOSED_FINAL.format(line=line),)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"<think>\nFinal answer:\n{FINAL}\nBut wait, task 3 should come first",
+        f"<think>\nFinal answer:\n{FINAL}\n\nBut wait, task 3 should come first...\n",
+        f"<think>\nFinal answer:\n```json\n{FINAL}\n```\nHmm, the e-mail is missing.",
+        f"<think>\nFinal answer:\n```json\n{FINAL}\nWait, no.\n```\n",
+        f"<think>\nFinal answer:\n{FINAL}\n```\nLet me check the roles.\n```\n",
+        f"<think>\nFinal answer:\n{FINAL}\n```\n",
+        "<think>\nFinal answer:\n1. Add the throttle (Developer, 4h)\n"
+        "2. Test the throttle (QA, 2h)\n\nBut wait, the lockout is missing.\n",
+    ],
+    ids=[
+        "words-after-json",
+        "paragraph-after-json",
+        "words-after-fenced-json",
+        "words-in-its-fence",
+        "fenced-words-after",
+        "fence-it-did-not-open",
+        "paragraph-after-list",
+    ],
+)
+def test_unclosed_reasoning_is_refused_when_more_follows_its_final_plan(text: str) -> None:
+    """Words after the "final" plan: the model was still thinking when it was cut off."""
+    result = refused(text)
+    assert result.reason_code == "unparseable"
+    assert "reasoning never ended" in result.message and "truncated" in result.message
+
+
+@pytest.mark.parametrize(
     "text",
     [
         f"<think>\nDraft:\n{DRAFT}\n\nFinal answer:\n{FINAL}\n",
@@ -289,6 +345,31 @@ def test_a_numbered_list_with_inline_fields_and_dependency_phrases() -> None:
         ("4", "Test everything", "QA", 3),
     ]
     assert [t.depends_on for t in result.tasks] == [(), ("1",), (), ("#2", "#3")]
+
+
+def test_item_numbers_of_four_digits_and_more_continue_a_list() -> None:
+    text = "".join(
+        f"{n}. Build part {n} (Developer, 2h){f' - depends on {n - 1}' if n > 998 else ''}\n"
+        for n in range(998, 1003)
+    )
+    result = parsed(text)
+    assert [(t.key, t.title, t.description) for t in result.tasks] == [
+        (str(n), f"Build part {n}", "") for n in range(998, 1003)
+    ]
+    assert [t.depends_on for t in result.tasks] == [(), ("998",), ("999",), ("1000",), ("1001",)]
+
+
+@pytest.mark.parametrize(
+    "after",
+    ["\n2025. Next year we add caching.\n", "\n1000) requests a minute stay allowed.\n"],
+)
+def test_a_line_opening_with_a_year_or_an_amount_is_no_item(after: str) -> None:
+    """Four digits and more number an item only right after the number before them."""
+    result = parsed(f"1. Build the API (Developer, 3h)\n2. Test it (QA, 2h)\n{after}")
+    assert [(t.key, t.title, t.description) for t in result.tasks] == [
+        ("1", "Build the API", ""),
+        ("2", "Test it", ""),
+    ]
 
 
 @pytest.mark.parametrize("separator", [" · ", "·", " • ", " | ", "; ", " - ", " \u2013 "])
