@@ -25,12 +25,15 @@ from unittest import mock
 import dagster as dg
 import nats
 
+from td_pipeline.application.llm_window import LlmWindow
 from td_pipeline.devtools.dagster_processes import prepare_home
 from td_pipeline.domain.values import DerivationId
 from td_pipeline.infrastructure.executor_client import derivation_task_id
 from td_pipeline.orchestration.attempt_queries import RUN_KEY_TAG, SUBMISSION_ASSET
 from td_pipeline.orchestration.attempts import Phase, attempt_tags
+from td_pipeline.orchestration.llm_admission import write_window
 from td_pipeline.orchestration.partitions import STORIES
+from td_pipeline.orchestration.resources import DerivationSettings
 from td_pipeline.sandbox.nats_server import NatsServer
 
 PARTITION_CHUNK = 1_000  # keys per add_dynamic_partitions call (SQLite bounds a statement)
@@ -209,6 +212,8 @@ def sized_setup(root: Path, partitions: int, workload: Workload) -> Iterator[Siz
         started = time.monotonic()
         add_partitions(instance, [story(n) for n in range(partitions)])
         seed_history(instance, workload.submitted_stories)
+        # The LLM window wide open: the figures are of a tick's cost, not of admission.
+        write_window(instance, LlmWindow(limit=float(DerivationSettings().llm_max_in_flight)))
         print(
             f"  {partitions:,} partitions, {workload.submitted_stories} stories with a history: "
             f"{time.monotonic() - started:.1f}s",
