@@ -83,7 +83,9 @@ def test_more_than_fifty_runs_of_one_story_still_find_the_derivation(
     assert config is not None and config["plan_id"] == "PLAN-d-first"
 
 
-def add_submission(instance: dg.DagsterInstance, story: str, derivation: str) -> None:
+def add_submission(
+    instance: dg.DagsterInstance, story: str, derivation: str, at: datetime | None = None
+) -> None:
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             asset_key="executor_submission",
@@ -92,7 +94,7 @@ def add_submission(instance: dg.DagsterInstance, story: str, derivation: str) ->
                 "derivation_id": derivation,
                 "attempt": 1,
                 "deliberation_id": f"deliberation-td:{derivation}:1-1",
-                "submitted_at": datetime.now(UTC).isoformat(),
+                "submitted_at": (at or datetime.now(UTC)).isoformat(),
                 "plan_id": "PLAN-1",
                 "roles": "DEVELOPER, QA",
                 "acceptance_criteria": 3,

@@ -14,10 +14,12 @@ import pytest
 
 from td_pipeline.application.llm_window import LlmWindow
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSES_STREAM, DERIVATION_STREAM
+from td_pipeline.orchestration.attempts import Phase
 from td_pipeline.orchestration.llm_admission import llm_jobs_in_flight, read_window, write_window
 from td_pipeline.orchestration.result_sensor import derivation_result_sensor
 from td_pipeline.sandbox.nats_server import NatsServer, ensure_streams
 from td_pipeline_tests.fixtures import fleet_message
+from td_pipeline_tests.orchestration.test_attempts import add_run, add_submission
 from td_pipeline_tests.orchestration.test_sensors import (
     _publish,
     _publish_failure,
@@ -40,53 +42,16 @@ def server() -> Iterator[NatsServer]:
 def derive_run(
     instance: dg.DagsterInstance, story: str, status: dg.DagsterRunStatus, derivation: str
 ) -> None:
-    instance.add_run(
-        dg.DagsterRun(
-            job_name="derive_tasks",
-            status=status,
-            run_config={"ops": {"plan_context": {"config": {"derivation_id": derivation}}}},
-            tags={"dagster/partition": story, "td/phase": "derive", "td/derivation_id": derivation},
-        )
-    )
+    add_run(instance, story, Phase.DERIVE, derivation, status=status)
 
 
-def submission(
-    instance: dg.DagsterInstance, story: str, derivation: str, at: datetime, attempt: int = 1
-) -> None:
+def submission(instance: dg.DagsterInstance, story: str, derivation: str, at: datetime) -> None:
     instance.add_dynamic_partitions("stories", [story])
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            asset_key="executor_submission",
-            partition=story,
-            metadata={
-                "derivation_id": derivation,
-                "attempt": attempt,
-                "deliberation_id": f"deliberation-td:{derivation}:{attempt}-1",
-                "submitted_at": at.isoformat(),
-                "plan_id": f"PLAN-{story}",
-                "roles": "DEVELOPER",
-                "acceptance_criteria": 1,
-                "correlation_id": "",
-            },
-        )
-    )
+    add_submission(instance, story, derivation, at)
 
 
 def persist_run(instance: dg.DagsterInstance, story: str, derivation: str) -> None:
-    instance.add_run(
-        dg.DagsterRun(
-            job_name="persist_tasks",
-            status=dg.DagsterRunStatus.STARTED,
-            run_config={
-                "ops": {"llm_proposal": {"config": {"derivation_id": derivation, "attempt": 1}}}
-            },
-            tags={
-                "dagster/partition": story,
-                "td/phase": "persist",
-                "td/derivation_id": derivation,
-            },
-        )
-    )
+    add_run(instance, story, Phase.PERSIST, derivation, status=dg.DagsterRunStatus.STARTED)
 
 
 def test_jobs_in_flight_are_counted_from_runs_and_submissions_once_each(
