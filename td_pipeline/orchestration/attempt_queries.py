@@ -99,9 +99,10 @@ def own_run_in_flight(instance: dg.DagsterInstance, story: str) -> bool:
     return _any_in_flight(instance, {PARTITION_TAG: story})
 
 
-def batch_in_flight(instance: dg.DagsterInstance, story: str) -> bool:
-    """A batched run serving the story is queued or running."""
-    return _any_in_flight(instance, {story_tag(story): story})
+def batch_in_flight(instance: dg.DagsterInstance, story: str, phase: Phase | None = None) -> bool:
+    """A batched run serving the story (of `phase`, or of either) is queued or running."""
+    phase_tag = {PHASE_TAG: phase.value} if phase is not None else {}
+    return _any_in_flight(instance, {story_tag(story): story, **phase_tag})
 
 
 def story_in_flight(instance: dg.DagsterInstance, story: str) -> bool:

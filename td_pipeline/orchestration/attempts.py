@@ -18,6 +18,10 @@ DERIVATION_TAG = "td/derivation_id"
 ATTEMPT_TAG = "td/attempt"
 PHASE_TAG = "td/phase"
 RETRYABLE = "retryable"  # dg.Failure metadata: False when no retry can fix it
+# On the persist run that records an LLM job that timed out or was lost: its story is asked
+# again as soon as the LLM window has room (orchestration/resubmissions.py).
+RESUBMIT_TAG = "td/resubmit"
+RESUBMIT = "1"
 
 
 class Phase(StrEnum):

@@ -22,7 +22,7 @@ from td_pipeline.infrastructure.jetstream_consumer import (
     JetStreamPuller,
     PulledMessage,
 )
-from td_pipeline.orchestration.attempts import Phase
+from td_pipeline.orchestration.attempts import RESUBMIT, RESUBMIT_TAG, Phase
 from td_pipeline.orchestration.outcomes import AskedAttempt, announce_failed_attempt
 from td_pipeline.orchestration.resources import (
     CONSUMER_MAX_DELIVER,
@@ -142,11 +142,15 @@ def announce_llm_failure(
 
 
 def persist_work(
-    message_key: str, submission: SubmittedAttempt, proposal: dict[str, Any]
+    message_key: str,
+    submission: SubmittedAttempt,
+    proposal: dict[str, Any],
+    resubmit: bool = False,
 ) -> StoryWork:
     """The persist phase of one attempt: its answer (`text`) or why there is none
     (`executor_error`), with what the attempt asked for (from its submission's record, so
-    that the run loads nothing of the derive run)."""
+    that the run loads nothing of the derive run). `resubmit`: the LLM job timed out or was
+    lost, and the failed run's story is asked again as soon as the window has room."""
     config = {
         "derivation_id": submission.derivation_id,
         "attempt": submission.attempt,
@@ -156,4 +160,5 @@ def persist_work(
         "correlation_id": submission.correlation_id,
         **proposal,
     }
-    return StoryWork(submission.story, Phase.PERSIST, config, message_key)
+    tags = {RESUBMIT_TAG: RESUBMIT} if resubmit else {}
+    return StoryWork(submission.story, Phase.PERSIST, config, message_key, tags)

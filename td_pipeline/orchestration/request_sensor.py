@@ -18,7 +18,7 @@ from td_pipeline.infrastructure.nats_mappers import decode_request
 from td_pipeline.orchestration.attempt_queries import InstanceAttemptHistory
 from td_pipeline.orchestration.attempts import Phase
 from td_pipeline.orchestration.batch_jobs import derive_batch_job
-from td_pipeline.orchestration.jobs import derive_job
+from td_pipeline.orchestration.jobs import derive_job, retry_job
 from td_pipeline.orchestration.llm_admission import llm_jobs_in_flight, read_window
 from td_pipeline.orchestration.nats_ticks import (
     SENSOR_INTERVAL_SECONDS,
@@ -29,6 +29,8 @@ from td_pipeline.orchestration.nats_ticks import (
 )
 from td_pipeline.orchestration.partitions import story_partition_key, story_partitions
 from td_pipeline.orchestration.resources import DerivationSettings, NatsResource
+from td_pipeline.orchestration.resubmissions import prompt_resubmissions
+from td_pipeline.orchestration.retry_schedule import retry_run_request
 from td_pipeline.orchestration.run_requests import (
     StoryWork,
     run_requests,
@@ -58,11 +60,12 @@ MAX_FETCHES_PER_TICK = 20  # refused requests fetched past: at most this many fe
 
 
 @dg.sensor(
-    jobs=[derive_job, derive_batch_job],
+    jobs=[derive_job, derive_batch_job, retry_job],
     minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Turns task.derivation.requested messages into derive runs: a story's own "
-    "run when it comes alone, batched runs (TD_BATCH_SIZE) when requests queue up.",
+    "run when it comes alone, batched runs (TD_BATCH_SIZE) when requests queue up; as many "
+    "as the LLM window has room for, attempts whose LLM job timed out or was lost first.",
 )
 def derivation_request_sensor(
     context: dg.SensorEvaluationContext, nats: NatsResource, settings: DerivationSettings
@@ -71,20 +74,33 @@ def derivation_request_sensor(
     if missing is not None:
         # Nothing fetched, nothing lost: the requests wait in the stream (ticks show why).
         return dg.SensorResult(skip_reason=missing, cursor=context.cursor)
-    # Admission: only as many requests as the LLM window has room for are fetched; the rest
+    # Admission: only as many stories as the LLM window has room for are started; the rest
     # wait in the stream, undelivered, so that nothing is lost and no delivery is spent.
+    # Attempts whose LLM job timed out or was lost go first.
+    now = datetime.now(UTC)
     window, cap = read_window(context.instance), settings.llm_max_in_flight
-    in_flight = llm_jobs_in_flight(
-        context.instance, datetime.now(UTC), settings.llm_timeout_seconds
-    )
+    in_flight = llm_jobs_in_flight(context.instance, now, settings.llm_timeout_seconds)
     allowed = window.jobs_allowed(cap)
-    admitted = min(settings.sensor_batch, room(window, in_flight, cap))
+    free = room(window, in_flight, cap)
+    resubmitted = [
+        retry_run_request(launch)
+        for launch in prompt_resubmissions(context.instance, settings.max_attempts, now, free)
+    ]
+    admitted = min(settings.sensor_batch, free - len(resubmitted))
     consumer = nats.request_consumer()
     fetch = settle_then_fetch(context, nats, settings, consumer, batch=admitted)
-    if admitted == 0:
+    load = f"{in_flight} LLM job(s) in flight of a window of {allowed}"
+    if resubmitted:
+        context.log.info(
+            f"{len(resubmitted)} attempt(s) whose LLM job timed out or was lost asked again "
+            f"({', '.join(str(run.partition_key) for run in resubmitted)}); {load}"
+        )
+    if admitted <= 0:
         return dg.SensorResult(
-            skip_reason=f"{fetch.puller.pending(consumer)} request(s) wait in the stream: "
-            f"{in_flight} LLM job(s) in flight of a window of {allowed}",
+            run_requests=resubmitted,
+            skip_reason=None
+            if resubmitted
+            else f"{fetch.puller.pending(consumer)} request(s) wait in the stream: {load}",
             cursor=fetch.cursor([]),
         )
     puller = fetch.puller
@@ -141,11 +157,10 @@ def derivation_request_sensor(
         context.log.info(
             f"{len(messages)} message(s): {len(runs)} run(s) for {len(pulled)} "
             f"stories, {len(refused)} refused, {len(later)} waiting for their story; "
-            f"{puller.pending(consumer)} wait in the stream, {in_flight} LLM job(s) were in "
-            f"flight of a window of {allowed}"
+            f"{puller.pending(consumer)} wait in the stream; {load}"
         )
     return dg.SensorResult(
-        run_requests=runs,
+        run_requests=[*resubmitted, *runs],
         dynamic_partitions_requests=(
             [story_partitions.build_add_request(new_stories)] if new_stories else []
         ),

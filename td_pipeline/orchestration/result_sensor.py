@@ -89,7 +89,12 @@ def derivation_result_sensor(
                     context.instance, nats, current, decoded.reason, settings.max_attempts
                 )
                 failures.append(
-                    persist_work(message.run_key, current, {"executor_error": decoded.reason})
+                    persist_work(
+                        message.run_key,
+                        current,
+                        {"executor_error": decoded.reason},
+                        resubmit=decoded.timed_out,
+                    )
                 )
             else:
                 seconds = max(0.0, message.timestamp_ns / 1e9 - submitted_at)
@@ -97,8 +102,8 @@ def derivation_result_sensor(
                 answers.append(persist_work(message.run_key, current, {"text": decoded.text}))
             replies[message.run_key] = message.reply
     # A story with a run in flight gets its own run: behind its own run the story concurrency
-    # limit queues it; beside a batch (which has submitted this story: here is its answer) it
-    # runs at once, the batch being done with the story.
+    # limit queues it; beside a persist batch it runs at once. The derive batch that submitted
+    # it is done with it (here is its answer): such answers are batched as any.
     in_batch, own = stories_in_flight(context.instance, answers)
     plan = plan_runs(
         answers, story_of, settings.batch_size, in_batch=in_batch, own_run_in_flight=own

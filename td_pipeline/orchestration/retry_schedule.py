@@ -73,21 +73,26 @@ def failed_stories(
         filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], updated_after=since)
     )
     stories = sorted({run.tags[PARTITION_TAG] for run in failed_runs if PARTITION_TAG in run.tags})
-    found: list[FailedStory] = []
-    for story in stories:
-        latest = latest_run(instance, story)
-        if latest is None or latest.run.status != dg.DagsterRunStatus.FAILURE:
-            continue  # a later attempt ran, or is running
-        if relaunched_by_dagster(latest.run) or latest.batched:
-            # Dagster launches it again, or the batch fallback sensor runs the story alone:
-            # not a failed attempt (yet).
-            continue
-        failure = failure_of(instance, latest)
-        in_flight = story_in_flight(instance, story)
-        found.append(
-            FailedStory(story, latest, failure, after_failure(failure, max_attempts), in_flight)
-        )
-    return found
+    return [
+        failed
+        for story in stories
+        if (failed := failed_story(instance, story, max_attempts)) is not None
+    ]
+
+
+def failed_story(instance: dg.DagsterInstance, story: str, max_attempts: int) -> FailedStory | None:
+    """The story, when its latest attempt failed (and neither Dagster nor the batch fallback
+    runs it again)."""
+    latest = latest_run(instance, story)
+    if latest is None or latest.run.status != dg.DagsterRunStatus.FAILURE:
+        return None  # a later attempt ran, or is running
+    if relaunched_by_dagster(latest.run) or latest.batched:
+        # Dagster launches it again, or the batch fallback sensor runs the story alone: not a
+        # failed attempt (yet).
+        return None
+    failure = failure_of(instance, latest)
+    in_flight = story_in_flight(instance, story)
+    return FailedStory(story, latest, failure, after_failure(failure, max_attempts), in_flight)
 
 
 def retry_launch(instance: dg.DagsterInstance, failed: FailedStory) -> RetryLaunch | None:
@@ -110,6 +115,17 @@ def retry_launch(instance: dg.DagsterInstance, failed: FailedStory) -> RetryLaun
         run_config={"ops": {step: {"config": {**config, "attempt": attempt}}}},
         tags=attempt_tags(phase, derivation, attempt),
         run_key=f"retry:{derivation}:{attempt}",
+    )
+
+
+def retry_run_request(launch: RetryLaunch) -> dg.RunRequest:
+    return dg.RunRequest(
+        job_name=retry_job.name,
+        run_key=launch.run_key,
+        partition_key=launch.story,
+        run_config=launch.run_config,
+        tags=launch.tags,
+        asset_selection=[dg.AssetKey(name) for name in launch.assets],
     )
 
 
@@ -140,13 +156,4 @@ def failed_derivation_retries(
     ]
     if not launches:
         return dg.SkipReason("no failed derivation to retry")
-    return [
-        dg.RunRequest(
-            run_key=launch.run_key,
-            partition_key=launch.story,
-            run_config=launch.run_config,
-            tags=launch.tags,
-            asset_selection=[dg.AssetKey(name) for name in launch.assets],
-        )
-        for launch in launches
-    ]
+    return [retry_run_request(launch) for launch in launches]

@@ -109,11 +109,13 @@ def stories_in_flight(
     instance: dg.DagsterInstance, works: Sequence[StoryWork]
 ) -> tuple[set[str], set[str]]:
     """Of the works' stories, those a batch in flight serves, and those whose own run is in
-    flight (an indexed lookup or two per story)."""
+    flight (an indexed lookup or two per story). An answer's story is not held up by the derive
+    batch that handed it to the LLM (a batch waiting for LLM slots for its other stories is
+    done with this one): only a persist batch counts for answers."""
     in_batch: set[str] = set()
     own: set[str] = set()
-    for story in {work.story for work in works}:
-        if batch_in_flight(instance, story):
+    for story, phase in {(work.story, work.phase) for work in works}:
+        if batch_in_flight(instance, story, Phase.PERSIST if phase is Phase.PERSIST else None):
             in_batch.add(story)
         elif own_run_in_flight(instance, story):
             own.add(story)

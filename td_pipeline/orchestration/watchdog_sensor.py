@@ -71,6 +71,7 @@ def llm_watchdog_sensor(
                     f"watchdog:{submission.derivation_id}:{submission.attempt}",
                     submission,
                     {"executor_error": reason},
+                    resubmit=True,
                 )
             )
         )

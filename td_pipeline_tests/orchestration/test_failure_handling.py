@@ -15,6 +15,7 @@ import dagster as dg
 import nats
 import pytest
 
+from td_pipeline.application.llm_window import LlmWindow
 from td_pipeline.application.ports import (
     DeliberationStatus,
     ExecutorPort,
@@ -25,15 +26,18 @@ from td_pipeline.application.retries import GiveUp, Restart, Retry, Stage
 from td_pipeline.domain.events import DerivationCompleted
 from td_pipeline.domain.values import DerivationId, PlanId, StoryId
 from td_pipeline.orchestration.attempt_queries import latest_submission
+from td_pipeline.orchestration.attempts import RESUBMIT, RESUBMIT_TAG
 from td_pipeline.orchestration.definitions import defs
 from td_pipeline.orchestration.failure_sensor import derivation_failure_sensor
+from td_pipeline.orchestration.llm_admission import write_window
 from td_pipeline.orchestration.outcomes import publish_outcome_once, published_outcomes
+from td_pipeline.orchestration.request_sensor import derivation_request_sensor
 from td_pipeline.orchestration.resources import (
     DerivationSettings,
     NatsResource,
     RayExecutorResource,
 )
-from td_pipeline.orchestration.retry_schedule import failed_stories, retry_launch
+from td_pipeline.orchestration.retry_schedule import DERIVE_ASSETS, failed_stories, retry_launch
 from td_pipeline.orchestration.watchdog_sensor import llm_watchdog_sensor
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.replay_llm import ReplayLlm
@@ -105,6 +109,15 @@ def events(fleet: LocalFleet, subject: str) -> list[dict[str, Any]]:
             await connection.close()
 
     return asyncio.run(read())
+
+
+async def publish(fleet: LocalFleet, subject: str, bodies: list[dict[str, Any]]) -> None:
+    connection = await nats.connect(fleet.environment()["NATS_URL"])
+    try:
+        for body in bodies:
+            await connection.jetstream().publish(subject, json.dumps(body).encode())
+    finally:
+        await connection.close()
 
 
 def fail_sensor(
@@ -216,9 +229,9 @@ def test_an_unknown_plan_is_left_for_review_at_once(
     assert "NOT_FOUND" in mine[0]["reason"] and "needs manual review" in mine[0]["reason"]
 
 
-def test_the_watchdog_fails_an_unanswered_attempt_once(
+def watchdog_gives_up_on_a_lost_job(
     fleet: LocalFleet, instance: dg.DagsterInstance
-) -> None:
+) -> tuple[dg.RunRequest, DerivationSettings]:
     config = derive_config("d-lost")
     config["plan_context"]["config"]["plan_id"] = "PLAN-AUTH-1"
     assert run(fleet, instance, "derive_tasks", config, story=ANSWER_LOST).success
@@ -231,8 +244,15 @@ def test_the_watchdog_fails_an_unanswered_attempt_once(
     }
     with dg.build_sensor_context(instance=instance, resources=resources_for_tick) as context:
         result = llm_watchdog_sensor(context)
-
     (request,) = result.run_requests or []
+    return request, settings
+
+
+def test_the_watchdog_fails_an_unanswered_attempt_once(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    request, settings = watchdog_gives_up_on_a_lost_job(fleet, instance)
+
     config_sent = request.run_config["ops"]["llm_proposal"]["config"]
     assert request.partition_key == ANSWER_LOST and request.run_key == "watchdog:d-lost:1"
     assert config_sent["executor_error"].startswith("LLM timeout after 1s")
@@ -251,6 +271,43 @@ def test_the_watchdog_fails_an_unanswered_attempt_once(
         e for e in events(fleet, "task.derivation.failed") if e["derivation_request_id"] == "d-lost"
     ]
     assert again == announced
+
+
+def request_tick(
+    fleet: LocalFleet, instance: dg.DagsterInstance, settings: DerivationSettings
+) -> dg.SensorResult:
+    resources_for_tick = {"nats": resources(fleet)["nats"], "settings": settings}
+    with dg.build_sensor_context(instance=instance, resources=resources_for_tick) as context:
+        result = derivation_request_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def test_a_lost_job_is_asked_again_by_the_next_request_tick_ahead_of_new_requests(
+    fleet: LocalFleet, instance: dg.DagsterInstance
+) -> None:
+    request, settings = watchdog_gives_up_on_a_lost_job(fleet, instance)
+    assert request.tags[RESUBMIT_TAG] == RESUBMIT
+    failed = run(
+        fleet, instance, "persist_tasks", request.run_config["ops"], ANSWER_LOST, tags=request.tags
+    )
+    assert not failed.success
+    write_window(instance, LlmWindow(limit=2))  # room for two
+    requests = [{"plan_id": PLAN, "story_id": STORY}, {"plan_id": "PLAN-X", "story_id": "S-X"}]
+    # The second is beyond the room: it stays in the stream.
+    asyncio.run(publish(fleet, "task.derivation.requested", requests))
+
+    first = request_tick(fleet, instance, settings)
+
+    again, new = first.run_requests or []
+    assert (again.job_name, again.partition_key, again.run_key) == (
+        "retry_derivation",
+        ANSWER_LOST,
+        "retry:d-lost:2",
+    )
+    assert again.run_config["ops"]["plan_context"]["config"]["attempt"] == 2
+    assert again.asset_selection == [dg.AssetKey(name) for name in DERIVE_ASSETS]
+    assert new.partition_key == STORY
 
 
 class FailingAtOnce:

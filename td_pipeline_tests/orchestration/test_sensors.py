@@ -341,6 +341,8 @@ def test_a_real_failure_is_tied_to_its_attempt_by_the_task_id(server: NatsServer
     )
     assert config["correlation_id"] == "corr-1"
     assert "TimeoutError" in config["executor_error"] and "timed out" in config["executor_error"]
+    # The LLM was too busy: the story is asked again as soon as the window has room.
+    assert request.tags["td/resubmit"] == "1"
 
 
 def test_a_tick_looks_up_only_the_stories_it_was_asked_for(
