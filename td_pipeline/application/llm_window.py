@@ -6,14 +6,17 @@ failures, so the window follows latency, as TCP Vegas and Netflix's gradient lim
 (docs/architecture.md, "The LLM window"):
 
 - while answers come back about as fast as the fastest recent one, every answer widens the
-  window by one (slow start: it doubles per round trip, so a fast LLM is not throttled), and,
+  window by half a job (slow start: x1.5 per round trip, so a fast LLM is not throttled), and,
   once the window has met congestion, by one per window's worth of answers;
 - when they come back slower, the window shrinks in proportion to how much slower, and a
   timeout halves it, once per round trip: answers to jobs handed over before the last shrink
   tell of the queue that shrink already drains, and are not counted against it again;
 - `TD_LLM_MAX_IN_FLIGHT` bounds it.
 
-Pure: the result sensor feeds it each tick's answers, the request sensor reads it."""
+The window bounds the jobs at the executor: a derive run hands a story over only when a slot
+is free (`slots_free`); the request sensor starts up to one window more, prepared ahead
+(`room`). Pure: the result sensor feeds it each tick's answers, the request sensor and the
+hand-over read it."""
 
 from __future__ import annotations
 
@@ -21,17 +24,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from math import floor
 
-INITIAL_LIMIT = 4.0  # small enough that one slow GPU slot serves it within 60 s
+INITIAL_LIMIT = 2.0  # one slow GPU slot with one job queued: within twice any LLM's slots
 MIN_LIMIT = 1.0
-# "About as fast as the fastest": at most twice it (jobs reach the LLM a tick's worth at a
-# time, so some wait one service time even when it keeps up; a queue of one service time is
-# far from the 60 s), or a second more (a fast LLM's answers vary by more than their length).
-SLOWER_BY_FACTOR = 1.0
+# "About as fast as the fastest": at most half as slow again (a job queued behind half a
+# service time), or a second more (a fast LLM's answers vary by more than their length).
+SLOWER_BY_FACTOR = 0.5
 SLOWER_BY_SECONDS = 1.0
+# Slow start: each fast answer widens the window by this (half a job: x1.5 per round trip).
+# By one, the answers of a round's first jobs (served at once) doubled the window before the
+# answers of its queued jobs could show the queue: up to three times the LLM's slots.
+SLOW_START_STEP = 0.5
+# Slow start ends (the window grows by one a round trip from there) once answers are a quarter
+# slower than the fastest, or half a second more (a fast LLM's answers vary by more).
+SLOW_START_EXIT_FACTOR = 0.25
+SLOW_START_EXIT_SECONDS = 0.5
 # The fastest answer is forgotten slowly (per tick), so that a model that became slower is
 # learnt.
 FASTEST_DRIFT = 1.02
 SHRINK_FLOOR = 0.5  # one shrink never takes the window below half
+PREPARED_WINDOWS = 2  # stories prepared ahead of the LLM, in windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,14 @@ class LlmWindow:
     def jobs_allowed(self, cap: int) -> int:
         """The jobs that may be in flight now: the learnt window, at most `cap`."""
         return max(int(MIN_LIMIT), min(cap, floor(self.limit)))
+
+    @property
+    def delayed_seconds(self) -> float | None:
+        """An answer slower than this in slow start shows the LLM beginning to queue (as CUBIC's
+        HyStart leaves slow start on the first growth of the round-trip time)."""
+        if self.fastest_seconds is None:
+            return None
+        return self.fastest_seconds * (1 + SLOW_START_EXIT_FACTOR) + SLOW_START_EXIT_SECONDS
 
     @property
     def slow_seconds(self) -> float | None:
@@ -89,9 +108,18 @@ def observe(
     elif news and slow is not None and (typical := sorted(news)[len(news) // 2]) > slow:
         limit, shrunk = limit * max(SHRINK_FLOOR, slow / typical), True
     elif slow is not None:
-        fast = sum(1 for answer in answers if answer.seconds <= slow)
         congested = learnt.threshold is not None and limit >= learnt.threshold
-        limit += fast / limit if congested else fast
+        delayed = learnt.delayed_seconds
+        if (
+            not congested
+            and news
+            and delayed is not None
+            and sorted(news)[len(news) // 2] > delayed
+        ):
+            # Answers begin to queue: slow start ends here, before the queue is long.
+            return replace(learnt, threshold=limit)
+        fast = sum(1 for answer in answers if answer.seconds <= slow)
+        limit += fast / limit if congested else fast * SLOW_START_STEP
     limit = min(float(cap), max(MIN_LIMIT, limit))
     if shrunk:
         return replace(learnt, limit=limit, threshold=limit, shrunk_at=now)
@@ -111,5 +139,15 @@ def _fastest(window: LlmWindow, answers: Sequence[Answer]) -> float | None:
 
 
 def room(window: LlmWindow, in_flight: int, cap: int) -> int:
-    """How many more jobs may be handed to the LLM now."""
-    return max(0, window.jobs_allowed(cap) - in_flight)
+    """How many more stories the request sensor may start: the window's jobs at the executor
+    and as many again being prepared (plan, context, prompt, a run starting), so that a slot
+    freed by an answer is filled at once rather than after a run's start, less those in
+    flight."""
+    return max(0, (1 + PREPARED_WINDOWS) * window.jobs_allowed(cap) - in_flight)
+
+
+def slots_free(window: LlmWindow, at_executor: int, ahead: int, cap: int) -> int:
+    """How many stories a derive run may hand to the executor now: the window, less the jobs
+    the executor holds and the stories of runs that started before this one (they go first;
+    counting them is what keeps two runs from taking the same slot)."""
+    return max(0, window.jobs_allowed(cap) - at_executor - ahead)

@@ -39,7 +39,7 @@ OUTCOME_ASSET = dg.AssetKey("planning_tasks")
 RUNS_PAGE = 100  # instance queries read pages of this size, as far as the caller needs
 
 
-def _paged_records(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> Iterator[dg.RunRecord]:
+def paged_records(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> Iterator[dg.RunRecord]:
     """Every run matching `filters`, newest first, read a page at a time: no silent limit."""
     cursor: str | None = None
     while True:
@@ -51,7 +51,7 @@ def _paged_records(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> Iter
 
 
 def paged_runs(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> Iterator[dg.DagsterRun]:
-    return (record.dagster_run for record in _paged_records(instance, filters))
+    return (record.dagster_run for record in paged_records(instance, filters))
 
 
 def _story_attempts(runs: Iterable[dg.DagsterRun], story: str) -> Iterator[RunAttempt]:
@@ -71,8 +71,8 @@ def story_runs(instance: dg.DagsterInstance, story: str) -> Iterator[RunAttempt]
     (runs that are no attempt, such as a re-run of one asset without config, are passed
     over)."""
     runs = _newest_first(
-        _paged_records(instance, dg.RunsFilter(tags={PARTITION_TAG: story})),
-        _paged_records(instance, dg.RunsFilter(tags={story_tag(story): story})),
+        paged_records(instance, dg.RunsFilter(tags={PARTITION_TAG: story})),
+        paged_records(instance, dg.RunsFilter(tags={story_tag(story): story})),
     )
     return _story_attempts(runs, story)
 
@@ -132,12 +132,10 @@ def derivation_runs(
     schedule set them), else, for runs launched by hand without them, by reading the story's
     runs."""
     tagged = _newest_first(
-        _paged_records(
+        paged_records(
             instance, dg.RunsFilter(tags={PARTITION_TAG: story, DERIVATION_TAG: derivation_id})
         ),
-        _paged_records(
-            instance, dg.RunsFilter(tags={derivation_tag(derivation_id): derivation_id})
-        ),
+        paged_records(instance, dg.RunsFilter(tags={derivation_tag(derivation_id): derivation_id})),
     )
     runs = [run for run in _story_attempts(tagged, story) if run.derivation_id == derivation_id]
     if any(run.phase is Phase.DERIVE for run in runs):
@@ -166,12 +164,10 @@ def derive_config_of(
     return None
 
 
-def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[SubmittedAttempt]:
-    """Each story's latest submission to the LLM since `since` that no persist run answered
-    yet. Read from the recent submissions and persist runs (two paged queries), whatever the
-    number of stories ever derived; runs launched by hand count too (every submission is an
-    `executor_submission` materialization)."""
-    answered = {
+def answered_attempts(instance: dg.DagsterInstance, since: datetime) -> set[tuple[str, int]]:
+    """The (derivation, attempt) pairs a persist run (of any status) took up since `since`: an
+    answer, the executor's failure or the watchdog's give-up each start one."""
+    return {
         (run.derivation_id, run.attempt)
         for runs in map(
             run_attempts,
@@ -182,6 +178,12 @@ def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[Subm
         )
         for run in runs
     }
+
+
+def latest_submissions(
+    instance: dg.DagsterInstance, since: datetime
+) -> dict[str, SubmittedAttempt]:
+    """Each story's latest submission to the LLM since `since`, answered or not (paged)."""
     latest: dict[str, SubmittedAttempt] = {}
     cursor: str | None = None
     while True:
@@ -196,11 +198,19 @@ def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[Subm
             if submission is not None and story is not None and story not in latest:
                 latest[story] = submission
         if not page.has_more:
-            break
+            return latest
         cursor = page.cursor
+
+
+def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[SubmittedAttempt]:
+    """Each story's latest submission to the LLM since `since` that no persist run answered
+    yet. Read from the recent submissions and persist runs (two paged queries), whatever the
+    number of stories ever derived; runs launched by hand count too (every submission is an
+    `executor_submission` materialization)."""
+    answered = answered_attempts(instance, since)
     return [
         submission
-        for submission in latest.values()
+        for submission in latest_submissions(instance, since).values()
         if (submission.derivation_id, submission.attempt) not in answered
     ]
 

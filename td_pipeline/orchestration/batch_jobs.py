@@ -30,6 +30,7 @@ from td_pipeline.orchestration.derive_assets import (
     story_context_step,
     submission_step,
 )
+from td_pipeline.orchestration.llm_admission import LlmGate
 from td_pipeline.orchestration.partitions import story_of_partition
 from td_pipeline.orchestration.persist_assets import (
     ProposalConfig,
@@ -146,6 +147,9 @@ def derive_stories(
 ) -> Iterator[BatchEvent]:
     """The derive phase (plan_context -> story_context -> derivation_prompt ->
     executor_submission) for each story of the batch, one story after the other."""
+    gate = LlmGate(
+        context.instance, context.run.run_id, executor.client(), settings, context.log.info
+    )
 
     def steps(item: DeriveItem) -> Iterator[BatchEvent]:
         story = item.story
@@ -155,7 +159,7 @@ def derive_stories(
         yield _materialized("story_context", story, contexts.metadata)
         prompt = prompt_step(planned.value, contexts.value, settings)
         yield _materialized("derivation_prompt", story, prompt.metadata)
-        submitted = submission_step(context, planned.value, prompt.value, executor, settings)
+        submitted = submission_step(context, planned.value, prompt.value, executor, settings, gate)
         yield _materialized("executor_submission", story, submitted.metadata)
 
     yield from _each_story(context, config.stories, steps)

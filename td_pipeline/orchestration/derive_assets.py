@@ -22,6 +22,7 @@ from td_pipeline.domain.roles import derivation_roles, role_from_text
 from td_pipeline.domain.values import DerivationId, PlanId, Role, StoryId
 from td_pipeline.infrastructure.prompt_templates import load_prompt_template
 from td_pipeline.orchestration.jobs import DERIVE
+from td_pipeline.orchestration.llm_admission import LlmGate
 from td_pipeline.orchestration.partitions import story_of_partition, story_partitions
 from td_pipeline.orchestration.resources import (
     ContextResource,
@@ -163,8 +164,10 @@ def submission_step(
     prompt: DerivationPrompt,
     executor: RayExecutorResource,
     settings: DerivationSettings,
+    gate: LlmGate,
 ) -> Step[SubmissionRecord]:
     attempt = planned.attempt
+    gate.wait_for_slot(attempt.story_id.value)  # the LLM's window: a free slot, in turn
     submission = ExecutorSubmission(
         derivation_id=attempt.derivation_id,
         attempt=attempt.attempt,
@@ -260,7 +263,11 @@ def executor_submission(
     executor: RayExecutorResource,
     settings: DerivationSettings,
 ) -> SubmissionRecord:
-    """Hands the prompt to the Ray Executor; its answer arrives later on NATS."""
-    step = submission_step(context, plan_context, derivation_prompt, executor, settings)
+    """Hands the prompt to the Ray Executor once the LLM window has a slot free; its answer
+    arrives later on NATS."""
+    gate = LlmGate(
+        context.instance, context.run.run_id, executor.client(), settings, context.log.info
+    )
+    step = submission_step(context, plan_context, derivation_prompt, executor, settings, gate)
     context.add_output_metadata(step.metadata)
     return step.value

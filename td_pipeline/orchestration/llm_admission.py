@@ -9,13 +9,24 @@ superseded attempt, cancelled or failed run can hold a slot (a kept count could 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from td_pipeline.application.llm_window import LlmWindow
-from td_pipeline.orchestration.attempt_queries import IN_FLIGHT, paged_runs, waiting_attempts
+from td_pipeline.application.llm_window import LlmWindow, slots_free
+from td_pipeline.application.ports import ExecutorPort, PortError
+from td_pipeline.orchestration.attempt_queries import (
+    IN_FLIGHT,
+    answered_attempts,
+    latest_submissions,
+    paged_records,
+)
 from td_pipeline.orchestration.attempts import PHASE_TAG, Phase, run_attempts
+from td_pipeline.orchestration.resources import DerivationSettings
+from td_pipeline.orchestration.step_failures import retryable_failure
 
 WINDOW_KEY = "td_pipeline.llm_window"
 
@@ -54,23 +65,148 @@ def in_flight_since(now: datetime, llm_timeout_seconds: int) -> datetime:
     return now - timedelta(seconds=2 * llm_timeout_seconds)
 
 
+@dataclass(frozen=True, slots=True)
+class Preparing:
+    """A story in a derive run that is queued or running, not handed to the executor yet."""
+
+    story: str
+    run_id: str
+    started_at: float | None  # epoch seconds; None while the run waits to start
+
+
+@dataclass(frozen=True, slots=True)
+class LlmLoad:
+    """What the window is compared with, counted from the instance (never kept)."""
+
+    at_executor: frozenset[str]  # stories whose latest submission is not answered yet
+    preparing: tuple[Preparing, ...]
+    deliberations: tuple[str, ...] = ()  # the executor's ids of the jobs of `at_executor`
+
+    @property
+    def in_flight(self) -> int:
+        """Stories between their request and their answer (what the request sensor admits)."""
+        return len(self.at_executor | {p.story for p in self.preparing})
+
+    def ahead_of(self, run_id: str) -> int:
+        """Stories of other runs that started before `run_id`: they are handed over first. A
+        run not among them (launched by hand, without our tags) waits behind all of them."""
+        mine = next((p.started_at for p in self.preparing if p.run_id == run_id), None)
+        return sum(
+            1
+            for p in self.preparing
+            if p.run_id != run_id
+            and p.started_at is not None
+            and (mine is None or (p.started_at, p.run_id) < (mine, run_id))
+        )
+
+
+def llm_load(instance: dg.DagsterInstance, now: datetime, llm_timeout_seconds: int) -> LlmLoad:
+    """Three paged queries over recent runs and submissions, whatever the number of stories
+    ever derived."""
+    since = in_flight_since(now, llm_timeout_seconds)
+    latest = latest_submissions(instance, since)
+    answered = answered_attempts(instance, since)
+    unanswered = [
+        submission
+        for submission in latest.values()
+        if (submission.derivation_id, submission.attempt) not in answered
+        and submission.submitted_at >= since
+    ]
+    at_executor = frozenset(submission.story for submission in unanswered)
+    preparing: list[Preparing] = []
+    derive_runs = dg.RunsFilter(tags={PHASE_TAG: Phase.DERIVE.value}, statuses=IN_FLIGHT)
+    for record in paged_records(instance, derive_runs):
+        for attempt in run_attempts(record.dagster_run):
+            handed = latest.get(attempt.story)
+            if handed is None or (handed.derivation_id, handed.attempt) != (
+                attempt.derivation_id,
+                attempt.attempt,
+            ):
+                run_id = record.dagster_run.run_id
+                preparing.append(Preparing(attempt.story, run_id, record.start_time))
+    deliberations = tuple(submission.deliberation_id for submission in unanswered)
+    return LlmLoad(at_executor, tuple(preparing), deliberations)
+
+
 def llm_jobs_in_flight(
     instance: dg.DagsterInstance, now: datetime, llm_timeout_seconds: int
 ) -> int:
-    """Stories whose LLM job is in flight: a derive run (its own or a batch) is under way, or
-    their latest submission is not answered, failed or given up yet. Two paged queries over
-    recent runs and submissions, whatever the number of stories ever derived."""
-    submitting = {
-        attempt.story
-        for run in paged_runs(
-            instance, dg.RunsFilter(tags={PHASE_TAG: Phase.DERIVE.value}, statuses=IN_FLIGHT)
-        )
-        for attempt in run_attempts(run)
-    }
-    since = in_flight_since(now, llm_timeout_seconds)
-    waiting = {
-        submission.story
-        for submission in waiting_attempts(instance, since)
-        if submission.submitted_at >= since
-    }
-    return len(submitting | waiting)
+    """Stories whose LLM job is in flight: in a derive run (its own or a batch) that has not
+    handed them over yet, or handed over and not answered, failed or given up yet."""
+    return llm_load(instance, now, llm_timeout_seconds).in_flight
+
+
+GATE_POLL_SECONDS = 0.25  # the executor is asked whether its jobs are done
+GATE_READ_SECONDS = 2.0  # the instance is read again (the runs ahead, new jobs)
+GATE_REPORT_SECONDS = 30.0
+STILL_AT_EXECUTOR = frozenset({"running", "unknown"})  # "unknown": the executor did not say
+
+
+class LlmGate:
+    """The hand-over to the executor, for one derive run (a story's own, or a batch): a story
+    goes when the window has a slot free, after the stories of runs that started earlier.
+
+    No lock: every run counts the same facts from the instance, and a story still being
+    handed over counts as ahead of every later run until its submission is on record, so two
+    runs never take one slot. A slot is free as soon as the executor says its job is done
+    (`GetDeliberationStatus`), not only once the result sensor has seen the answer: the sensor
+    ticks every 2 s, half a job of a 4 s LLM. The slots free are spent story by story, and read
+    again only when spent (a batch does not read the instance for each story while the window
+    is wide open)."""
+
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        run_id: str,
+        executor: ExecutorPort,
+        settings: DerivationSettings,
+        log: Callable[[str], None],
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._instance, self._run_id, self._executor = instance, run_id, executor
+        self._settings, self._log, self._sleep, self._clock = settings, log, sleep, clock
+        self._free = 0
+
+    def _busy(self, deliberations: tuple[str, ...]) -> int:
+        """The jobs the executor has not finished."""
+        busy = 0
+        for deliberation_id in deliberations:
+            try:
+                status = self._executor.deliberation_status(deliberation_id).status
+            except PortError:
+                status = "unknown"
+            busy += status in STILL_AT_EXECUTOR
+        return busy
+
+    def wait_for_slot(self, story: str) -> None:
+        """Returns when `story` may be handed over; fails it (for a retry) after twice the LLM
+        timeout, by when the watchdog has freed every slot of a lost job."""
+        cap = self._settings.llm_max_in_flight
+        started = self._clock()
+        reported = started - GATE_REPORT_SECONDS
+        read_at = started - GATE_READ_SECONDS
+        while self._free < 1:
+            if self._clock() - read_at >= GATE_READ_SECONDS:
+                now = datetime.now(UTC)
+                load = llm_load(self._instance, now, self._settings.llm_timeout_seconds)
+                window, ahead = read_window(self._instance), load.ahead_of(self._run_id)
+                read_at = self._clock()
+            busy = self._busy(load.deliberations)
+            self._free = slots_free(window, busy, ahead, cap)
+            if self._free >= 1:
+                break
+            why = (
+                f"{busy} LLM job(s) at the executor of a window of {window.jobs_allowed(cap)}, "
+                f"{ahead} story(ies) ahead"
+            )
+            waited = self._clock() - started
+            if waited >= 2 * self._settings.llm_timeout_seconds:
+                raise retryable_failure(
+                    f"no free LLM slot for {story} within {waited:.0f} s ({why})"
+                )
+            if self._clock() - reported >= GATE_REPORT_SECONDS:
+                self._log(f"{story} waits for a free LLM slot: {why}")
+                reported = self._clock()
+            self._sleep(GATE_POLL_SECONDS)
+        self._free -= 1

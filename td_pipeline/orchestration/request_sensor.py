@@ -19,7 +19,7 @@ from td_pipeline.orchestration.attempt_queries import InstanceAttemptHistory
 from td_pipeline.orchestration.attempts import Phase
 from td_pipeline.orchestration.batch_jobs import derive_batch_job
 from td_pipeline.orchestration.jobs import derive_job, retry_job
-from td_pipeline.orchestration.llm_admission import llm_jobs_in_flight, read_window
+from td_pipeline.orchestration.llm_admission import llm_load, read_window
 from td_pipeline.orchestration.nats_ticks import (
     SENSOR_INTERVAL_SECONDS,
     fetch_more,
@@ -79,7 +79,7 @@ def derivation_request_sensor(
     # Attempts whose LLM job timed out or was lost go first.
     now = datetime.now(UTC)
     window, cap = read_window(context.instance), settings.llm_max_in_flight
-    in_flight = llm_jobs_in_flight(context.instance, now, settings.llm_timeout_seconds)
+    in_flight = llm_load(context.instance, now, settings.llm_timeout_seconds).in_flight
     allowed = window.jobs_allowed(cap)
     free = room(window, in_flight, cap)
     resubmitted = [
@@ -89,7 +89,10 @@ def derivation_request_sensor(
     admitted = min(settings.sensor_batch, free - len(resubmitted))
     consumer = nats.request_consumer()
     fetch = settle_then_fetch(context, nats, settings, consumer, batch=admitted)
-    load = f"{in_flight} LLM job(s) in flight of a window of {allowed}"
+    load = (
+        f"{in_flight} LLM job(s) in flight (at the executor or being prepared) for a window "
+        f"of {allowed}"
+    )
     if resubmitted:
         context.log.info(
             f"{len(resubmitted)} attempt(s) whose LLM job timed out or was lost asked again "

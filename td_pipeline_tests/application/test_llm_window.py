@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from td_pipeline.application.llm_window import INITIAL_LIMIT, Answer, LlmWindow, observe, room
+from td_pipeline.application.llm_window import (
+    INITIAL_LIMIT,
+    PREPARED_WINDOWS,
+    Answer,
+    LlmWindow,
+    observe,
+    room,
+    slots_free,
+)
 
 CAP = 256
 NOW = 1_000_000.0
@@ -15,25 +23,25 @@ def answers(*seconds: float, submitted_at: float = NOW - 10) -> list[Answer]:
     return [Answer(submitted_at, s) for s in seconds]
 
 
-def test_fast_answers_widen_the_window_by_one_each() -> None:
+def test_fast_answers_widen_the_window_by_half_a_job_each() -> None:
     window = observe(LlmWindow(), answers(4.0, 4.1, 4.2, 4.0), [], CAP, NOW)
-    assert window.limit == INITIAL_LIMIT + 4
+    assert window.limit == INITIAL_LIMIT + 4 * 0.5
     assert window.fastest_seconds == 4.0
 
 
 def test_a_fast_llm_opens_the_window_quickly() -> None:
     window = LlmWindow()
-    for tick in range(6):  # six ticks, each answering every job it was given
+    for tick in range(14):  # fourteen ticks, each answering every job it was given
         fast = answers(*[0.05] * window.jobs_allowed(CAP))
         window = observe(window, fast, [], CAP, NOW + tick)
-    assert window.jobs_allowed(CAP) == CAP  # 4, 8, 16, ... doubling per round trip
+    assert window.jobs_allowed(CAP) == CAP  # 2, 3, 4, 6, 9, ... x1.5 per round trip
 
 
 def test_queueing_shows_as_latency_and_shrinks_the_window() -> None:
-    window = LlmWindow(limit=20, fastest_seconds=4.0)  # slow: past twice 4 s
+    window = LlmWindow(limit=20, fastest_seconds=4.0)  # slow: past 1.5 times 4 s
     shrunk = observe(window, answers(9.0, 12.0, 12.0), [], CAP, NOW)
     assert shrunk.fastest_seconds == pytest.approx(4.08)  # remembered, forgotten a bit
-    assert shrunk.limit == pytest.approx(20 * (2 * 4.08) / 12)  # by slow / typical
+    assert shrunk.limit == pytest.approx(20 * (1.5 * 4.08) / 12)  # by slow / typical
     assert (shrunk.threshold, shrunk.shrunk_at) == (shrunk.limit, NOW)
 
 
@@ -79,10 +87,18 @@ def test_a_slower_model_is_learnt_once_the_window_is_down_to_one_job() -> None:
     assert window.limit == 1 + 1 / 1  # and the window opens again, past its threshold slowly
 
 
-def test_room_is_what_the_window_leaves() -> None:
-    assert room(LlmWindow(limit=8.7), in_flight=5, cap=CAP) == 3
-    assert room(LlmWindow(limit=8), in_flight=9, cap=CAP) == 0
-    assert room(LlmWindow(limit=8), in_flight=0, cap=2) == 2
+def test_room_is_the_window_and_more_prepared_ahead_less_what_is_in_flight() -> None:
+    ahead = 1 + PREPARED_WINDOWS
+    assert room(LlmWindow(limit=8.7), in_flight=5, cap=CAP) == ahead * 8 - 5
+    assert room(LlmWindow(limit=8), in_flight=ahead * 8 + 1, cap=CAP) == 0
+    assert room(LlmWindow(limit=8), in_flight=0, cap=2) == ahead * 2
+
+
+def test_a_slot_is_free_when_the_executor_and_the_runs_ahead_leave_one() -> None:
+    assert slots_free(LlmWindow(limit=4.5), at_executor=2, ahead=1, cap=CAP) == 1
+    assert slots_free(LlmWindow(limit=4), at_executor=2, ahead=2, cap=CAP) == 0
+    assert slots_free(LlmWindow(limit=4), at_executor=5, ahead=0, cap=CAP) == 0
+    assert slots_free(LlmWindow(limit=8), at_executor=0, ahead=0, cap=3) == 3
 
 
 def test_a_tick_without_answers_changes_nothing() -> None:
@@ -95,3 +111,17 @@ def test_an_invalid_window_is_refused() -> None:
         LlmWindow(limit=0.5)
     with pytest.raises(ValueError, match="before its submission"):
         LlmWindow(fastest_seconds=-1)
+
+
+def test_slow_start_ends_when_answers_begin_to_queue() -> None:
+    window = LlmWindow(limit=6, fastest_seconds=4.0)  # no congestion met yet
+    ended = observe(window, answers(5.7, 5.8, 5.9), [], CAP, NOW)  # a quarter slower and more
+    assert (ended.limit, ended.threshold) == (6, 6)
+    later = observe(ended, answers(4.0, 4.0, 4.0), [], CAP, NOW + 5)
+    assert later.limit == pytest.approx(6 + 3 / 6)  # from there one job per window of answers
+
+
+def test_a_fast_llm_does_not_leave_slow_start_for_its_noise() -> None:
+    window = LlmWindow(limit=6, fastest_seconds=0.05)
+    grown = observe(window, answers(0.3, 0.5, 0.4), [], CAP, NOW)
+    assert grown.threshold is None and grown.limit == 6 + 3 * 0.5

@@ -15,7 +15,7 @@ import dagster as dg
 import nats
 import pytest
 
-from td_pipeline.application.llm_window import LlmWindow
+from td_pipeline.application.llm_window import LlmWindow, room
 from td_pipeline.application.ports import (
     DeliberationStatus,
     ExecutorPort,
@@ -273,6 +273,18 @@ def test_the_watchdog_fails_an_unanswered_attempt_once(
     assert again == announced
 
 
+def run_attempts_of(runs: list[dg.RunRequest]) -> list[str]:
+    """The stories the run requests start: a batch's, or a story's own."""
+    return [
+        str(item["story"])
+        for run in runs
+        for item in run.run_config["ops"]
+        .get("derive_stories", {})
+        .get("config", {})
+        .get("stories", [{"story": run.partition_key}])
+    ]
+
+
 def request_tick(
     fleet: LocalFleet, instance: dg.DagsterInstance, settings: DerivationSettings
 ) -> dg.SensorResult:
@@ -292,14 +304,16 @@ def test_a_lost_job_is_asked_again_by_the_next_request_tick_ahead_of_new_request
         fleet, instance, "persist_tasks", request.run_config["ops"], ANSWER_LOST, tags=request.tags
     )
     assert not failed.success
-    write_window(instance, LlmWindow(limit=2))  # room for two
-    requests = [{"plan_id": PLAN, "story_id": STORY}, {"plan_id": "PLAN-X", "story_id": "S-X"}]
-    # The second is beyond the room: it stays in the stream.
+    write_window(instance, LlmWindow(limit=1))
+    free = room(LlmWindow(limit=1), in_flight=0, cap=settings.llm_max_in_flight)
+    stories = [f"STORY-NEW-{n}" for n in range(free)]
+    # One more request than the room leaves after the resubmission stays in the stream.
+    requests = [{"plan_id": PLAN, "story_id": story} for story in stories]
     asyncio.run(publish(fleet, "task.derivation.requested", requests))
 
     first = request_tick(fleet, instance, settings)
 
-    again, new = first.run_requests or []
+    again, *new = first.run_requests or []
     assert (again.job_name, again.partition_key, again.run_key) == (
         "retry_derivation",
         ANSWER_LOST,
@@ -307,7 +321,8 @@ def test_a_lost_job_is_asked_again_by_the_next_request_tick_ahead_of_new_request
     )
     assert again.run_config["ops"]["plan_context"]["config"]["attempt"] == 2
     assert again.asset_selection == [dg.AssetKey(name) for name in DERIVE_ASSETS]
-    assert new.partition_key == STORY
+    batch = run_attempts_of(new)
+    assert batch == stories[: free - 1]
 
 
 class FailingAtOnce:
