@@ -13,10 +13,13 @@ failures, so the window follows latency, as TCP Vegas and Netflix's gradient lim
   tell of the queue that shrink already drains, and are not counted against it again;
 - `TD_LLM_MAX_IN_FLIGHT` bounds it.
 
+Slow start ends as soon as answers begin to queue (as CUBIC's HyStart does on the first growth
+of the round-trip time), before the queue is long.
+
 The window bounds the jobs at the executor: a derive run hands a story over only when a slot
-is free (`slots_free`); the request sensor starts up to one window more, prepared ahead
-(`room`). Pure: the result sensor feeds it each tick's answers, the request sensor and the
-hand-over read it."""
+is free (`slots_free`); the request sensor starts up to `PREPARED_WINDOWS` windows more,
+prepared ahead (`room`). Pure: the result sensor feeds it each tick's answers, the request
+sensor and the hand-over read it."""
 
 from __future__ import annotations
 
@@ -140,9 +143,9 @@ def _fastest(window: LlmWindow, answers: Sequence[Answer]) -> float | None:
 
 def room(window: LlmWindow, in_flight: int, cap: int) -> int:
     """How many more stories the request sensor may start: the window's jobs at the executor
-    and as many again being prepared (plan, context, prompt, a run starting), so that a slot
-    freed by an answer is filled at once rather than after a run's start, less those in
-    flight."""
+    and `PREPARED_WINDOWS` windows more being prepared (plan, context, prompt, a run
+    starting), so that a slot freed by an answer is filled at once rather than after a run's
+    start, less those in flight."""
     return max(0, (1 + PREPARED_WINDOWS) * window.jobs_allowed(cap) - in_flight)
 
 

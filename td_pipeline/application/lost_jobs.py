@@ -36,6 +36,14 @@ def why_lost(
     return None
 
 
+def ask_again_at_once(job: DeliberationStatus) -> bool:
+    """Whether a lost attempt is asked again as soon as the LLM window has room: a job still
+    running past the timeout (the LLM's queue) or one the executor no longer knows (it lost
+    its registry in a restart). A job the LLM failed waits for the retry schedule, so that an
+    outage does not use up every attempt in seconds."""
+    return job.status in {"running", "not_found"}
+
+
 class Watch(Enum):
     """What the watchdog does with a submission still waiting for its answer."""
 

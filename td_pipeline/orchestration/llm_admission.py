@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from td_pipeline.application.llm_window import LlmWindow, slots_free
-from td_pipeline.application.ports import ExecutorPort, PortError
+from td_pipeline.application.ports import ExecutorPort, PortError, Unavailable
 from td_pipeline.orchestration.attempt_queries import (
     IN_FLIGHT,
     answered_attempts,
@@ -103,6 +103,10 @@ class LlmLoad:
 def llm_load(instance: dg.DagsterInstance, now: datetime, llm_timeout_seconds: int) -> LlmLoad:
     """Three paged queries over recent runs and submissions, whatever the number of stories
     ever derived."""
+    # The derive runs first: a story handed over (and its run ended) between the reads is then
+    # counted twice, never not at all.
+    derive_runs = dg.RunsFilter(tags={PHASE_TAG: Phase.DERIVE.value}, statuses=IN_FLIGHT)
+    records = list(paged_records(instance, derive_runs))
     since = in_flight_since(now, llm_timeout_seconds)
     latest = latest_submissions(instance, since)
     answered = answered_attempts(instance, since)
@@ -114,8 +118,7 @@ def llm_load(instance: dg.DagsterInstance, now: datetime, llm_timeout_seconds: i
     ]
     at_executor = frozenset(submission.story for submission in unanswered)
     preparing: list[Preparing] = []
-    derive_runs = dg.RunsFilter(tags={PHASE_TAG: Phase.DERIVE.value}, statuses=IN_FLIGHT)
-    for record in paged_records(instance, derive_runs):
+    for record in records:
         for attempt in run_attempts(record.dagster_run):
             handed = latest.get(attempt.story)
             if handed is None or (handed.derivation_id, handed.attempt) != (
@@ -139,7 +142,9 @@ def llm_jobs_in_flight(
 GATE_POLL_SECONDS = 0.25  # the executor is asked whether its jobs are done
 GATE_READ_SECONDS = 2.0  # the instance is read again (the runs ahead, new jobs)
 GATE_REPORT_SECONDS = 30.0
-STILL_AT_EXECUTOR = frozenset({"running", "unknown"})  # "unknown": the executor did not say
+# What the executor says of a job that no longer holds a slot; anything else (running, a
+# state it may add, no answer at all) holds it.
+DONE_AT_EXECUTOR = frozenset({"completed", "failed", "not_found"})
 
 
 class LlmGate:
@@ -168,43 +173,48 @@ class LlmGate:
         self._settings, self._log, self._sleep, self._clock = settings, log, sleep, clock
         self._free = 0
 
-    def _busy(self, deliberations: tuple[str, ...]) -> int:
-        """The jobs the executor has not finished."""
+    def _busy(self, deliberations: tuple[str, ...], enough: int) -> int:
+        """The jobs the executor has not finished, counted up to `enough` (past it the answer
+        is the same: no slot)."""
         busy = 0
         for deliberation_id in deliberations:
+            if busy >= enough:
+                break
             try:
                 status = self._executor.deliberation_status(deliberation_id).status
             except PortError:
                 status = "unknown"
-            busy += status in STILL_AT_EXECUTOR
+            busy += status not in DONE_AT_EXECUTOR
         return busy
 
     def wait_for_slot(self, story: str) -> None:
-        """Returns when `story` may be handed over; fails it (for a retry) after twice the LLM
-        timeout, by when the watchdog has freed every slot of a lost job."""
-        cap = self._settings.llm_max_in_flight
+        """Returns when `story` may be handed over; fails it after twice the LLM timeout (by
+        then the watchdog has freed every slot of a lost job), as an outage: a batch does not
+        make its other stories wait as long, one after the other."""
+        cap, timeout = self._settings.llm_max_in_flight, self._settings.llm_timeout_seconds
         started = self._clock()
         reported = started - GATE_REPORT_SECONDS
         read_at = started - GATE_READ_SECONDS
+        load, window, ahead = LlmLoad(frozenset(), ()), LlmWindow(), 0
         while self._free < 1:
             if self._clock() - read_at >= GATE_READ_SECONDS:
-                now = datetime.now(UTC)
-                load = llm_load(self._instance, now, self._settings.llm_timeout_seconds)
+                load = llm_load(self._instance, datetime.now(UTC), timeout)
                 window, ahead = read_window(self._instance), load.ahead_of(self._run_id)
                 read_at = self._clock()
-            busy = self._busy(load.deliberations)
+            allowed = window.jobs_allowed(cap)
+            busy = self._busy(load.deliberations, enough=allowed - ahead)
             self._free = slots_free(window, busy, ahead, cap)
             if self._free >= 1:
                 break
             why = (
-                f"{busy} LLM job(s) at the executor of a window of {window.jobs_allowed(cap)}, "
+                f"{busy} LLM job(s) at the executor of a window of {allowed}, "
                 f"{ahead} story(ies) ahead"
             )
             waited = self._clock() - started
-            if waited >= 2 * self._settings.llm_timeout_seconds:
+            if waited >= 2 * timeout:
                 raise retryable_failure(
                     f"no free LLM slot for {story} within {waited:.0f} s ({why})"
-                )
+                ) from Unavailable("the LLM window stayed full")
             if self._clock() - reported >= GATE_REPORT_SECONDS:
                 self._log(f"{story} waits for a free LLM slot: {why}")
                 reported = self._clock()

@@ -3,22 +3,25 @@ as the LLM window has room, ahead of new requests, rather than at the retry sche
 tick: a timeout is the LLM's queue, not a reason to wait a quarter of an hour.
 
 They are found by the tag the result sensor and the watchdog put on the persist run that
-records the failure (`RESUBMIT_TAG`), among recent failed runs only; the next attempt is the
-retry schedule's (`retry_launch`: same decision, same cap, same run key), so the two cannot
-both start it."""
+records the failure (`RESUBMIT_TAG`), among the failed runs of the last hour only; the next
+attempt is the retry schedule's (`retry_launch`: same decision, same cap, same run key), and
+the schedule leaves these to this sensor for that hour (`asked_again_promptly`), so the two
+never both start it."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import dagster as dg
 
 from td_pipeline.orchestration.attempt_queries import paged_runs
 from td_pipeline.orchestration.attempts import PARTITION_TAG, RESUBMIT, RESUBMIT_TAG
-from td_pipeline.orchestration.retry_schedule import RetryLaunch, failed_story, retry_launch
-
-# Older ones are the retry schedule's: this sensor's look-up stays small whatever the history.
-LOOK_BACK = timedelta(hours=1)
+from td_pipeline.orchestration.retry_schedule import (
+    RESUBMIT_LOOK_BACK,
+    RetryLaunch,
+    failed_story,
+    retry_launch,
+)
 
 
 def prompt_resubmissions(
@@ -33,7 +36,7 @@ def prompt_resubmissions(
         dg.RunsFilter(
             tags={RESUBMIT_TAG: RESUBMIT},
             statuses=[dg.DagsterRunStatus.FAILURE],
-            updated_after=now - LOOK_BACK,
+            updated_after=now - RESUBMIT_LOOK_BACK,
         ),
     )
     stories = list(dict.fromkeys(run.tags.get(PARTITION_TAG, "") for run in failed_runs))

@@ -28,6 +28,8 @@ from td_pipeline.orchestration.attempt_queries import (
 )
 from td_pipeline.orchestration.attempts import (
     PARTITION_TAG,
+    RESUBMIT,
+    RESUBMIT_TAG,
     Phase,
     RunAttempt,
     attempt_tags,
@@ -39,6 +41,9 @@ from td_pipeline.settings import DEFAULT_RETRY_CRON, SettingsError, read_retry_c
 
 RETRY_CRON_VARIABLE = "TD_RETRY_CRON"
 LOOK_BACK = timedelta(days=7)  # failures older than this are left to people
+# A timed-out or lost LLM job that failed within this is the request sensor's to ask again
+# (orchestration/resubmissions.py), as soon as the LLM window has room; older ones are ours.
+RESUBMIT_LOOK_BACK = timedelta(hours=1)
 DERIVE_ASSETS = ("plan_context", "story_context", "derivation_prompt", "executor_submission")
 PERSIST_ASSETS = ("llm_proposal", "task_graph", "planning_tasks")
 
@@ -95,6 +100,17 @@ def failed_story(instance: dg.DagsterInstance, story: str, max_attempts: int) ->
     return FailedStory(story, latest, failure, after_failure(failure, max_attempts), in_flight)
 
 
+def asked_again_promptly(instance: dg.DagsterInstance, failed: FailedStory, now: datetime) -> bool:
+    """The request sensor asks this story again within the LLM window: the schedule leaves it,
+    so that the two never start the same attempt (a run key dedups only within one sensor or
+    one schedule)."""
+    if failed.latest.run.tags.get(RESUBMIT_TAG) != RESUBMIT:
+        return False
+    record = instance.get_run_record_by_id(failed.latest.run.run_id)
+    since = (now - RESUBMIT_LOOK_BACK).timestamp()
+    return record is not None and record.update_timestamp.timestamp() >= since
+
+
 def retry_launch(instance: dg.DagsterInstance, failed: FailedStory) -> RetryLaunch | None:
     if not isinstance(failed.decision, Retry) or failed.in_flight:
         return None
@@ -149,10 +165,12 @@ def retry_cron() -> str:
 def failed_derivation_retries(
     context: dg.ScheduleEvaluationContext, settings: DerivationSettings
 ) -> list[dg.RunRequest] | dg.SkipReason:
+    now = datetime.now(UTC)
     launches = [
         launch
-        for failed in failed_stories(context.instance, settings.max_attempts)
-        if (launch := retry_launch(context.instance, failed)) is not None
+        for failed in failed_stories(context.instance, settings.max_attempts, now)
+        if not asked_again_promptly(context.instance, failed, now)
+        and (launch := retry_launch(context.instance, failed)) is not None
     ]
     if not launches:
         return dg.SkipReason("no failed derivation to retry")

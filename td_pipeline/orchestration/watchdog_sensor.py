@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from td_pipeline.application.lost_jobs import Watch, what_to_watch, why_lost
+from td_pipeline.application.lost_jobs import Watch, ask_again_at_once, what_to_watch, why_lost
 from td_pipeline.application.ports import DeliberationStatus, PortError
 from td_pipeline.orchestration.attempt_queries import latest_run, waiting_attempts
 from td_pipeline.orchestration.jobs import persist_job
@@ -71,7 +71,7 @@ def llm_watchdog_sensor(
                     f"watchdog:{submission.derivation_id}:{submission.attempt}",
                     submission,
                     {"executor_error": reason},
-                    resubmit=True,
+                    resubmit=ask_again_at_once(job),
                 )
             )
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from td_pipeline.application.lost_jobs import Watch, what_to_watch, why_lost
+from td_pipeline.application.lost_jobs import Watch, ask_again_at_once, what_to_watch, why_lost
 from td_pipeline.application.ports import DeliberationStatus
 
 LOOK = 10  # the watchdog looks every 10 s
@@ -53,3 +53,16 @@ def test_the_watchdog_asks_the_executor_only_about_current_submissions_past_a_lo
     superseded: bool, waited: float, timeout: int, watch: Watch
 ) -> None:
     assert what_to_watch(superseded, waited, timeout, LOOK) is watch
+
+
+@pytest.mark.parametrize(
+    ("status", "at_once"),
+    [
+        ("running", True),  # past the timeout: the LLM's queue
+        ("not_found", True),  # the executor restarted and forgot it
+        ("failed", False),  # the LLM failed: the retry schedule gives it time
+        ("completed", False),  # completed without an answer: likewise
+    ],
+)
+def test_only_queued_or_forgotten_jobs_are_asked_again_at_once(status: str, at_once: bool) -> None:
+    assert ask_again_at_once(DeliberationStatus(status)) is at_once

@@ -37,7 +37,12 @@ from td_pipeline.orchestration.resources import (
     NatsResource,
     RayExecutorResource,
 )
-from td_pipeline.orchestration.retry_schedule import DERIVE_ASSETS, failed_stories, retry_launch
+from td_pipeline.orchestration.retry_schedule import (
+    DERIVE_ASSETS,
+    failed_derivation_retries,
+    failed_stories,
+    retry_launch,
+)
 from td_pipeline.orchestration.watchdog_sensor import llm_watchdog_sensor
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.replay_llm import ReplayLlm
@@ -323,6 +328,9 @@ def test_a_lost_job_is_asked_again_by_the_next_request_tick_ahead_of_new_request
     assert again.asset_selection == [dg.AssetKey(name) for name in DERIVE_ASSETS]
     batch = run_attempts_of(new)
     assert batch == stories[: free - 1]
+    # The retry schedule leaves it to the request sensor: the two never start it both.
+    with dg.build_schedule_context(instance=instance, resources={"settings": settings}) as context:
+        assert isinstance(failed_derivation_retries(context), dg.SkipReason)
 
 
 class FailingAtOnce:

@@ -14,7 +14,12 @@ import dagster as dg
 import pytest
 
 from td_pipeline.application.llm_window import LlmWindow, room
-from td_pipeline.application.ports import DeliberationStatus, ExecutorSubmission, SubmissionReceipt
+from td_pipeline.application.ports import (
+    DeliberationStatus,
+    ExecutorSubmission,
+    SubmissionReceipt,
+    Unavailable,
+)
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSES_STREAM, DERIVATION_STREAM
 from td_pipeline.orchestration import llm_admission
 from td_pipeline.orchestration.attempts import Phase
@@ -283,3 +288,30 @@ def test_the_gate_fails_the_story_for_a_retry_when_no_slot_frees(
     with pytest.raises(dg.Failure, match="no free LLM slot for S1 within 150 s") as failure:
         stuck.wait_for_slot("S1")
     assert failure.value.metadata["retryable"].value is True
+    # As an outage: a batch does not make its other stories wait as long, one after the other.
+    assert isinstance(failure.value.__cause__, Unavailable)
+
+
+class Unsure(Executor):
+    """An executor with a status of its own for a queued job, and one that does not answer."""
+
+    def deliberation_status(self, deliberation_id: str) -> DeliberationStatus:
+        if deliberation_id.endswith("d-queued:1-1"):
+            return DeliberationStatus("queued")
+        raise Unavailable("executor down")
+
+
+def test_a_job_holds_its_slot_unless_the_executor_says_it_is_done(
+    instance: dg.DagsterInstance,
+) -> None:
+    write_window(instance, LlmWindow(limit=2))
+    submission(instance, "QUEUED", "d-queued", NOW)
+    submission(instance, "SILENT", "d-silent", NOW)
+    now = [0.0]
+
+    def slow_clock_sleep(seconds: float) -> None:
+        now[0] += 100.0
+
+    stuck = gate(instance, [], slow_clock_sleep, Unsure(), clock=lambda: now[0])
+    with pytest.raises(dg.Failure, match="2 LLM job"):
+        stuck.wait_for_slot("S1")
