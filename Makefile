@@ -30,7 +30,7 @@ unit: install
 # test files at a time (they spend most of their time waiting, so they overlap well), the
 # longest first.
 e2e: install
-	$(PY) -m pytest -n 3 --dist loadfile -m "e2e or pipeline"
+	$(PY) -m pytest -n 3 --dist loadfile -m "e2e or pipeline" --durations=15
 
 # The code location loads (with whatever settings the environment has; bad ones do not stop it).
 validate: install

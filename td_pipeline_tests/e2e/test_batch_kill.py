@@ -1,4 +1,4 @@
-"""A burst of 100 requests is served by batched runs; the worker of a derive batch and the
+"""A burst of 50 requests is served by batched runs; the worker of a derive batch and the
 daemon are SIGKILLed in the middle of it. Every story still completes once, within five
 minutes of the kill, with the default retry schedule, and nothing is created twice."""
 
@@ -23,9 +23,9 @@ from td_pipeline_tests.e2e.test_daemon import request_and_collect
 from td_pipeline_tests.e2e.test_restarts import assert_each_story_derived_once, publish
 from td_pipeline_tests.support import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(200)]
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(150)]
 
-STORIES = story_copies(load_sample_stories(), 100)
+STORIES = story_copies(load_sample_stories(), 50)
 FIVE_MINUTES = 300.0
 WORKER_PID = re.compile(r"Started process for run \(pid: (\d+)\)")
 
