@@ -37,6 +37,7 @@ SLOWER_BY_SECONDS = 1.0
 # By one, the answers of a round's first jobs (served at once) doubled the window before the
 # answers of its queued jobs could show the queue: up to three times the LLM's slots.
 SLOW_START_STEP = 0.5
+SLOW_START_ROUND = 1.5  # and by at most this factor per round trip
 # Slow start ends (the window grows by one a round trip from there) once answers are a quarter
 # slower than the fastest, or half a second more (a fast LLM's answers vary by more).
 SLOW_START_EXIT_FACTOR = 0.25
@@ -62,6 +63,9 @@ class LlmWindow:
     fastest_seconds: float | None = None  # the fastest recent answer, submission to answer
     threshold: float | None = None  # where it last met congestion: above it, grow slowly
     shrunk_at: float = 0.0  # epoch seconds of the last shrink
+    # Slow start's round: when it began and the window then (x1.5 at most per round).
+    round_at: float = 0.0
+    round_limit: float = INITIAL_LIMIT
 
     def __post_init__(self) -> None:
         if self.limit < MIN_LIMIT:
@@ -122,7 +126,15 @@ def observe(
             # Answers begin to queue: slow start ends here, before the queue is long.
             return replace(learnt, threshold=limit)
         fast = sum(1 for answer in answers if answer.seconds <= slow)
-        limit += fast / limit if congested else fast * SLOW_START_STEP
+        if congested:
+            limit += fast / limit
+        else:
+            # At most x1.5 per round trip (twice the fastest answer): the fast answers of a
+            # round's first jobs come back before its queued ones could show the queue.
+            assert learnt.fastest_seconds is not None  # `slow` is known
+            if now - learnt.round_at >= 2 * learnt.fastest_seconds:
+                learnt = replace(learnt, round_at=now, round_limit=limit)
+            limit = min(limit + fast * SLOW_START_STEP, learnt.round_limit * SLOW_START_ROUND)
     limit = min(float(cap), max(MIN_LIMIT, limit))
     if shrunk:
         return replace(learnt, limit=limit, threshold=limit, shrunk_at=now)

@@ -44,6 +44,8 @@ def read_window(instance: dg.DagsterInstance) -> LlmWindow:
             fastest_seconds=fields.get("fastest_seconds"),
             threshold=fields.get("threshold"),
             shrunk_at=float(fields.get("shrunk_at", 0.0)),
+            round_at=float(fields.get("round_at", 0.0)),
+            round_limit=float(fields.get("round_limit", fields["limit"])),
         )
     except (ValueError, KeyError, TypeError):
         return LlmWindow()
@@ -55,6 +57,8 @@ def write_window(instance: dg.DagsterInstance, window: LlmWindow) -> None:
         "fastest_seconds": window.fastest_seconds,
         "threshold": window.threshold,
         "shrunk_at": window.shrunk_at,
+        "round_at": window.round_at,
+        "round_limit": window.round_limit,
     }
     instance.run_storage.set_cursor_values({WINDOW_KEY: json.dumps(value)})
 

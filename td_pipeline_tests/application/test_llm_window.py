@@ -24,8 +24,18 @@ def answers(*seconds: float, submitted_at: float = NOW - 10) -> list[Answer]:
 
 
 def test_fast_answers_widen_the_window_by_half_a_job_each() -> None:
-    window = observe(LlmWindow(), answers(4.0, 4.1, 4.2, 4.0), [], CAP, NOW)
-    assert window.limit == INITIAL_LIMIT + 4 * 0.5
+    window = observe(LlmWindow(), answers(4.0, 4.1), [], CAP, NOW)
+    assert window.limit == INITIAL_LIMIT + 2 * 0.5
+
+
+def test_slow_start_grows_by_half_at_most_per_round_trip() -> None:
+    window = LlmWindow(limit=4, fastest_seconds=4.0)
+    first = observe(window, answers(4.0, 4.0, 4.0), [], CAP, NOW)  # a round starts at 4
+    assert first.limit == 5.5
+    more = observe(first, answers(4.0, 4.0, 4.0), [], CAP, NOW + 2)  # within the round
+    assert more.limit == 6  # 4 x 1.5: the queued jobs' answers may not be back yet
+    next_round = observe(more, answers(4.0, 4.0), [], CAP, NOW + 8)  # two fastest later
+    assert next_round.limit == 7 and next_round.round_limit == 6
     assert window.fastest_seconds == 4.0
 
 
