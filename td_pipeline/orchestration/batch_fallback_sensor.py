@@ -22,13 +22,22 @@ from td_pipeline.orchestration.run_requests import (
 LAST_ASSET = {Phase.DERIVE: "executor_submission", Phase.PERSIST: "planning_tasks"}
 
 
-def stories_done(instance: dg.DagsterInstance, run_id: str, asset: str) -> set[str]:
-    """The stories whose phase the run finished: its last asset is materialized for them."""
+def stories_done(
+    instance: dg.DagsterInstance, run_id: str, asset: str, stories: list[str]
+) -> set[str]:
+    """The stories whose phase the run finished: the latest materialization of its last asset
+    for the story is the run's. Read from the asset index, as answer routing reads the
+    submissions: a worker killed between writing a story's event to the run's log and indexing
+    it leaves the story undone for both (the run's own log would call it done, and its answer
+    would then be dropped as the answer of no known submission)."""
     done: set[str] = set()
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
-        materialization = entry.asset_materialization
-        if materialization and materialization.asset_key == dg.AssetKey(asset):
-            done.add(materialization.partition or "")
+    for story in stories:
+        latest = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[story]),
+            limit=1,
+        ).records
+        if latest and latest[0].run_id == run_id:
+            done.add(story)
     return done
 
 
@@ -60,7 +69,8 @@ def batch_fallback_sensor(
         return []
     phase = attempts[0].phase
     history = InstanceAttemptHistory(context.instance)
-    done = stories_done(context.instance, run.run_id, LAST_ASSET[phase])
+    stories = [attempt.story for attempt in attempts]
+    done = stories_done(context.instance, run.run_id, LAST_ASSET[phase], stories)
     failed = stories_failed(context.instance, run.run_id)
     undone: list[StoryWork] = []
     for attempt in attempts:
