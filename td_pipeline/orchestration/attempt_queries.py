@@ -208,9 +208,16 @@ def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[Subm
     number of stories ever derived; runs launched by hand count too (every submission is an
     `executor_submission` materialization)."""
     answered = answered_attempts(instance, since)
+    return unanswered(latest_submissions(instance, since), answered)
+
+
+def unanswered(
+    latest: dict[str, SubmittedAttempt], answered: set[tuple[str, int]]
+) -> list[SubmittedAttempt]:
+    """Of the stories' latest submissions, those no persist run took up."""
     return [
         submission
-        for submission in latest_submissions(instance, since).values()
+        for submission in latest.values()
         if (submission.derivation_id, submission.attempt) not in answered
     ]
 

@@ -23,6 +23,7 @@ from td_pipeline.orchestration.attempt_queries import (
     answered_attempts,
     latest_submissions,
     paged_records,
+    unanswered,
 )
 from td_pipeline.orchestration.attempts import PHASE_TAG, Phase, run_attempts
 from td_pipeline.orchestration.resources import DerivationSettings
@@ -114,13 +115,8 @@ def llm_load(instance: dg.DagsterInstance, now: datetime, llm_timeout_seconds: i
     since = in_flight_since(now, llm_timeout_seconds)
     latest = latest_submissions(instance, since)
     answered = answered_attempts(instance, since)
-    unanswered = [
-        submission
-        for submission in latest.values()
-        if (submission.derivation_id, submission.attempt) not in answered
-        and submission.submitted_at >= since
-    ]
-    at_executor = frozenset(submission.story for submission in unanswered)
+    waiting = [s for s in unanswered(latest, answered) if s.submitted_at >= since]
+    at_executor = frozenset(submission.story for submission in waiting)
     preparing: list[Preparing] = []
     for record in records:
         for attempt in run_attempts(record.dagster_run):
@@ -131,7 +127,7 @@ def llm_load(instance: dg.DagsterInstance, now: datetime, llm_timeout_seconds: i
             ):
                 run_id = record.dagster_run.run_id
                 preparing.append(Preparing(attempt.story, run_id, record.start_time))
-    deliberations = tuple(submission.deliberation_id for submission in unanswered)
+    deliberations = tuple(submission.deliberation_id for submission in waiting)
     return LlmLoad(at_executor, tuple(preparing), deliberations)
 
 
