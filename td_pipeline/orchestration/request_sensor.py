@@ -114,7 +114,11 @@ def derivation_request_sensor(
     pulled: dict[str, PulledMessage] = {}  # by message key: what became work
     refused: list[str] = []
     taken, asked = 0, admitted
-    for _ in range(MAX_FETCHES_PER_TICK):
+    for round_ in range(MAX_FETCHES_PER_TICK):
+        if round_:
+            # Fetched only when it will be read: a message fetched and left would be
+            # redelivered only after the consumer's ack wait.
+            fetch = fetch_more(context, fetch, consumer, settings, asked)
         fetched = fetch.messages[taken:]
         for message in fetched:
             decoded = decode_request(message.data, known_roles=known_roles)
@@ -140,7 +144,6 @@ def derivation_request_sensor(
         asked_before, asked = asked, admitted - len(works)
         if asked < 1 or len(fetched) < asked_before:
             break
-        fetch = fetch_more(context, fetch, consumer, settings, asked)
     messages = fetch.messages
     in_batch, own = stories_in_flight(context.instance, works)
     plan = plan_runs(

@@ -15,7 +15,7 @@ import pytest
 from td_pipeline.application.request_intake import derivation_id_for
 from td_pipeline.devtools.tick_workload import store_result
 from td_pipeline.infrastructure.jetstream_consumer import pulled_message
-from td_pipeline.orchestration import nats_ticks
+from td_pipeline.orchestration import nats_ticks, request_sensor
 from td_pipeline.orchestration.attempt_queries import batch_in_flight
 from td_pipeline.orchestration.attempts import (
     BATCH_TAG,
@@ -162,6 +162,26 @@ def test_requests_become_runs_and_are_acked_on_the_next_tick(server: NatsServer)
     assert second.run_requests == []
     assert json.loads(second.cursor or "{}")["pending_acks"] == []
     assert asyncio.run(_unacked(server.url)) == 0  # acked or terminated, nothing left
+
+
+def test_every_message_a_tick_fetches_is_settled_in_that_tick(server: NatsServer) -> None:
+    # More refused requests than the tick's fetches can take: the tick stops fetching, and
+    # leaves nothing delivered and unsettled (it would come back only after the ack wait).
+    published = (request_sensor.MAX_FETCHES_PER_TICK + 2) * 6
+    comma = [
+        json.dumps({"plan_id": "P-1", "story_id": f"S-{n},S-0"}).encode() for n in range(published)
+    ]
+    asyncio.run(_publish(server.url, comma))
+
+    with dg.instance_for_test() as instance:
+        result = tick(instance, server.url, None)
+
+    info = asyncio.run(_request_consumer(server.url))
+    answered = asyncio.run(_failed_events(server.url))
+    assert result.run_requests == []
+    assert int(info.num_ack_pending) == 0
+    assert 0 < int(info.num_pending) < published  # the tick stopped short of the stream's end
+    assert len(answered) == published - int(info.num_pending)
 
 
 async def _publish_responses(url: str, bodies: list[dict[str, Any]]) -> None:
