@@ -27,10 +27,10 @@ unit: install
 	$(PY) -m pytest -n 2 -m "not e2e and not pipeline"
 
 # The end-to-end tier: real daemons, and the jobs run in process against the local fleet; three
-# test files at a time (they spend most of their time waiting, so they overlap well), the
-# longest first.
+# test files at a time (they spend much of their time waiting, so they overlap well), the
+# longest first (`runs_for` on each file; xdist would otherwise order them by test count).
 e2e: install
-	$(PY) -m pytest -n 3 --dist loadfile -m "e2e or pipeline" --durations=15
+	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder -m "e2e or pipeline" --durations=15
 
 # The code location loads (with whatever settings the environment has; bad ones do not stop it).
 validate: install

@@ -14,7 +14,7 @@ from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline_tests.corpus.bad_messages import REQUESTED, load_bad_messages
 from td_pipeline_tests.e2e.test_daemon import consumer_backlog, request_and_collect
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(40)]
 
 NATS_MAX_PAYLOAD = 1024 * 1024  # the server's default: bigger messages never reach us
 

@@ -23,7 +23,7 @@ from td_pipeline_tests.e2e.test_daemon import request_and_collect
 from td_pipeline_tests.e2e.test_restarts import assert_each_story_derived_once, publish
 from td_pipeline_tests.support import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(150)]
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(180)]
 
 STORIES = story_copies(load_sample_stories(), 50)
 FIVE_MINUTES = 300.0

@@ -28,7 +28,7 @@ STORIES = {
     "STORY-DARK-MODE": "PLAN-UX-1",
 }
 
-pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(140)]
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(110)]
 
 
 async def request_and_collect(

@@ -12,7 +12,7 @@ import pytest
 
 from td_pipeline.sandbox.planning_store import load_sample_stories
 
-pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(85)]
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(45)]
 
 
 def free_port() -> int:

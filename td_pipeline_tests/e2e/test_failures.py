@@ -22,7 +22,7 @@ from td_pipeline.sandbox.replay_llm import ReplayLlm
 from td_pipeline_tests.e2e.test_daemon import request_and_collect
 from td_pipeline_tests.support import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(155)]
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(120)]
 
 SETTINGS = {
     "TD_LLM_TIMEOUT_SECONDS": "5",

@@ -19,7 +19,7 @@ from td_pipeline.sandbox.replay_llm import ReplayLlm
 from td_pipeline_tests.e2e.test_daemon import request_and_collect
 from td_pipeline_tests.fixtures import fleet_message
 
-pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(95)]
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(75)]
 
 FAILED_BY_THE_LLM = "STORY-MFA"  # agent.response.failed in the executor's real shape
 FAILED_SILENTLY = "STORY-DARK-MODE"  # only GetDeliberationStatus tells: completed, no proposal

@@ -23,7 +23,7 @@ from td_pipeline.sandbox.replay_llm import ReplayLlm
 from td_pipeline_tests.e2e.test_restarts import publish
 from td_pipeline_tests.support import wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(30)]
 
 FAILED_BY_THE_LLM = "STORY-MFA"
 REQUESTS = [

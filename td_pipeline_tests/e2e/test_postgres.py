@@ -29,7 +29,7 @@ from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline_tests.e2e import test_daemon as daemon
 from td_pipeline_tests.e2e import test_failures as failures
 
-pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(145)]
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(165)]
 
 INSTANCE_CONFIG = REPO / "deploy" / "dagster-postgres.yaml"
 SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}

@@ -22,7 +22,7 @@ from td_pipeline.sandbox.planning_store import load_sample_stories, story_copies
 from td_pipeline_tests.e2e.test_daemon import request_and_collect
 from td_pipeline_tests.support import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(260)]
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(115)]
 
 STORIES = story_copies(load_sample_stories(), 30)
 FIVE_MINUTES = 300.0

@@ -29,7 +29,7 @@ from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.secure_fleet import Login
 from td_pipeline_tests.support import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(140)]
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(145)]
 
 CANARY = "canary-7f3b9c1e-do-not-leak"
 STORY, PLAN = "STORY-REFUNDS", "PLAN-PAY-1"
