@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import dagster as dg
@@ -25,6 +24,7 @@ from td_pipeline.application.ports import (
 from td_pipeline.application.retries import GiveUp, Restart, Retry, Stage
 from td_pipeline.domain.events import DerivationCompleted
 from td_pipeline.domain.values import DerivationId, PlanId, StoryId
+from td_pipeline.orchestration import watchdog_sensor
 from td_pipeline.orchestration.attempt_queries import latest_submission
 from td_pipeline.orchestration.attempts import RESUBMIT, RESUBMIT_TAG
 from td_pipeline.orchestration.definitions import defs
@@ -55,6 +55,7 @@ from td_pipeline_tests.orchestration.test_jobs import (
     fleet_settings,
     resources,
 )
+from td_pipeline_tests.support import stored_bodies
 
 pytestmark = pytest.mark.pipeline  # Dagster runs: in `make e2e`, not the fast tier
 
@@ -100,20 +101,7 @@ def run(
 
 
 def events(fleet: LocalFleet, subject: str) -> list[dict[str, Any]]:
-    async def read() -> list[dict[str, Any]]:
-        connection = await nats.connect(fleet.environment()["NATS_URL"])
-        try:
-            subscription = await connection.jetstream().subscribe(subject, ordered_consumer=True)
-            found = []
-            while True:
-                try:
-                    found.append(json.loads((await subscription.next_msg(timeout=0.5)).data))
-                except nats.errors.TimeoutError:
-                    return found
-        finally:
-            await connection.close()
-
-    return asyncio.run(read())
+    return asyncio.run(stored_bodies(fleet.environment()["NATS_URL"], subject))
 
 
 async def publish(fleet: LocalFleet, subject: str, bodies: list[dict[str, Any]]) -> None:
@@ -234,14 +222,22 @@ def test_an_unknown_plan_is_left_for_review_at_once(
     assert "NOT_FOUND" in mine[0]["reason"] and "needs manual review" in mine[0]["reason"]
 
 
+class _TwoSecondsLater(datetime):
+    """The watchdog's clock two seconds on: the LLM timeout (1 s) passed without an answer."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+        return datetime.now(tz) + timedelta(seconds=2)
+
+
 def watchdog_gives_up_on_a_lost_job(
-    fleet: LocalFleet, instance: dg.DagsterInstance
+    fleet: LocalFleet, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[dg.RunRequest, DerivationSettings]:
     config = derive_config("d-lost")
     config["plan_context"]["config"]["plan_id"] = "PLAN-AUTH-1"
     assert run(fleet, instance, "derive_tasks", config, story=ANSWER_LOST).success
     settings = fleet_settings(fleet, llm_timeout_seconds=1)
-    time.sleep(1.2)  # the scenario: the LLM timeout (1 s) passes without an answer
+    monkeypatch.setattr(watchdog_sensor, "datetime", _TwoSecondsLater)
     resources_for_tick = {
         "executor": resources(fleet)["executor"],
         "nats": resources(fleet)["nats"],
@@ -254,9 +250,9 @@ def watchdog_gives_up_on_a_lost_job(
 
 
 def test_the_watchdog_fails_an_unanswered_attempt_once(
-    fleet: LocalFleet, instance: dg.DagsterInstance
+    fleet: LocalFleet, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    request, settings = watchdog_gives_up_on_a_lost_job(fleet, instance)
+    request, settings = watchdog_gives_up_on_a_lost_job(fleet, instance, monkeypatch)
 
     config_sent = request.run_config["ops"]["llm_proposal"]["config"]
     assert request.partition_key == ANSWER_LOST and request.run_key == "watchdog:d-lost:1"
@@ -301,9 +297,9 @@ def request_tick(
 
 
 def test_a_lost_job_is_asked_again_by_the_next_request_tick_ahead_of_new_requests(
-    fleet: LocalFleet, instance: dg.DagsterInstance
+    fleet: LocalFleet, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    request, settings = watchdog_gives_up_on_a_lost_job(fleet, instance)
+    request, settings = watchdog_gives_up_on_a_lost_job(fleet, instance, monkeypatch)
     assert request.tags[RESUBMIT_TAG] == RESUBMIT
     failed = run(
         fleet, instance, "persist_tasks", request.run_config["ops"], ANSWER_LOST, tags=request.tags

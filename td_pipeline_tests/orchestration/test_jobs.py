@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,8 +10,6 @@ from typing import Any
 
 import dagster as dg
 import grpc
-import nats
-import nats.errors
 import pytest
 
 from td_pipeline.application.ports import PersistedEdge, PlanningPort
@@ -35,7 +32,7 @@ from td_pipeline.orchestration.resources import (
 from td_pipeline.orchestration.run_requests import StoryWork, batch_run_key, batch_run_request
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.planning_store import load_sample_stories
-from td_pipeline_tests.support import wait_until
+from td_pipeline_tests.support import stored_bodies, wait_until
 
 pytestmark = pytest.mark.pipeline  # Dagster runs: in `make e2e`, not the fast tier
 
@@ -96,22 +93,6 @@ def answer_of(fleet: LocalFleet, deliberation_id: str) -> str:
     return status.result.proposal
 
 
-async def stored_events(url: str, subject: str) -> list[dict[str, Any]]:
-    """Every message the stream holds on `subject`."""
-    connection = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
-    try:
-        subscription = await connection.jetstream().subscribe(subject, ordered_consumer=True)
-        events = []
-        while True:
-            try:
-                message = await subscription.next_msg(timeout=0.5)
-            except nats.errors.TimeoutError:
-                return events
-            events.append(json.loads(message.data))
-    finally:
-        await connection.close()
-
-
 def answer_config(text: str, derivation: str, plan: str = PLAN) -> dict[str, Any]:
     """A persist run's config as the result sensor writes it from the submission's record."""
     story = next(s for s in load_sample_stories() if s.plan_id == plan)
@@ -161,7 +142,7 @@ def test_derive_then_persist_against_the_fleet(
     assert len(fleet.store.tasks(STORY)) == len(first.task_ids)  # type: ignore[union-attr]
     assert len(fleet.store.dependencies(STORY)) == len(first.edges)  # type: ignore[union-attr]
     events = asyncio.run(
-        stored_events(fleet.environment()["NATS_URL"], "task.derivation.completed")
+        stored_bodies(fleet.environment()["NATS_URL"], "task.derivation.completed")
     )
     ours = [e for e in events if e["derivation_request_id"] == "d-1"]
     assert len(ours) == 1  # published by both runs, stored once (Nats-Msg-Id)
@@ -285,7 +266,7 @@ def test_the_planning_check_fails_when_planning_lost_a_task(
     ]
     assert not check.passed and check.metadata["missing"].value != "none"
     events = asyncio.run(
-        stored_events(fleet.environment()["NATS_URL"], "task.derivation.completed")
+        stored_bodies(fleet.environment()["NATS_URL"], "task.derivation.completed")
     )
     assert not [e for e in events if e["derivation_request_id"] == LOSSY]
 
@@ -526,7 +507,7 @@ def test_a_batched_persist_run_persists_each_story(
         for story in PERSISTED
     }
     events = asyncio.run(
-        stored_events(fleet.environment()["NATS_URL"], "task.derivation.completed")
+        stored_bodies(fleet.environment()["NATS_URL"], "task.derivation.completed")
     )
     for story, derivation in derivations.items():
         (event,) = [e for e in events if e["derivation_request_id"] == derivation]

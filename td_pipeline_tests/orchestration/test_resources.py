@@ -1,9 +1,5 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import dagster as dg
 import pytest
 
@@ -14,6 +10,7 @@ from td_pipeline.orchestration.resources import (
     NatsResource,
     PlanningResource,
 )
+from td_pipeline.orchestration.retry_schedule import retry_cron
 from td_pipeline.orchestration.settings_wiring import resources_from_environment
 from td_pipeline.sandbox.planning import serve_planning
 from td_pipeline.sandbox.planning_store import PlanningStore, load_sample_stories
@@ -141,12 +138,6 @@ def test_a_size_below_one_is_refused(variable: str, monkeypatch: pytest.MonkeyPa
     assert str(bad.value).startswith(f"bad setting: {variable}:")
 
 
-LOADED_CRON = (
-    "from td_pipeline.orchestration.definitions import defs; "
-    "print(defs.get_schedule_def('failed_derivation_retries').cron_schedule)"
-)
-
-
 @pytest.mark.parametrize(
     ("environment", "cron"),
     [
@@ -156,16 +147,11 @@ LOADED_CRON = (
     ids=["another setting bad", "the cron bad"],
 )
 def test_the_code_location_loads_with_the_retry_cron_as_set(
-    environment: dict[str, str], cron: str
+    environment: dict[str, str], cron: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The cron is read when the code location loads (Dagster needs it then): a bad value of
-    another setting leaves it as set; a bad cron loads with the default."""
-    loaded = subprocess.run(
-        [sys.executable, "-c", LOADED_CRON],
-        env={**os.environ, **environment},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert loaded.stdout.strip().splitlines()[-1] == cron
+    """The cron is read when the code location loads (Dagster needs it then; the e2e tests
+    set it for their daemons): a bad value of another setting leaves it as set; a bad cron
+    loads with the default."""
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert retry_cron() == cron
