@@ -4,7 +4,12 @@ Dagster stores a tick's runs only after the sensor returns, so acking inside the
 lose a request. A tick therefore hands the ack subjects of the messages it turned into runs
 to its cursor, and the next tick (whose start proves the previous result was stored) acks
 them. A tick whose result is thrown away leaves its messages unacked: they come back, with
-the same run key, and Dagster's run-key dedup keeps them from running twice."""
+the same run key, and Dagster's run-key dedup keeps them from running twice.
+
+They come back at once, not after the consumer's ack wait (two minutes): a tick notes in the
+instance which messages it holds (fetched, then those its cursor hands on) before Dagster
+stores its result, and the next tick lets go of those its cursor does not name (the daemon
+stopped, or the tick failed, between the fetch and the stored result)."""
 
 from __future__ import annotations
 
@@ -69,6 +74,26 @@ def stalled_fetches(cursor: str | None) -> int:
     return int(json.loads(cursor).get("stalled_fetches", 0)) if cursor else 0
 
 
+def held_key(consumer: ConsumerSpec) -> str:
+    return f"td_pipeline.held.{consumer.stream}.{consumer.durable}"
+
+
+def note_held(instance: dg.DagsterInstance, consumer: ConsumerSpec, replies: list[str]) -> None:
+    """The ack subjects of the messages a tick holds, kept where the next tick finds them even
+    when this tick's result (its cursor) is lost."""
+    instance.run_storage.set_cursor_values({held_key(consumer): json.dumps(replies)})
+
+
+def held_by_a_lost_tick(
+    instance: dg.DagsterInstance, consumer: ConsumerSpec, cursor: str | None
+) -> list[str]:
+    """Messages the last tick held that its stored cursor does not hand on: its result was
+    lost, and they would otherwise come back only after the ack wait."""
+    stored = instance.run_storage.get_cursor_values({held_key(consumer)}).get(held_key(consumer))
+    handed_on = set(pending_acks(cursor))
+    return [reply for reply in json.loads(stored or "[]") if reply not in handed_on]
+
+
 @dataclass(frozen=True, slots=True)
 class TickFetch:
     """What a tick fetched, on the connection to settle it with."""
@@ -76,9 +101,13 @@ class TickFetch:
     puller: JetStreamPuller
     messages: list[PulledMessage]
     stalled_fetches: int  # the sensor's count, this tick's fetch included
+    instance: dg.DagsterInstance
+    consumer: ConsumerSpec
 
     def cursor(self, pending: list[str]) -> str:
-        """The next cursor: the ack subjects the next tick acks, and the stall count."""
+        """The next cursor: the ack subjects the next tick acks, and the stall count (noted in
+        the instance too, for a next tick that does not get this cursor)."""
+        note_held(self.instance, self.consumer, pending)
         return json.dumps({"pending_acks": pending, "stalled_fetches": self.stalled_fetches})
 
 
@@ -93,10 +122,18 @@ def settle_then_fetch(
     then fetch a bounded batch (`settings.sensor_batch`, or `batch`: 0 fetches nothing)."""
     puller = nats.puller()
     puller.ack(pending_acks(context.cursor))
+    lost = held_by_a_lost_tick(context.instance, consumer, context.cursor)
+    if lost:
+        context.log.warning(
+            f"{len(lost)} message(s) of {consumer.stream}/{consumer.durable} held by a tick "
+            "whose result was lost (the daemon stopped or the tick failed): delivered again now"
+        )
+        puller.redeliver_later(lost, 0)
     puller.ensure_consumer(consumer)
     stalls = stalled_fetches(context.cursor)
     size = settings.sensor_batch if batch is None else batch
-    return fetch_more(context, TickFetch(puller, [], stalls), consumer, settings, size)
+    tick = TickFetch(puller, [], stalls, context.instance, consumer)
+    return fetch_more(context, tick, consumer, settings, size)
 
 
 def fetch_more(
@@ -118,7 +155,10 @@ def fetch_more(
             f"pull request within {settings.sensor_fetch_seconds + STALL_GRACE_SECONDS:g} s; "
             f"{len(fetched.messages)} message(s) kept ({stalls} stalled fetches so far)"
         )
-    return TickFetch(tick.puller, [*tick.messages, *fetched.messages], stalls)
+    messages = [*tick.messages, *fetched.messages]
+    if fetched.messages:
+        note_held(context.instance, consumer, [message.reply for message in messages])
+    return TickFetch(tick.puller, messages, stalls, tick.instance, consumer)
 
 
 def announce_llm_failure(

@@ -1,4 +1,5 @@
-"""What every NATS-driven tick does around its fetch: acks first, counts a stalled fetch."""
+"""What every NATS-driven tick does around its fetch: acks first, lets go of what a lost tick
+held, counts a stalled fetch."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from collections.abc import Sequence
 import dagster as dg
 import pytest
 
-from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec, Fetched
-from td_pipeline.orchestration.nats_ticks import settle_then_fetch, stalled_fetches
+from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec, Fetched, PulledMessage
+from td_pipeline.orchestration.nats_ticks import TickFetch, settle_then_fetch, stalled_fetches
 from td_pipeline.orchestration.resources import DerivationSettings
 
 CONSUMER = ConsumerSpec("task_derivation", "requests", ("task.derivation.requested",))
@@ -20,9 +21,13 @@ class StallingPuller:
 
     def __init__(self) -> None:
         self.acked: list[str] = []
+        self.redelivered: list[str] = []
 
     def ack(self, replies: Sequence[str]) -> None:
         self.acked.extend(replies)
+
+    def redeliver_later(self, replies: Sequence[str], delay_seconds: float) -> None:
+        self.redelivered.extend(replies)
 
     def ensure_consumer(self, spec: ConsumerSpec) -> None:
         pass
@@ -44,7 +49,7 @@ def test_a_stalled_fetch_is_counted_in_the_cursor_and_logged_on_one_line(
 ) -> None:
     puller = StallingPuller()
     cursor = json.dumps({"pending_acks": ["$JS.ACK.a"], "stalled_fetches": 2})
-    context = dg.build_sensor_context(cursor=cursor)
+    context = dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral())
 
     fetch = settle_then_fetch(context, FakeNats(puller), DerivationSettings(), CONSUMER)  # type: ignore[arg-type]
 
@@ -58,3 +63,28 @@ def test_a_stalled_fetch_is_counted_in_the_cursor_and_logged_on_one_line(
 def test_a_cursor_from_before_the_count_reads_as_none_stalled() -> None:
     assert stalled_fetches(json.dumps({"pending_acks": []})) == 0
     assert stalled_fetches(None) == 0
+
+
+def _message(reply: str) -> PulledMessage:
+    return PulledMessage("task.derivation.requested", b"{}", reply, "task_derivation", 1, 1, 1)
+
+
+class DeliveringPuller(StallingPuller):
+    """A puller whose fetches bring two messages."""
+
+    def fetch(self, spec: ConsumerSpec, batch: int, timeout_seconds: float) -> Fetched:
+        return Fetched([_message("$JS.ACK.a"), _message("$JS.ACK.b")], stalled=False)
+
+
+def test_the_messages_of_a_tick_that_failed_or_was_lost_are_let_go_by_the_next() -> None:
+    puller, instance = DeliveringPuller(), dg.DagsterInstance.ephemeral()
+
+    def tick(cursor: str | None) -> TickFetch:
+        context = dg.build_sensor_context(cursor=cursor, instance=instance)
+        return settle_then_fetch(context, FakeNats(puller), DerivationSettings(), CONSUMER)  # type: ignore[arg-type]
+
+    tick(None)  # fetched, then failed: no cursor
+    stored = tick(None).cursor(["$JS.ACK.b"])  # a lost tick's two let go; this one's result...
+    assert puller.redelivered == ["$JS.ACK.a", "$JS.ACK.b"]
+    tick(stored)  # ...stored: what it handed on is acked, nothing let go
+    assert puller.acked == ["$JS.ACK.b"] and len(puller.redelivered) == 2

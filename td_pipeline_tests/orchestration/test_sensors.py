@@ -38,7 +38,7 @@ from td_pipeline.orchestration.run_requests import StoryWork, batch_run_request
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.nats_server import NatsServer
 from td_pipeline_tests.fixtures import fleet_message
-from td_pipeline_tests.support import wait_until
+from td_pipeline_tests.support import stored_bodies, stored_messages, wait_until
 
 REQUEST_CONSUMER = NatsResource(url="unused").request_consumer()
 RESULT_CONSUMER = NatsResource(url="unused").result_consumer()
@@ -59,19 +59,7 @@ async def _publish(url: str, bodies: list[bytes]) -> None:
 
 
 async def _failed_events(url: str) -> list[dict[str, Any]]:
-    connection = await nats.connect(url)
-    try:
-        subscription = await connection.jetstream().subscribe(
-            "task.derivation.failed", ordered_consumer=True
-        )
-        events = []
-        while True:
-            try:
-                events.append(json.loads((await subscription.next_msg(timeout=0.5)).data))
-            except nats.errors.TimeoutError:
-                return events
-    finally:
-        await connection.close()
+    return await stored_bodies(url, "task.derivation.failed")
 
 
 async def _request_consumer(url: str) -> Any:
@@ -162,6 +150,22 @@ def test_requests_become_runs_and_are_acked_on_the_next_tick(server: NatsServer)
     assert second.run_requests == []
     assert json.loads(second.cursor or "{}")["pending_acks"] == []
     assert asyncio.run(_unacked(server.url)) == 0  # acked or terminated, nothing left
+
+
+def test_the_requests_of_a_tick_whose_result_was_lost_come_back_at_once(
+    server: NatsServer,
+) -> None:
+    bodies = [{"plan_id": "P-1", "story_id": f"S-{n}"} for n in range(2)]
+    asyncio.run(_publish(server.url, [json.dumps(body).encode() for body in bodies]))
+    with dg.instance_for_test() as instance:
+        lost = tick(instance, server.url, None, batch_size=1)
+        # The daemon died before storing that result: the next tick gets the cursor before it,
+        # and the same requests again at once (not after the consumer's two-minute ack wait).
+        again = tick(instance, server.url, None, batch_size=1)
+
+    keys = [[r.run_key for r in result.run_requests or []] for result in (lost, again)]
+    assert len(keys[0]) == 2 and keys[1] == keys[0]
+    assert asyncio.run(_request_deliveries(server.url)) == 4
 
 
 def test_every_message_a_tick_fetches_is_settled_in_that_tick(server: NatsServer) -> None:
@@ -390,19 +394,8 @@ def test_a_tick_looks_up_only_the_stories_it_was_asked_for(
 
 async def _request_keys(url: str) -> list[str]:
     """The run key of every request the stream holds, as the sensor reads it."""
-    connection = await nats.connect(url)
-    try:
-        subscription = await connection.jetstream().subscribe(
-            "task.derivation.requested", ordered_consumer=True
-        )
-        keys = []
-        while True:
-            try:
-                keys.append(pulled_message(await subscription.next_msg(timeout=0.5)).run_key)
-            except nats.errors.TimeoutError:
-                return keys
-    finally:
-        await connection.close()
+    messages = await stored_messages(url, "task.derivation.requested")
+    return [pulled_message(message).run_key for message in messages]
 
 
 async def _request_deliveries(url: str) -> int:
