@@ -46,7 +46,9 @@ SLOW_START_EXIT_SECONDS = 0.5
 # learnt.
 FASTEST_DRIFT = 1.02
 SHRINK_FLOOR = 0.5  # one shrink never takes the window below half
-PREPARED_WINDOWS = 2  # stories prepared ahead of the LLM, in windows
+# Stories prepared ahead of the LLM, in windows: three cover the way from an answer to the next
+# prepared run (result tick, request tick, the run's queue and start: about 10 s here).
+PREPARED_WINDOWS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +155,23 @@ def _fastest(window: LlmWindow, answers: Sequence[Answer]) -> float | None:
     return min(tick, window.fastest_seconds * FASTEST_DRIFT)
 
 
-def room(window: LlmWindow, in_flight: int, cap: int) -> int:
+def room(
+    window: LlmWindow, in_flight: int, cap: int, preparing: int = 0, batch_size: int = 1
+) -> int:
     """How many more stories the request sensor may start: the window's jobs at the executor
     and `PREPARED_WINDOWS` windows more being prepared (plan, context, prompt, a run
     starting), so that a slot freed by an answer is filled at once rather than after a run's
-    start, less those in flight."""
-    return max(0, (1 + PREPARED_WINDOWS) * window.jobs_allowed(cap) - in_flight)
+    start, less those in flight (`preparing` of them not handed over yet).
+
+    While a window's worth is being prepared the executor is fed for a while: the next run
+    waits until it can carry a whole batch (a window, or `batch_size` if smaller). Runs of a
+    story or two, started as each answer frees a slot, cost a run's start each, and their
+    starts, not the LLM, then set the pace."""
+    jobs = window.jobs_allowed(cap)
+    free = max(0, (1 + PREPARED_WINDOWS) * jobs - in_flight)
+    if preparing >= jobs and free < min(jobs, batch_size):
+        return 0
+    return free
 
 
 def slots_free(window: LlmWindow, at_executor: int, ahead: int, cap: int) -> int:

@@ -92,6 +92,11 @@ class LlmLoad:
         """Stories between their request and their answer (what the request sensor admits)."""
         return len(self.at_executor | {p.story for p in self.preparing})
 
+    @property
+    def being_prepared(self) -> int:
+        """Stories in derive runs, not handed to the executor yet."""
+        return len({p.story for p in self.preparing})
+
     def ahead_of(self, run_id: str) -> int:
         """Stories of other runs that started before `run_id`: they are handed over first. A
         run not among them (launched by hand, without our tags) waits behind all of them."""

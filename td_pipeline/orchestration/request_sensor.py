@@ -79,9 +79,10 @@ def derivation_request_sensor(
     # Attempts whose LLM job timed out or was lost go first.
     now = datetime.now(UTC)
     window, cap = read_window(context.instance), settings.llm_max_in_flight
-    in_flight = llm_load(context.instance, now, settings.llm_timeout_seconds).in_flight
+    llm_now = llm_load(context.instance, now, settings.llm_timeout_seconds)
+    in_flight = llm_now.in_flight
     allowed = window.jobs_allowed(cap)
-    free = room(window, in_flight, cap)
+    free = room(window, in_flight, cap, llm_now.being_prepared, settings.batch_size)
     resubmitted = [
         retry_run_request(launch)
         for launch in prompt_resubmissions(context.instance, settings.max_attempts, now, free)

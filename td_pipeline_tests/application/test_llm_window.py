@@ -104,6 +104,18 @@ def test_room_is_the_window_and_more_prepared_ahead_less_what_is_in_flight() -> 
     assert room(LlmWindow(limit=8), in_flight=0, cap=2) == ahead * 2
 
 
+def test_with_a_window_being_prepared_the_next_run_waits_to_carry_a_whole_batch() -> None:
+    window, full = LlmWindow(limit=4), (1 + PREPARED_WINDOWS) * 4
+    # 4 at the executor, 4 being prepared: room for 3 is not yet a batch of 4.
+    assert room(window, in_flight=full - 3, cap=CAP, preparing=4, batch_size=50) == 0
+    assert room(window, in_flight=full - 4, cap=CAP, preparing=4, batch_size=50) == 4
+    assert room(window, in_flight=full - 2, cap=CAP, preparing=4, batch_size=2) == 2
+    # Less than a window being prepared: whatever fits goes, so the executor never runs dry,
+    # and a lone request on an idle pipeline goes at once.
+    assert room(window, in_flight=full - 1, cap=CAP, preparing=3, batch_size=50) == 1
+    assert room(window, in_flight=0, cap=CAP, preparing=0, batch_size=50) == full
+
+
 def test_a_slot_is_free_when_the_executor_and_the_runs_ahead_leave_one() -> None:
     assert slots_free(LlmWindow(limit=4.5), at_executor=2, ahead=1, cap=CAP) == 1
     assert slots_free(LlmWindow(limit=4), at_executor=2, ahead=2, cap=CAP) == 0

@@ -20,7 +20,7 @@ def test_dagster_loads_the_instance_config(tmp_path: Path) -> None:
         assert coordinator.get_run_queue_config().tag_concurrency_limits == [
             {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
             # Derive runs wait inside for LLM slots: they never hold every run slot.
-            {"key": "td/phase", "value": "derive", "limit": 2},
+            {"key": "td/phase", "value": "derive", "limit": 3},
         ]
         assert instance.get_settings("telemetry")["enabled"] is False
         assert instance.get_settings("sensors")["use_threads"] is True

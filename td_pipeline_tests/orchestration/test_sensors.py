@@ -12,6 +12,7 @@ import nats
 import nats.errors
 import pytest
 
+from td_pipeline.application.llm_window import LlmWindow, room
 from td_pipeline.application.request_intake import derivation_id_for
 from td_pipeline.devtools.tick_workload import store_result
 from td_pipeline.infrastructure.jetstream_consumer import pulled_message
@@ -171,7 +172,8 @@ def test_the_requests_of_a_tick_whose_result_was_lost_come_back_at_once(
 def test_every_message_a_tick_fetches_is_settled_in_that_tick(server: NatsServer) -> None:
     # More refused requests than the tick's fetches can take: the tick stops fetching, and
     # leaves nothing delivered and unsettled (it would come back only after the ack wait).
-    published = (request_sensor.MAX_FETCHES_PER_TICK + 2) * 6
+    per_fetch = room(LlmWindow(), in_flight=0, cap=DerivationSettings().llm_max_in_flight)
+    published = (request_sensor.MAX_FETCHES_PER_TICK + 2) * per_fetch
     comma = [
         json.dumps({"plan_id": "P-1", "story_id": f"S-{n},S-0"}).encode() for n in range(published)
     ]
