@@ -24,9 +24,10 @@ def test_dagster_loads_the_instance_config(tmp_path: Path) -> None:
         ]
         assert instance.get_settings("telemetry")["enabled"] is False
         assert instance.get_settings("sensors")["use_threads"] is True
-        # A run whose worker never started is relaunched by Dagster within minutes; a run
-        # that failed in a step is not (the failed event and the retry schedule decide).
+        # A run whose worker never started is relaunched by Dagster within about a minute; a
+        # run that failed in a step is not (the failed event and the retry schedule decide).
         assert instance.run_monitoring_enabled
-        assert instance.run_monitoring_start_timeout_seconds <= 120
+        assert instance.run_monitoring_start_timeout_seconds == 60
+        assert instance.run_monitoring_settings["poll_interval_seconds"] == 10
         assert instance.run_retries_enabled and instance.run_retries_max_retries >= 1
         assert instance.run_retries_retry_on_asset_or_op_failure is False
