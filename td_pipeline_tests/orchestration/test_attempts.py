@@ -21,7 +21,8 @@ from td_pipeline.orchestration.attempt_queries import (
     story_runs,
     waiting_attempts,
 )
-from td_pipeline.orchestration.attempts import Phase, attempt_tags, run_attempts
+from td_pipeline.orchestration.attempts import STEP_STAGES, Phase, attempt_tags, run_attempts
+from td_pipeline.orchestration.definitions import defs
 from td_pipeline.orchestration.run_requests import StoryWork, batch_run_key, batch_run_request
 
 STORY = "STORY-REFUNDS"
@@ -300,3 +301,10 @@ def test_each_batched_message_is_handled(instance: dg.DagsterInstance) -> None:
 
     assert all(history.message_handled(work.message_key) for work in works)
     assert not history.message_handled("stream:d-c:1")
+
+
+def test_every_step_of_the_asset_graph_has_a_failure_stage() -> None:
+    # A step missing here would have its failures reported as "the run stopped before
+    # finishing" rather than where it failed.
+    steps = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert steps == set(STEP_STAGES)
