@@ -9,7 +9,8 @@ the same run key, and Dagster's run-key dedup keeps them from running twice.
 They come back at once, not after the consumer's ack wait (two minutes): a tick notes in the
 instance which messages it holds (fetched, then those its cursor hands on) before Dagster
 stores its result, and the next tick lets go of those its cursor does not name (the daemon
-stopped, or the tick failed, between the fetch and the stored result)."""
+stopped, or the tick failed, between the fetch and the stored result); a message lost again
+comes back later each time (`lost_tick_delay`)."""
 
 from __future__ import annotations
 
@@ -78,20 +79,39 @@ def held_key(consumer: ConsumerSpec) -> str:
     return f"td_pipeline.held.{consumer.stream}.{consumer.durable}"
 
 
-def note_held(instance: dg.DagsterInstance, consumer: ConsumerSpec, replies: list[str]) -> None:
-    """The ack subjects of the messages a tick holds, kept where the next tick finds them even
-    when this tick's result (its cursor) is lost."""
-    instance.run_storage.set_cursor_values({held_key(consumer): json.dumps(replies)})
+def note_held(
+    instance: dg.DagsterInstance, consumer: ConsumerSpec, held: list[PulledMessage]
+) -> None:
+    """The ack subjects (and deliveries) of the messages a tick holds, kept where the next tick
+    finds them even when this tick's result (its cursor) is lost."""
+    value = json.dumps([[message.reply, message.num_delivered] for message in held])
+    instance.run_storage.set_cursor_values({held_key(consumer): value})
 
 
-def held_by_a_lost_tick(
-    instance: dg.DagsterInstance, consumer: ConsumerSpec, cursor: str | None
-) -> list[str]:
-    """Messages the last tick held that its stored cursor does not hand on: its result was
-    lost, and they would otherwise come back only after the ack wait."""
-    stored = instance.run_storage.get_cursor_values({held_key(consumer)}).get(held_key(consumer))
-    handed_on = set(pending_acks(cursor))
-    return [reply for reply in json.loads(stored or "[]") if reply not in handed_on]
+def lost_tick_delay(num_delivered: int) -> float:
+    """When a message a lost tick held comes back: at once the first time (a daemon that
+    died); after that as a waiting message does, doubling, so that a tick that fails again and
+    again does not spend the message's deliveries in seconds."""
+    return 0.0 if num_delivered <= 1 else wait_delay(num_delivered - 1)
+
+
+def release_held_by_a_lost_tick(
+    context: dg.SensorEvaluationContext, puller: JetStreamPuller, consumer: ConsumerSpec
+) -> None:
+    """Lets go of the messages the last tick held that its stored cursor does not hand on:
+    its result was lost, and they would otherwise come back only after the ack wait."""
+    key = held_key(consumer)
+    stored = context.instance.run_storage.get_cursor_values({key}).get(key)
+    handed_on = set(pending_acks(context.cursor))
+    lost = [(reply, n) for reply, n in json.loads(stored or "[]") if reply not in handed_on]
+    if not lost:
+        return
+    context.log.warning(
+        f"{len(lost)} message(s) of {consumer.stream}/{consumer.durable} held by a tick whose "
+        "result was lost (the daemon stopped or the tick failed): delivered again"
+    )
+    for reply, num_delivered in lost:
+        puller.redeliver_later([reply], lost_tick_delay(num_delivered))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +127,8 @@ class TickFetch:
     def cursor(self, pending: list[str]) -> str:
         """The next cursor: the ack subjects the next tick acks, and the stall count (noted in
         the instance too, for a next tick that does not get this cursor)."""
-        note_held(self.instance, self.consumer, pending)
+        handed_on = set(pending)
+        note_held(self.instance, self.consumer, [m for m in self.messages if m.reply in handed_on])
         return json.dumps({"pending_acks": pending, "stalled_fetches": self.stalled_fetches})
 
 
@@ -122,13 +143,7 @@ def settle_then_fetch(
     then fetch a bounded batch (`settings.sensor_batch`, or `batch`: 0 fetches nothing)."""
     puller = nats.puller()
     puller.ack(pending_acks(context.cursor))
-    lost = held_by_a_lost_tick(context.instance, consumer, context.cursor)
-    if lost:
-        context.log.warning(
-            f"{len(lost)} message(s) of {consumer.stream}/{consumer.durable} held by a tick "
-            "whose result was lost (the daemon stopped or the tick failed): delivered again now"
-        )
-        puller.redeliver_later(lost, 0)
+    release_held_by_a_lost_tick(context, puller, consumer)
     puller.ensure_consumer(consumer)
     stalls = stalled_fetches(context.cursor)
     size = settings.sensor_batch if batch is None else batch
@@ -157,7 +172,7 @@ def fetch_more(
         )
     messages = [*tick.messages, *fetched.messages]
     if fetched.messages:
-        note_held(context.instance, consumer, [message.reply for message in messages])
+        note_held(context.instance, consumer, messages)
     return TickFetch(tick.puller, messages, stalls, tick.instance, consumer)
 
 

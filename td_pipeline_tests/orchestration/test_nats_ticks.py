@@ -10,7 +10,12 @@ import dagster as dg
 import pytest
 
 from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec, Fetched, PulledMessage
-from td_pipeline.orchestration.nats_ticks import TickFetch, settle_then_fetch, stalled_fetches
+from td_pipeline.orchestration.nats_ticks import (
+    TickFetch,
+    settle_then_fetch,
+    stalled_fetches,
+    wait_delay,
+)
 from td_pipeline.orchestration.resources import DerivationSettings
 
 CONSUMER = ConsumerSpec("task_derivation", "requests", ("task.derivation.requested",))
@@ -21,13 +26,13 @@ class StallingPuller:
 
     def __init__(self) -> None:
         self.acked: list[str] = []
-        self.redelivered: list[str] = []
+        self.redelivered: list[tuple[str, float]] = []
 
     def ack(self, replies: Sequence[str]) -> None:
         self.acked.extend(replies)
 
     def redeliver_later(self, replies: Sequence[str], delay_seconds: float) -> None:
-        self.redelivered.extend(replies)
+        self.redelivered.extend((reply, delay_seconds) for reply in replies)
 
     def ensure_consumer(self, spec: ConsumerSpec) -> None:
         pass
@@ -65,15 +70,17 @@ def test_a_cursor_from_before_the_count_reads_as_none_stalled() -> None:
     assert stalled_fetches(None) == 0
 
 
-def _message(reply: str) -> PulledMessage:
-    return PulledMessage("task.derivation.requested", b"{}", reply, "task_derivation", 1, 1, 1)
+def _message(reply: str, num_delivered: int = 1) -> PulledMessage:
+    return PulledMessage(
+        "task.derivation.requested", b"{}", reply, "task_derivation", 1, 1, num_delivered
+    )
 
 
 class DeliveringPuller(StallingPuller):
-    """A puller whose fetches bring two messages."""
+    """A puller whose fetches bring two messages, the second delivered three times already."""
 
     def fetch(self, spec: ConsumerSpec, batch: int, timeout_seconds: float) -> Fetched:
-        return Fetched([_message("$JS.ACK.a"), _message("$JS.ACK.b")], stalled=False)
+        return Fetched([_message("$JS.ACK.a"), _message("$JS.ACK.b", 3)], stalled=False)
 
 
 def test_the_messages_of_a_tick_that_failed_or_was_lost_are_let_go_by_the_next() -> None:
@@ -85,6 +92,9 @@ def test_the_messages_of_a_tick_that_failed_or_was_lost_are_let_go_by_the_next()
 
     tick(None)  # fetched, then failed: no cursor
     stored = tick(None).cursor(["$JS.ACK.b"])  # a lost tick's two let go; this one's result...
-    assert puller.redelivered == ["$JS.ACK.a", "$JS.ACK.b"]
+    # At once the first time (a daemon that died); a message lost before waits, doubling, so
+    # that a tick failing again and again does not spend its deliveries in seconds.
+    assert puller.redelivered == [("$JS.ACK.a", 0.0), ("$JS.ACK.b", wait_delay(2))]
+    assert wait_delay(2) > 0
     tick(stored)  # ...stored: what it handed on is acked, nothing let go
     assert puller.acked == ["$JS.ACK.b"] and len(puller.redelivered) == 2

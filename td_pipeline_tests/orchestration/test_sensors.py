@@ -159,13 +159,20 @@ def test_the_requests_of_a_tick_whose_result_was_lost_come_back_at_once(
     bodies = [{"plan_id": "P-1", "story_id": f"S-{n}"} for n in range(2)]
     asyncio.run(_publish(server.url, [json.dumps(body).encode() for body in bodies]))
     with dg.instance_for_test() as instance:
-        lost = tick(instance, server.url, None, batch_size=1)
-        # The daemon died before storing that result: the next tick gets the cursor before it,
-        # and the same requests again at once (not after the consumer's two-minute ack wait).
-        again = tick(instance, server.url, None, batch_size=1)
+        lost = [
+            r.run_key for r in tick(instance, server.url, None, batch_size=1).run_requests or []
+        ]
+        # The daemon died before storing that result: the next ticks get the cursor before it,
+        # and the same requests again within seconds (not after the two-minute ack wait).
+        again = wait_until(
+            lambda: [
+                r.run_key for r in tick(instance, server.url, None, batch_size=1).run_requests or []
+            ],
+            10,
+            "the lost tick's requests delivered again",
+        )
 
-    keys = [[r.run_key for r in result.run_requests or []] for result in (lost, again)]
-    assert len(keys[0]) == 2 and keys[1] == keys[0]
+    assert len(lost) == 2 and again == lost
     assert asyncio.run(_request_deliveries(server.url)) == 4
 
 
