@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from td_pipeline.application.llm_window import LlmWindow, slots_free
+from td_pipeline.application.llm_window import PREPARED_WINDOWS, LlmWindow, slots_free
 from td_pipeline.application.ports import ExecutorPort, PortError, Unavailable
 from td_pipeline.orchestration.attempt_queries import (
     IN_FLIGHT,
@@ -216,7 +216,9 @@ class LlmGate:
                 f"{ahead} story(ies) ahead"
             )
             waited = self._clock() - started
-            if waited >= 2 * timeout:
+            # By then the watchdog has freed every slot of a lost job; a story prepared
+            # PREPARED_WINDOWS windows ahead waits that many round trips in the normal course.
+            if waited >= (1 + PREPARED_WINDOWS) * timeout:
                 raise retryable_failure(
                     f"no free LLM slot for {story} within {waited:.0f} s ({why})"
                 ) from Unavailable("the LLM window stayed full")

@@ -22,9 +22,7 @@ from td_pipeline.sandbox.planning_store import load_sample_stories, story_copies
 from td_pipeline_tests.e2e.test_daemon import request_and_collect
 from td_pipeline_tests.e2e.test_restarts import assert_each_story_derived_once, publish
 
-# About 60 s; 150 when a kill lands between a tick and its run (the requests come back after the
-# consumer's ack wait).
-pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(150)]
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_for(70)]
 
 STORIES = story_copies(load_sample_stories(), 24)
 SLOTS = 2

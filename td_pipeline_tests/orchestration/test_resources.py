@@ -146,12 +146,12 @@ def test_a_size_below_one_is_refused(variable: str, monkeypatch: pytest.MonkeyPa
     ],
     ids=["another setting bad", "the cron bad"],
 )
-def test_the_code_location_loads_with_the_retry_cron_as_set(
+def test_the_retry_cron_is_read_as_set_and_a_bad_one_falls_back(
     environment: dict[str, str], cron: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The cron is read when the code location loads (Dagster needs it then; the e2e tests
-    set it for their daemons): a bad value of another setting leaves it as set; a bad cron
-    loads with the default."""
+    set it for their daemons, and e2e test_security loads the location with bad settings): a
+    bad value of another setting leaves it as set; a bad cron gives the default."""
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert retry_cron() == cron
