@@ -148,19 +148,19 @@ def settle_then_fetch(
     stalls = stalled_fetches(context.cursor)
     size = settings.sensor_batch if batch is None else batch
     tick = TickFetch(puller, [], stalls, context.instance, consumer)
-    return fetch_more(context, tick, consumer, settings, size)
+    return fetch_more(context, tick, settings, size)
 
 
 def fetch_more(
     context: dg.SensorEvaluationContext,
     tick: TickFetch,
-    consumer: ConsumerSpec,
     settings: DerivationSettings,
     batch: int,
 ) -> TickFetch:
     """The tick's messages and up to `batch` more (none for 0), counting a stalled fetch."""
     if batch < 1:
         return tick
+    consumer = tick.consumer
     fetched = tick.puller.fetch(consumer, batch, settings.sensor_fetch_seconds)
     stalls = tick.stalled_fetches
     if fetched.stalled:

@@ -119,7 +119,7 @@ def derivation_request_sensor(
         if round_:
             # Fetched only when it will be read: a message fetched and left would be
             # redelivered only after the consumer's ack wait.
-            fetch = fetch_more(context, fetch, consumer, settings, asked)
+            fetch = fetch_more(context, fetch, settings, asked)
         fetched = fetch.messages[taken:]
         for message in fetched:
             decoded = decode_request(message.data, known_roles=known_roles)
