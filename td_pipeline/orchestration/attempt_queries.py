@@ -278,12 +278,20 @@ def _submission(record: dg.EventLogRecord) -> SubmittedAttempt | None:
         return None
 
 
+def latest_materialization(
+    instance: dg.DagsterInstance, asset: dg.AssetKey, story: str
+) -> dg.EventLogRecord | None:
+    """The asset's latest materialization for the story, from the asset index."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[story]), limit=1
+    ).records
+    return records[0] if records else None
+
+
 def latest_submission(instance: dg.DagsterInstance, story: str) -> SubmittedAttempt | None:
     """Only the latest submission's answer is persisted; earlier ones are superseded."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=SUBMISSION_ASSET, asset_partitions=[story]), limit=1
-    ).records
-    return _submission(records[0]) if records else None
+    record = latest_materialization(instance, SUBMISSION_ASSET, story)
+    return _submission(record) if record is not None else None
 
 
 RUN_KEY_TAG = "dagster/run_key"

@@ -6,7 +6,11 @@ stories are derived again when asked again."""
 import dagster as dg
 
 from td_pipeline.application.batching import plan_runs
-from td_pipeline.orchestration.attempt_queries import InstanceAttemptHistory, latest_run
+from td_pipeline.orchestration.attempt_queries import (
+    InstanceAttemptHistory,
+    latest_materialization,
+    latest_run,
+)
 from td_pipeline.orchestration.attempts import Phase, run_attempts
 from td_pipeline.orchestration.batch_jobs import FAILED_STORIES, derive_batch_job, persist_batch_job
 from td_pipeline.orchestration.jobs import derive_job, persist_job
@@ -30,15 +34,12 @@ def stories_done(
     submissions: a worker killed between writing a story's event to the run's log and indexing
     it leaves the story undone for both (the run's own log would call it done, and its answer
     would then be dropped as the answer of no known submission)."""
-    done: set[str] = set()
-    for story in stories:
-        latest = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[story]),
-            limit=1,
-        ).records
-        if latest and latest[0].run_id == run_id:
-            done.add(story)
-    return done
+    return {
+        story
+        for story in stories
+        if (latest := latest_materialization(instance, dg.AssetKey(asset), story)) is not None
+        and latest.run_id == run_id
+    }
 
 
 def stories_failed(instance: dg.DagsterInstance, run_id: str) -> set[str]:

@@ -90,12 +90,16 @@ class LlmLoad:
     @property
     def in_flight(self) -> int:
         """Stories between their request and their answer (what the request sensor admits)."""
-        return len(self.at_executor | {p.story for p in self.preparing})
+        return len(self.at_executor | self._preparing_stories)
 
     @property
     def being_prepared(self) -> int:
         """Stories in derive runs, not handed to the executor yet."""
-        return len({p.story for p in self.preparing})
+        return len(self._preparing_stories)
+
+    @property
+    def _preparing_stories(self) -> frozenset[str]:
+        return frozenset(p.story for p in self.preparing)
 
     def ahead_of(self, run_id: str) -> int:
         """Stories of other runs that started before `run_id`: they are handed over first. A

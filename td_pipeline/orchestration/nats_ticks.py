@@ -172,7 +172,7 @@ def fetch_more(
         )
     messages = [*tick.messages, *fetched.messages]
     if fetched.messages:
-        note_held(context.instance, consumer, messages)
+        note_held(tick.instance, consumer, messages)
     return TickFetch(tick.puller, messages, stalls, tick.instance, consumer)
 
 
