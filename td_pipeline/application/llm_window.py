@@ -14,7 +14,14 @@ failures, so the window follows latency, as TCP Vegas and Netflix's gradient lim
 - `TD_LLM_MAX_IN_FLIGHT` bounds it.
 
 Slow start ends as soon as answers begin to queue (as CUBIC's HyStart does on the first growth
-of the round-trip time), before the queue is long.
+of the round-trip time), before the queue is long. And the window never grows past one and a
+half times the most jobs the LLM was seen to serve together without queueing (`served`): the
+answers of a round's first jobs come back before those of its queued jobs can show the queue,
+and growing on them alone took the window to more than twice the LLM's slots (9 for 4 in slow
+start; 3 for 1 past it, on the fast answers of a window held half empty). One more job than
+were served is always allowed, so that one job served alone lets two be tried; and an LLM that
+answers within a second is not bound so (see `LlmWindow.growth_bound`). Growing only while
+the window is used is also what RFC 7661 asks of TCP.
 
 The window bounds the jobs at the executor: a derive run hands a story over only when a slot
 is free (`slots_free`); the request sensor starts up to `PREPARED_WINDOWS` windows more,
@@ -38,17 +45,26 @@ SLOWER_BY_SECONDS = 1.0
 # answers of its queued jobs could show the queue: up to three times the LLM's slots.
 SLOW_START_STEP = 0.5
 SLOW_START_ROUND = 1.5  # and by at most this factor per round trip
+# The window grows to at most this many times the most jobs seen served together (or one more
+# job: one served alone must let two be tried), once answers take a second or more.
+SERVED_HEADROOM = 1.5
+SERVED_SECONDS = 1.0
 # Slow start ends (the window grows by one a round trip from there) once answers are a quarter
 # slower than the fastest, or half a second more (a fast LLM's answers vary by more).
 SLOW_START_EXIT_FACTOR = 0.25
 SLOW_START_EXIT_SECONDS = 0.5
-# The fastest answer is forgotten slowly (per tick), so that a model that became slower is
-# learnt.
-FASTEST_DRIFT = 1.02
+# The fastest answer is forgotten slowly (per tick with answers: a tenth in about 100 s at a
+# 2 s tick). Faster, the answers of a window held full (all queued alike) became the "fastest"
+# within a minute, and the window grew on queueing it no longer saw. A model that became
+# slower is learnt once its slow answers have shrunk the window to one job (see `_fastest`).
+FASTEST_DRIFT = 1.002
 SHRINK_FLOOR = 0.5  # one shrink never takes the window below half
-# Stories prepared ahead of the LLM, in windows: three cover the way from an answer to the next
-# prepared run (result tick, request tick, the run's queue and start: about 10 s here).
-PREPARED_WINDOWS = 3
+# Stories prepared ahead of the LLM, in windows. The next run is started once the stories
+# prepared are down to one window fewer (`room`), and it needs a request tick, its queue and
+# start and its first steps before it hands a story over: 10-16 s here, on two busy cores.
+# Five windows cover that at a fixed window of four 4 s slots; with four the executor ran dry
+# for 3-7 s once or twice a run.
+PREPARED_WINDOWS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +84,8 @@ class LlmWindow:
     # Slow start's round: when it began and the window then (x1.5 at most per round).
     round_at: float = 0.0
     round_limit: float = INITIAL_LIMIT
+    # The most jobs seen in flight together and all answered without queueing.
+    served: int = 0
 
     def __post_init__(self) -> None:
         if self.limit < MIN_LIMIT:
@@ -78,6 +96,27 @@ class LlmWindow:
     def jobs_allowed(self, cap: int) -> int:
         """The jobs that may be in flight now: the learnt window, at most `cap`."""
         return max(int(MIN_LIMIT), min(cap, floor(self.limit)))
+
+    def describe(self, cap: int) -> str:
+        """For the log: the jobs allowed, and what the window has learnt."""
+        phase = "slow start" if self.threshold is None else f"past {self.threshold:.1f}"
+        fastest = "-" if self.fastest_seconds is None else f"{self.fastest_seconds:.1f} s"
+        return (
+            f"{self.jobs_allowed(cap)} job(s) ({self.limit:.2f}, {phase}, fastest answer "
+            f"{fastest}, {self.served} served together)"
+        )
+
+    @property
+    def growth_bound(self) -> float:
+        """How far answers may widen the window: half again the jobs seen served together,
+        or one more (answers of jobs the LLM served at once come back before those of jobs
+        queued behind them could show the queue). Not for an LLM that answers within
+        `SERVED_SECONDS`: jobs handed over one after another finish before the next, so none
+        is seen served together, and the window of such an LLM, which nothing queues at, also
+        sets how many stories are prepared ahead of it (`room`)."""
+        if self.fastest_seconds is None or self.fastest_seconds < SERVED_SECONDS:
+            return float("inf")
+        return max(self.served * SERVED_HEADROOM, self.served + 1)
 
     @property
     def delayed_seconds(self) -> float | None:
@@ -109,6 +148,10 @@ def observe(
     if not answers and not timeouts:
         return window
     learnt = replace(window, fastest_seconds=_fastest(window, answers))
+    delayed = learnt.delayed_seconds
+    if delayed is not None:
+        together = most_together([answer for answer in answers if answer.seconds <= delayed])
+        learnt = replace(learnt, served=max(learnt.served, together))
     limit, shrunk = learnt.limit, False
     news = [answer.seconds for answer in answers if answer.submitted_at > learnt.shrunk_at]
     slow = learnt.slow_seconds
@@ -118,7 +161,6 @@ def observe(
         limit, shrunk = limit * max(SHRINK_FLOOR, slow / typical), True
     elif slow is not None:
         congested = learnt.threshold is not None and limit >= learnt.threshold
-        delayed = learnt.delayed_seconds
         if (
             not congested
             and news
@@ -129,18 +171,30 @@ def observe(
             return replace(learnt, threshold=limit)
         fast = sum(1 for answer in answers if answer.seconds <= slow)
         if congested:
-            limit += fast / limit
+            grown = limit + fast / limit
         else:
-            # At most x1.5 per round trip (twice the fastest answer): the fast answers of a
-            # round's first jobs come back before its queued ones could show the queue.
+            # At most x1.5 per round trip (twice the fastest answer).
             assert learnt.fastest_seconds is not None  # `slow` is known
             if now - learnt.round_at >= 2 * learnt.fastest_seconds:
                 learnt = replace(learnt, round_at=now, round_limit=limit)
-            limit = min(limit + fast * SLOW_START_STEP, learnt.round_limit * SLOW_START_ROUND)
+            grown = min(limit + fast * SLOW_START_STEP, learnt.round_limit * SLOW_START_ROUND)
+        limit = max(limit, min(grown, learnt.growth_bound))
     limit = min(float(cap), max(MIN_LIMIT, limit))
     if shrunk:
         return replace(learnt, limit=limit, threshold=limit, shrunk_at=now)
     return replace(learnt, limit=limit)
+
+
+def most_together(answers: Sequence[Answer]) -> int:
+    """The most of these jobs in flight at one time (from hand-over to answer). A job handed
+    over as another's answer came back did not run beside it."""
+    ends = [(answer.submitted_at + answer.seconds, -1) for answer in answers]
+    events = sorted(ends + [(answer.submitted_at, 1) for answer in answers])
+    most = together = 0
+    for _, change in events:
+        together += change
+        most = max(most, together)
+    return most
 
 
 def _fastest(window: LlmWindow, answers: Sequence[Answer]) -> float | None:

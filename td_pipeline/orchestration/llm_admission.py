@@ -47,6 +47,7 @@ def read_window(instance: dg.DagsterInstance) -> LlmWindow:
             shrunk_at=float(fields.get("shrunk_at", 0.0)),
             round_at=float(fields.get("round_at", 0.0)),
             round_limit=float(fields.get("round_limit", fields["limit"])),
+            served=int(fields.get("served", 0)),
         )
     except (ValueError, KeyError, TypeError):
         return LlmWindow()
@@ -60,6 +61,7 @@ def write_window(instance: dg.DagsterInstance, window: LlmWindow) -> None:
         "shrunk_at": window.shrunk_at,
         "round_at": window.round_at,
         "round_limit": window.round_limit,
+        "served": window.served,
     }
     instance.run_storage.set_cursor_values({WINDOW_KEY: json.dumps(value)})
 

@@ -113,7 +113,10 @@ def derivation_result_sensor(
     if answered or timeouts:
         window = read_window(context.instance)
         cap, now = settings.llm_max_in_flight, time.time()
-        write_window(context.instance, observe(window, answered, timeouts, cap, now))
+        learnt = observe(window, answered, timeouts, cap, now)
+        write_window(context.instance, learnt)
+        if learnt.jobs_allowed(cap) != window.jobs_allowed(cap):
+            context.log.info(f"LLM window: {window.describe(cap)} -> {learnt.describe(cap)}")
     puller.ack(settled)
     puller.terminate(refused)
     puller.redeliver_later([*early, *later], EARLY_ANSWER_DELAY_SECONDS)

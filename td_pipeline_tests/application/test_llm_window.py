@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 
 from td_pipeline.application.llm_window import (
+    FASTEST_DRIFT,
     INITIAL_LIMIT,
     PREPARED_WINDOWS,
     Answer,
     LlmWindow,
+    most_together,
     observe,
     room,
     slots_free,
@@ -29,7 +31,7 @@ def test_fast_answers_widen_the_window_by_half_a_job_each() -> None:
 
 
 def test_slow_start_grows_by_half_at_most_per_round_trip() -> None:
-    window = LlmWindow(limit=4, fastest_seconds=4.0)
+    window = LlmWindow(limit=4, fastest_seconds=4.0, served=8)
     first = observe(window, answers(4.0, 4.0, 4.0), [], CAP, NOW)  # a round starts at 4
     assert first.limit == 5.5
     more = observe(first, answers(4.0, 4.0, 4.0), [], CAP, NOW + 2)  # within the round
@@ -37,6 +39,45 @@ def test_slow_start_grows_by_half_at_most_per_round_trip() -> None:
     next_round = observe(more, answers(4.0, 4.0), [], CAP, NOW + 8)  # two fastest later
     assert next_round.limit == 7 and next_round.round_limit == 6
     assert window.fastest_seconds == 4.0
+
+
+def test_slow_start_grows_to_half_again_the_jobs_the_llm_served_together() -> None:
+    # Six jobs handed over together to an LLM of four slots: the four served at once answer
+    # first, and fast; the window does not grow on them past 4 x 1.5 before the two queued
+    # ones can show the queue.
+    window = LlmWindow(limit=6, fastest_seconds=4.0, round_limit=6)
+    grown = observe(window, answers(4.0, 4.0, 4.0, 4.0), [], CAP, NOW)
+    assert (grown.served, grown.limit) == (4, 6)
+    wider = observe(LlmWindow(limit=4, fastest_seconds=4.0), answers(4.0, 4.0, 4.0), [], CAP, NOW)
+    assert (wider.served, wider.limit) == (3, 4.5)
+
+
+def test_past_its_threshold_the_window_grows_only_while_it_is_used() -> None:
+    # One slot of 8 s: the window of two held half empty answers fast, and does not grow.
+    window = LlmWindow(limit=2.2, fastest_seconds=8.0, threshold=1.5, served=1)
+    assert observe(window, answers(8.0), [], CAP, NOW).limit == 2.2
+    # A window of one may always try two.
+    alone = LlmWindow(limit=1, fastest_seconds=8.0, threshold=1.0, served=1)
+    assert observe(alone, answers(8.0), [], CAP, NOW).limit == 2
+
+
+def test_an_llm_answering_within_a_second_is_not_bound_by_jobs_served_together() -> None:
+    # Handed over one after another, each answered before the next: none served together.
+    def one_by_one(seconds: float) -> list[Answer]:
+        return [Answer(NOW - 20, seconds), Answer(NOW - 20 + seconds + 0.5, seconds)]
+
+    instant = observe(LlmWindow(fastest_seconds=0.05), one_by_one(0.05), [], CAP, NOW)
+    assert instant.served == 1 and instant.limit == 3  # slow start, x1.5 a round trip
+    slow = observe(LlmWindow(fastest_seconds=4.0), one_by_one(4.0), [], CAP, NOW)
+    assert slow.served == 1 and slow.limit == 2  # two were never seen served together
+
+
+def test_jobs_served_together_are_those_in_flight_at_one_time() -> None:
+    one_after_another = [Answer(NOW, 4.0), Answer(NOW + 4, 4.0), Answer(NOW + 8, 4.0)]
+    assert most_together(one_after_another) == 1  # handed over as the last one answered
+    overlapping = [Answer(NOW, 4.0), Answer(NOW + 1, 4.0), Answer(NOW + 3.9, 4.0)]
+    assert most_together(overlapping) == 3
+    assert most_together([]) == 0
 
 
 def test_a_fast_llm_opens_the_window_quickly() -> None:
@@ -50,8 +91,9 @@ def test_a_fast_llm_opens_the_window_quickly() -> None:
 def test_queueing_shows_as_latency_and_shrinks_the_window() -> None:
     window = LlmWindow(limit=20, fastest_seconds=4.0)  # slow: past 1.5 times 4 s
     shrunk = observe(window, answers(9.0, 12.0, 12.0), [], CAP, NOW)
-    assert shrunk.fastest_seconds == pytest.approx(4.08)  # remembered, forgotten a bit
-    assert shrunk.limit == pytest.approx(20 * (1.5 * 4.08) / 12)  # by slow / typical
+    fastest = 4.0 * FASTEST_DRIFT  # remembered, forgotten a bit
+    assert shrunk.fastest_seconds == pytest.approx(fastest)
+    assert shrunk.limit == pytest.approx(20 * (1.5 * fastest) / 12)  # by slow / typical
     assert (shrunk.threshold, shrunk.shrunk_at) == (shrunk.limit, NOW)
 
 
@@ -66,7 +108,7 @@ def test_a_shrink_is_not_repeated_for_jobs_handed_over_before_it() -> None:
 
 
 def test_past_its_threshold_the_window_grows_by_one_per_window_of_answers() -> None:
-    window = LlmWindow(limit=10, fastest_seconds=4.0, threshold=10, shrunk_at=NOW - 60)
+    window = LlmWindow(limit=10, fastest_seconds=4.0, threshold=10, shrunk_at=NOW - 60, served=8)
     grown = observe(window, answers(4.0, 4.0, 4.0, 4.0, 4.0), [], CAP, NOW)
     assert grown.limit == pytest.approx(10.5)
 
@@ -136,7 +178,7 @@ def test_an_invalid_window_is_refused() -> None:
 
 
 def test_slow_start_ends_when_answers_begin_to_queue() -> None:
-    window = LlmWindow(limit=6, fastest_seconds=4.0)  # no congestion met yet
+    window = LlmWindow(limit=6, fastest_seconds=4.0, served=6)  # no congestion met yet
     ended = observe(window, answers(5.7, 5.8, 5.9), [], CAP, NOW)  # a quarter slower and more
     assert (ended.limit, ended.threshold) == (6, 6)
     later = observe(ended, answers(4.0, 4.0, 4.0), [], CAP, NOW + 5)
@@ -144,6 +186,6 @@ def test_slow_start_ends_when_answers_begin_to_queue() -> None:
 
 
 def test_a_fast_llm_does_not_leave_slow_start_for_its_noise() -> None:
-    window = LlmWindow(limit=6, fastest_seconds=0.05)
+    window = LlmWindow(limit=6, fastest_seconds=0.05, served=6)
     grown = observe(window, answers(0.3, 0.5, 0.4), [], CAP, NOW)
     assert grown.threshold is None and grown.limit == 6 + 3 * 0.5
