@@ -96,9 +96,24 @@ def pull_status(message: Msg) -> str | None:
 
 
 def stream_run_key(stream: str, sequence: int, timestamp_ns: int) -> str:
-    """A stream message's run key (the request's derivation id is made from it)."""
-    # Sequence numbers restart when a stream is recreated; the timestamp keeps it unique.
-    return f"{stream}:{sequence}:{timestamp_ns}"
+    """A stream message's run key (the request's derivation id is made from it): its stream,
+    its sequence (sequences restart when a stream is recreated) and when the stream stored it,
+    in whole microseconds: the precision that both ways of reading a message give exactly, a
+    consumer's ack subject (nanoseconds) and a message get (nats-py's `RawStreamMsg.time`)."""
+    return f"{stream}:{sequence}:{timestamp_ns // 1_000}"
+
+
+# Where an ack subject holds the stored time: `$JS.ACK.<stream>.<consumer>.<delivered>.<stream
+# seq>.<consumer seq>.<time>.<pending>`, or the same after a domain and an account hash.
+_V1_ACK_TOKENS = 9
+_V1_TIME, _V2_TIME = 7, Msg.Ack.Timestamp
+
+
+def stored_ns(reply: str) -> int:
+    """When the stream stored a consumer's message, in nanoseconds, as the server wrote it in
+    the ack subject. nats-py's `metadata.timestamp` has been through a float division."""
+    tokens = reply.split(".")
+    return int(tokens[_V1_TIME if len(tokens) == _V1_ACK_TOKENS else _V2_TIME])
 
 
 def pulled_message(message: Msg) -> PulledMessage:
@@ -109,7 +124,7 @@ def pulled_message(message: Msg) -> PulledMessage:
         reply=message.reply,
         stream=message.metadata.stream,
         stream_sequence=message.metadata.sequence.stream,
-        timestamp_ns=int(message.metadata.timestamp.timestamp() * 1_000_000_000),
+        timestamp_ns=stored_ns(message.reply),
         num_delivered=message.metadata.num_delivered,
     )
 

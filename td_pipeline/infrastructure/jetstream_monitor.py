@@ -1,32 +1,32 @@
 """What the metrics server (and `td-pipeline watch`) asks NATS: is it there, how far behind
 are the durable consumers, and what is new in the derivation stream since the last look.
 
-The stream is read by sequence with JetStream's message get (`$JS.API.STREAM.MSG.GET.<stream>`),
-not through a consumer. That API is read-only and names the stream alone, so td-pipeline's
-least-privilege NATS user needs one subject for it and no right to create consumers or to pull
-from one (`$JS.API.CONSUMER.CREATE.<stream>` plus `MSG.NEXT.<stream>.*` would let it pull from
-Planning's consumers too; a consumer of a fixed name would be state on the server that two
-metrics servers would share, and deleting it to restart elsewhere would need one more right).
-Direct get would need the fleet's streams to allow it (`allow_direct`), which is not ours to
-set. The gets are pipelined (~11k messages/s with TLS here), at most `limit` sequences a look,
-from the sequence after the last one read; a deleted sequence is skipped. The counts built from
-them survive a restart because they are rebuilt from the stream's start. The connection belongs
-to one event-loop thread and reconnects by itself."""
+The stream is read by sequence with JetStream's message get (nats-py's `get_msg`,
+`$JS.API.STREAM.MSG.GET.<stream>`), not through a consumer. That API is read-only and names the
+stream alone, so td-pipeline's least-privilege NATS user needs one subject for it and no right
+to create consumers or to pull from one (`$JS.API.CONSUMER.CREATE.<stream>` plus
+`MSG.NEXT.<stream>.*` would let it pull from Planning's consumers too; a consumer of a fixed
+name would be state on the server that two metrics servers would share, and deleting it to
+restart elsewhere would need one more right). Direct get would need the fleet's streams to
+allow it (`allow_direct`), which is not ours to set. The gets are pipelined (~11k messages/s
+with TLS here), at most `limit` sequences a look, from the sequence after the last one read; a
+deleted sequence is skipped. The counts built from them survive a restart because they are
+rebuilt from the stream's start. The connection belongs to one event-loop thread and reconnects
+by itself."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
-from nats.js.errors import NotFoundError
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
+from nats.js.errors import APIError, NotFoundError
 
 from td_pipeline.application.derivation_metrics import StreamFact
 from td_pipeline.infrastructure.connection_errors import nats_failure, redacted_url
@@ -36,8 +36,6 @@ from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
 from td_pipeline.infrastructure.nats_mappers import decode_stream_fact
 
 IN_FLIGHT = 250  # message gets awaited together
-NO_MESSAGE = 10037  # JetStream's error code for a sequence that holds no message (deleted)
-_TIME = re.compile(r"(?P<seconds>[^.]+?)(?:\.(?P<fraction>\d{1,9}))?(?P<zone>Z|[+-]\d\d:\d\d)")
 
 
 class NatsUnavailable(Exception):
@@ -69,7 +67,7 @@ class StoredMessage:
     data: bytes
     stream: str
     stream_sequence: int
-    timestamp_ns: int  # as a consumer's message metadata gives it (see `_metadata_ns`)
+    timestamp_ns: int  # whole microseconds: nats-py's message get reads no further
 
     @property
     def run_key(self) -> str:
@@ -91,7 +89,8 @@ async def read_stream(
     order; no new batch of gets starts after `budget` seconds. Raises StreamRestarted when the
     stream's last sequence is below `after`."""
     deadline = asyncio.get_running_loop().time() + budget
-    info = await connection.jetstream(timeout=timeout).stream_info(stream)
+    jetstream = connection.jetstream(timeout=timeout)
+    info = await jetstream.stream_info(stream)
     state = info.state
     if state.last_seq < after:
         raise StreamRestarted(f"stream {stream} is at {state.last_seq}, was read to {after}")
@@ -105,7 +104,7 @@ async def read_stream(
         sequences = range(start, min(start + IN_FLIGHT, last + 1))
         try:
             page = await asyncio.gather(
-                *(_get_message(connection, stream, sequence, timeout) for sequence in sequences)
+                *(_get_message(jetstream, stream, sequence) for sequence in sequences)
             )
         except (NatsError, TimeoutError):
             if not messages and read_to == after:
@@ -117,44 +116,30 @@ async def read_stream(
 
 
 async def _get_message(
-    connection: Client, stream: str, sequence: int, timeout: float
+    jetstream: JetStreamContext, stream: str, sequence: int
 ) -> StoredMessage | None:
-    reply = await connection.request(
-        f"$JS.API.STREAM.MSG.GET.{stream}", json.dumps({"seq": sequence}).encode(), timeout
-    )
-    answer = json.loads(reply.data)
-    error = answer.get("error")
-    if error is not None:
-        if error.get("err_code") == NO_MESSAGE:
-            return None  # deleted, or removed by the stream's limits since we looked
-        raise NatsUnavailable(f"stream {stream}: {error.get('description', error)}")
-    message = answer["message"]
+    try:
+        message = await jetstream.get_msg(stream, sequence)
+    except NotFoundError:
+        return None  # deleted, or removed by the stream's limits since we looked
+    except APIError as error:
+        raise NatsUnavailable(f"stream {stream}: {error.description or error}") from error
+    return stored_message(stream, sequence, message)
+
+
+def stored_message(stream: str, sequence: int, message: RawStreamMsg) -> StoredMessage:
+    if message.time is None:
+        raise NatsUnavailable(f"stream {stream}: message {sequence} came without its time")
     return StoredMessage(
-        subject=message["subject"],
-        data=base64.b64decode(message.get("data", "")),
+        subject=message.subject or "",
+        data=message.data or b"",
         stream=stream,
-        stream_sequence=int(message["seq"]),
-        timestamp_ns=_metadata_ns(_nanoseconds(message["time"])),
+        stream_sequence=sequence,
+        timestamp_ns=(message.time - _EPOCH) // timedelta(microseconds=1) * 1_000,
     )
 
 
-def _nanoseconds(text: str) -> int:
-    """Nanoseconds since the epoch of the server's RFC 3339 time (nanosecond precision)."""
-    match = _TIME.fullmatch(text)
-    if match is None:
-        raise ValueError(f"not an RFC 3339 time: {text!r}")
-    zone = match["zone"].replace("Z", "+00:00")
-    seconds = int(datetime.fromisoformat(match["seconds"] + zone).timestamp())
-    return seconds * 1_000_000_000 + int((match["fraction"] or "").ljust(9, "0"))
-
-
-def _metadata_ns(nanoseconds: int) -> int:
-    """The timestamp as the request sensor sees it: nats-py turns a consumer message's
-    nanoseconds into a datetime (as a float divided by 1e9: rounded, to microseconds), and the
-    run key holds that value. The derivation id comes from the run key, so this must be the
-    same number, computed the same way (an exact integer division can round the other way)."""
-    moment = datetime.fromtimestamp(float(nanoseconds) / 1_000_000_000.0, UTC)
-    return int(moment.timestamp() * 1_000_000_000)
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 class JetStreamMonitor:

@@ -9,17 +9,23 @@ import socket
 
 import nats
 import pytest
+from nats.js.api import RawStreamMsg
 
 from td_pipeline.application.derivation_metrics import Completed, Failed, Requested
 from td_pipeline.application.request_intake import derivation_id_for
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings
 from td_pipeline.infrastructure.grpc_health import GrpcHealthProbe
-from td_pipeline.infrastructure.jetstream_consumer import ConsumerSpec, JetStreamPuller
+from td_pipeline.infrastructure.jetstream_consumer import (
+    ConsumerSpec,
+    JetStreamPuller,
+    stored_ns,
+    stream_run_key,
+)
 from td_pipeline.infrastructure.jetstream_monitor import (
     DerivationStreamReader,
     JetStreamMonitor,
     NatsUnavailable,
-    _nanoseconds,
+    stored_message,
 )
 from td_pipeline.infrastructure.nats_mappers import decode_stream_fact
 from td_pipeline.infrastructure.subjects import DERIVATION_STREAM, REQUEST_DURABLE
@@ -98,9 +104,10 @@ def test_the_stream_is_read_incrementally_and_a_request_gets_the_sensors_derivat
         monitor.close()
 
     assert [sequence for sequence, _ in first.facts] == [1, 2] and not first.restarted
-    assert first.facts[0][1] == Requested(
-        derivation_id_for(pulled.run_key).value, pulled.timestamp_ns / 1e9
-    )
+    requested = first.facts[0][1]
+    assert isinstance(requested, Requested)
+    assert requested.derivation_id == derivation_id_for(pulled.run_key).value
+    assert requested.at == pytest.approx(pulled.timestamp_ns / 1e9, abs=1e-6)
     assert isinstance(first.facts[1][1], Failed)
     assert [(s, type(f)) for s, f in second.facts] == [(3, Completed)]
     assert nothing_new.facts == ()
@@ -147,10 +154,23 @@ def test_a_stream_created_again_is_read_from_its_start_even_past_the_old_sequenc
     ]
 
 
-def test_the_servers_message_times_are_read_to_the_nanosecond() -> None:
-    assert _nanoseconds("2026-11-26T15:58:09.49211433Z") == 1795708689_492114330
-    assert _nanoseconds("2026-11-26T15:58:09Z") == 1795708689_000000000
-    assert _nanoseconds("2026-11-26T16:58:09.000000001+01:00") == 1795708689_000000001
+def test_a_message_stored_at_a_microsecond_s_last_nanosecond_has_one_run_key() -> None:
+    # The request sensor reads the time from the ack subject, the monitor from nats-py's
+    # message get (which keeps six digits of the server's nine): one key, no float between.
+    nanoseconds = 1795708689_999999999
+    v1 = f"$JS.ACK.td_derivation.reqs.1.42.7.{nanoseconds}.0"
+    v2 = f"$JS.ACK.hub.ACCHASH.td_derivation.reqs.1.42.7.{nanoseconds}.0.a1b2"
+    assert stored_ns(v1) == stored_ns(v2) == nanoseconds
+    got = RawStreamMsg.from_response(
+        {
+            "subject": "task.derivation.requested",
+            "seq": 42,
+            "time": "2026-11-26T15:58:09.999999999Z",
+        }
+    )
+    monitored = stored_message("td_derivation", 42, got)
+    assert monitored.run_key == stream_run_key("td_derivation", 42, nanoseconds)
+    assert monitored.run_key == "td_derivation:42:1795708689999999"
 
 
 def test_a_stopped_server_is_unavailable_in_one_line(server: NatsServer) -> None:
