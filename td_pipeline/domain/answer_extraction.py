@@ -1,12 +1,12 @@
 """Which text of an LLM answer is the plan.
 
 The answer is what follows the model's reasoning (`<think>…</think>`, or everything up to a
-lone closing `</think>` as vLLM's reasoning parsers leave it). Reasoning that never closes is a
-cut-off answer, and a plan in it may be a draft: it is refused, unless it holds exactly one
-complete plan, introduced as the final answer (`Final answer:`) and followed by nothing but
-white space (or its code block's closing fence), which is then taken with a warning. In the
-answer, every plan is a candidate: JSON (fenced or in prose), markdown tables and legacy
-`KEY: value` blocks, and, only when none of those is there, markdown lists.
+lone closing `</think>` as vLLM's reasoning parsers leave it: `answer_reasoning`). Reasoning
+that never closes is a cut-off answer, and a plan in it may be a draft: it is refused, unless it
+holds exactly one complete plan, introduced as the final answer (`Final answer:`) and followed
+by nothing but white space (or its code block's closing fence), which is then taken with a
+warning. In the answer, every plan is a candidate: JSON (fenced or in prose), markdown tables
+and legacy `KEY: value` blocks, and, only when none of those is there, markdown lists.
 A candidate holding placeholders (`<title>`) is the answer's format, and one introduced as an
 example is skipped when a real plan follows; of several plans the last is taken. Every such
 choice is a warning; a JSON value that runs off the end of the answer refuses it as truncated.
@@ -23,10 +23,9 @@ from td_pipeline.domain.answer_legacy import scan_legacy
 from td_pipeline.domain.answer_lines import unmarked
 from td_pipeline.domain.answer_lists import scan_lists
 from td_pipeline.domain.answer_model import AnswerWarning, Candidate, WarningKind
+from td_pipeline.domain.answer_reasoning import Answer, UnclosedReasoning, after_reasoning
 from td_pipeline.domain.answer_tables import scan_tables
 
-_OPEN = re.compile(r"<(?:think|thinking|reasoning)>", re.IGNORECASE)
-_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*$", re.MULTILINE)
 _EXAMPLE = re.compile(
     r"\b(?:example|e\.g\.|for instance|schema|format|template|sample|like this|structure)\b",
@@ -57,41 +56,12 @@ class ChosenPlan:
     notes: tuple[AnswerWarning, ...]  # which text was taken, what was skipped
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    start: int  # where the answer begins, after the reasoning
-    had_reasoning: bool
-    notes: tuple[AnswerWarning, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _UnclosedReasoning:
-    start: int  # where the reasoning begins, after its opening tag
-
-
 _NEVER_ENDED = Refused(
     "unparseable",
     "the model's reasoning never ended (<think> without </think>): the answer was truncated "
     "before its plan; a plan inside the reasoning is taken only when it is the only one, "
     "introduced as the final answer and followed by nothing",
 )
-
-
-def _answer(text: str) -> _Answer | _UnclosedReasoning:
-    closes = list(_CLOSE.finditer(text))
-    if closes:
-        notes: tuple[AnswerWarning, ...] = ()
-        if not _OPEN.search(text, 0, closes[-1].start()):
-            notes = (
-                _note(
-                    "the answer has a closing </think> without an opening one: the text before "
-                    "it was taken for the model's reasoning and set aside"
-                ),
-            )
-        return _Answer(closes[-1].end(), True, notes)
-    if opening := _OPEN.search(text):
-        return _UnclosedReasoning(opening.end())
-    return _Answer(0, False, ())
 
 
 def _note(text: str) -> AnswerWarning:
@@ -230,7 +200,7 @@ def _choose(text: str, candidates: Sequence[Candidate]) -> ChosenPlan | None:
     return ChosenPlan(chosen, tuple(notes))
 
 
-def _nothing_found(text: str, answer: _Answer, found: _Found) -> Refused:
+def _nothing_found(text: str, answer: Answer, found: _Found) -> Refused:
     body = text[answer.start :]
     if REFUSAL.match(body):
         return Refused("unparseable", f"the model refused: {body.strip()[:120]!r}")
@@ -259,7 +229,7 @@ def _ends_the_text(text: str, candidate: Candidate, segments: Sequence[_Segment]
     return not after.strip()
 
 
-def _final_plan_in_reasoning(text: str, reasoning: _UnclosedReasoning) -> ChosenPlan | Refused:
+def _final_plan_in_reasoning(text: str, reasoning: UnclosedReasoning) -> ChosenPlan | Refused:
     """The plan of an answer whose reasoning never closed: refused, since the answer may have
     been cut off and a plan in the reasoning may be a draft, unless the reasoning holds exactly
     one complete plan, introduces it as the final answer and ends with it (the model forgot to
@@ -289,8 +259,8 @@ def choose_plan(text: str) -> ChosenPlan | Refused:
     """The plan an answer gives, with notes on how it was chosen, or why there is none."""
     if not text.strip():
         return Refused("empty", "the answer is empty")
-    answer = _answer(text)
-    if isinstance(answer, _UnclosedReasoning):
+    answer = after_reasoning(text)
+    if isinstance(answer, UnclosedReasoning):
         return _final_plan_in_reasoning(text, answer)
     if not text[answer.start :].strip():
         return Refused(

@@ -1,8 +1,9 @@
 """LLM answer text -> task drafts, tolerant of what models really write, and saying so.
 
-`answer_extraction` finds the plan (after the reasoning; format blocks and examples skipped;
-the last of several plans), `answer_json`, `answer_tables`, `answer_lists` and `answer_legacy`
-read its shape (`answer_lines` holds their line helpers), `answer_fields` its values, and
+`answer_extraction` finds the plan (after the reasoning, which `answer_reasoning` finds; format
+blocks and examples skipped; the last of several plans), `answer_json`, `answer_tables`,
+`answer_lists` and `answer_legacy` read its shape (`answer_lines` holds their line helpers,
+`list_item_fields` a list item's fields), `answer_fields` its values, and
 `answer_references` resolves its dependencies (in `validation`). Nothing is invented: a missing
 or unreadable value stays missing with a warning, and dependencies are inferred only for legacy
 answers that name none.

@@ -1,8 +1,9 @@
 """From an LLM answer to a valid task graph, or to every reason it is not one.
 
 Parsing (`proposal`) reads what the model wrote; this module applies the derivation's rules:
-roles resolved against the requested ones, dependencies resolved to tasks, fields turned into
-value objects, and the graph checks of `task_graph`. All problems are reported together.
+roles resolved against the requested ones (`role_matching`), dependencies resolved to tasks,
+fields turned into value objects, and the graph checks of `task_graph`. All problems are
+reported together.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from td_pipeline.domain.proposal import (
     UnparseableProposal,
     parse_proposal,
 )
-from td_pipeline.domain.roles import canonical_role
+from td_pipeline.domain.role_matching import match_role, role_read_loosely
 from td_pipeline.domain.task_graph import (
     DependencyEdge,
     InvalidTaskGraph,
@@ -36,7 +37,6 @@ from td_pipeline.domain.values import (
     Role,
     TaskKey,
     Title,
-    role_spelling,
 )
 
 
@@ -100,23 +100,6 @@ class InvalidProposal:
 ProposalVerdict = ValidProposal | InvalidProposal
 
 
-def match_role(answer_role: str, allowed: Sequence[Role]) -> Role | None:
-    """The requested role an answer's role means: any spelling of it (`DEV`, `tester`, `QA
-    engineer`, see `roles`), or an unambiguous prefix either way round (`DEVOPS_ENG`)."""
-    canonical = canonical_role(answer_role)
-    if canonical is not None:
-        return canonical if canonical in allowed else None
-    wanted = role_spelling(answer_role)
-    if not wanted:
-        return None
-    prefixed = [
-        role
-        for role in allowed
-        if role.value.startswith(wanted) or wanted.startswith(f"{role.value}_")
-    ]
-    return prefixed[0] if len(prefixed) == 1 else None
-
-
 @dataclass(frozen=True, slots=True)
 class _CheckedDraft:
     node: TaskNode
@@ -171,7 +154,7 @@ def _check_draft(draft: TaskDraft, position: int, rules: DerivationRules) -> _Ch
         )
     elif (matched := match_role(draft.role, rules.allowed_roles)) is not None:
         role = matched
-        warnings.extend(_role_read_loosely(draft.role, matched, key))
+        warnings.extend(role_read_loosely(draft.role, matched, key))
     else:
         allowed = ", ".join(r.value for r in rules.allowed_roles)
         issues.append(
@@ -211,21 +194,6 @@ def _check_draft(draft: TaskDraft, position: int, rules: DerivationRules) -> _Ch
         covers=covers,
     )
     return _CheckedDraft(node=node, issues=tuple(issues), warnings=tuple(warnings))
-
-
-def _written_as(written: str, role: Role) -> bool:
-    try:
-        return Role(written) == role
-    except ValueError:
-        return False
-
-
-def _role_read_loosely(written: str, role: Role, key: TaskKey) -> tuple[AnswerWarning, ...]:
-    """A warning when the answer spelled the role otherwise than its canonical name."""
-    if _written_as(written, role):
-        return ()
-    text = f"role {written!r} read as {role.value}"
-    return (AnswerWarning(WarningKind.VALUE_READ_LOOSELY, text, (key.value,)),)
 
 
 _LOOSE_RESOLUTIONS = {

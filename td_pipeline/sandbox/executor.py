@@ -8,7 +8,8 @@
   `num_agents` (so it is not a string map on the wire).
 - A failed LLM call goes out on `agent.response.failed` with no constraints and no plan or
   story id, only the task id (also in `metadata.task_id`); GetDeliberationStatus then answers
-  `completed` with an empty proposal, as the fleet's does.
+  `completed` with an empty proposal, as the fleet's does. (Both messages are built in
+  `executor_messages`.)
 - With an `LlmCapacity` (`sandbox up --llm-slots N --llm-seconds S`) it behaves as the fleet
   does under load (`llm_capacity`): still `submitted` at once, then N jobs served at a time in
   arrival order, the back-end's answer after S seconds of service, and a job queued and served
@@ -24,7 +25,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import grpc
@@ -35,9 +35,9 @@ from td_pipeline.infrastructure.event_loop_thread import EventLoopThread
 from td_pipeline.infrastructure.jetstream_publisher import JetStreamPublisher
 from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_COMPLETED, AGENT_RESPONSE_FAILED
+from td_pipeline.sandbox.executor_messages import completed_message, failed_message
 from td_pipeline.sandbox.grpc_server import RunningServer, ServerTls, start_grpc_server
 from td_pipeline.sandbox.llm import (
-    LlmAnswer,
     LlmBackend,
     LlmFailure,
     LlmRequest,
@@ -66,78 +66,6 @@ class Publisher(Protocol):
     """What the executor needs of NATS: a `JetStreamPublisher`, or a fake in unit tests."""
 
     def publish(self, subject: str, payload: bytes, message_id: str) -> None: ...
-
-
-def _constraints(request: pb.ExecuteDeliberationRequest) -> dict[str, Any]:
-    """The submission's constraints as the executor hands them to the agent job."""
-    submitted = request.constraints
-    metadata: dict[str, Any] = dict(submitted.metadata)
-    metadata["num_agents"] = len(request.agents)
-    if "story_id" not in metadata and submitted.story_id:
-        metadata["story_id"] = submitted.story_id
-    return {
-        "story_id": submitted.story_id,
-        "plan_id": submitted.plan_id,
-        "timeout_seconds": submitted.timeout_seconds,
-        "max_retries": submitted.max_retries,
-        "metadata": metadata,
-    }
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def completed_message(
-    request: pb.ExecuteDeliberationRequest, agent: pb.Agent, answer: LlmAnswer, duration_ms: int
-) -> dict[str, Any]:
-    """`agent.response.completed` as the fleet's agent job publishes it."""
-    return {
-        "task_id": request.task_id,
-        "agent_id": agent.id,
-        "role": agent.role,
-        "status": "completed",
-        "duration_ms": duration_ms,
-        "timestamp": _now(),
-        "proposal": {
-            "content": answer.content,
-            "author_id": agent.id,
-            "author_role": agent.role,
-            "model": answer.model,
-            "temperature": 0.7,
-            "tokens": answer.tokens,
-        },
-        "operations": [],
-        "artifacts": {},
-        "audit_trail": [],
-        "success": True,
-        "model": answer.model,
-        "enable_tools": False,
-        "diversity": False,
-        "num_agents": len(request.agents),
-        "constraints": _constraints(request),
-    }
-
-
-def failed_message(
-    request: pb.ExecuteDeliberationRequest, agent: pb.Agent, error: Exception, duration_ms: int
-) -> dict[str, Any]:
-    """`agent.response.failed` as the fleet's agent job publishes it: no constraints, no ids
-    but the task id; `error` and `error_type` are the exception's text and class name."""
-    return {
-        "task_id": request.task_id,
-        "agent_id": agent.id,
-        "role": agent.role,
-        "status": "failed",
-        "duration_ms": duration_ms,
-        "timestamp": _now(),
-        "error": str(error),
-        "error_type": type(error).__name__,
-        "success": False,
-        "model": agent.model,
-        "num_agents": len(request.agents),
-        "metadata": {"task_id": request.task_id},
-    }
 
 
 def _refusal(request: pb.ExecuteDeliberationRequest) -> str | None:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from td_pipeline.cli import build_parser, main
-from td_pipeline.devtools.bench import Phase, floor_count, quantile, report
+from td_pipeline.devtools.bench import floor_count
+from td_pipeline.devtools.bench_phases import Phase, quantile, report
 from td_pipeline.devtools.process_memory import (
     ProcessMemory,
     memory_supported,
