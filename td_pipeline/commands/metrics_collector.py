@@ -3,17 +3,13 @@ scrapes, from sources that outlive this process (the derivation stream, JetStrea
 info, the Dagster instance, the peers' health checks). Only the stream tally is kept between
 scrapes, and it is rebuilt from the stream's start after a restart.
 
-The sources are Protocols so that the collector is tested with fakes; their adapters are
-`infrastructure.jetstream_monitor`, `infrastructure.grpc_health` and
-`orchestration.instance_metrics`."""
+The sources are Protocols (`metrics_sources`) so that the collector is tested with fakes."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -25,51 +21,16 @@ from prometheus_client.registry import Collector
 
 from td_pipeline.application.derivation_metrics import DerivationTally, FailureClass
 from td_pipeline.application.readiness import Check, Readiness, daemon_check
-from td_pipeline.infrastructure.jetstream_monitor import ConsumerLag, StreamBatch
-from td_pipeline.orchestration.instance_metrics import (
-    DaemonHeartbeats,
-    LlmAdmission,
-    LlmWaiting,
-    RunCounts,
+from td_pipeline.commands.metrics_sources import (
+    Durable,
+    InstanceSource,
+    NatsSource,
+    PeerProbe,
+    StreamSource,
 )
+from td_pipeline.orchestration.instance_metrics import DaemonHeartbeats
 
 MESSAGES_PER_SCRAPE = 5_000  # a long stream is caught up over several scrapes
-
-
-class StreamSource(Protocol):
-    def read(self, after_sequence: int, limit: int) -> StreamBatch: ...
-
-
-class NatsSource(Protocol):
-    def ping(self) -> None: ...
-
-    def consumer_lag(self, stream: str, durable: str) -> ConsumerLag | None: ...
-
-
-class InstanceSource(Protocol):
-    def run_counts(self) -> RunCounts: ...
-
-    def daemon_heartbeats(self, now: datetime) -> DaemonHeartbeats: ...
-
-    def sensor_success_ages(self, now: datetime) -> dict[str, float]: ...
-
-    def llm_waiting(self, now: datetime) -> LlmWaiting: ...
-
-    def fetch_stalls(self) -> dict[str, int]: ...
-
-    def llm_admission(self, now: datetime) -> LlmAdmission: ...
-
-
-class PeerProbe(Protocol):
-    name: str
-
-    def problem(self) -> str | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Durable:
-    stream: str
-    durable: str
 
 
 def _first_line(error: Exception) -> str:
@@ -265,27 +226,33 @@ class PipelineCollector(Collector):
         )
         for sensor, age in sorted(sensors.items()):
             sensor_age.add_metric([sensor], age)
-        waiting_count = GaugeMetricFamily(
+        waiting_count = _gauge(
             "td_llm_waiting_attempts",
             "Attempts handed to the LLM that no answer or failure closed yet",
+            waiting.attempts,
         )
-        waiting_count.add_metric([], waiting.attempts)
-        oldest = GaugeMetricFamily(
+        oldest = _gauge(
             "td_llm_oldest_waiting_attempt_age_seconds",
             "Seconds the oldest attempt has waited on the LLM (0 when none waits)",
+            waiting.oldest_seconds,
         )
-        oldest.add_metric([], waiting.oldest_seconds)
-        window = GaugeMetricFamily(
+        unreadable = _gauge(
+            "td_unreadable_submissions",
+            "Stories whose latest submission record this version cannot read, in the "
+            "watchdog's window (the code server's log names each)",
+            waiting.unreadable,
+        )
+        window = _gauge(
             "td_llm_window",
             "LLM jobs the window allows in flight now (learnt, at most TD_LLM_MAX_IN_FLIGHT)",
+            admission.window,
         )
-        window.add_metric([], admission.window)
-        jobs = GaugeMetricFamily(
+        jobs = _gauge(
             "td_llm_jobs_in_flight",
             "LLM jobs in flight: submitted, or in a derive run about to submit, not yet "
             "answered, failed or given up",
+            admission.in_flight,
         )
-        jobs.add_metric([], admission.in_flight)
         stalled = CounterMetricFamily(
             "td_nats_fetch_stalls",
             "Fetches of a NATS-driven sensor that NATS did not end within their timeout",
@@ -300,9 +267,8 @@ class PipelineCollector(Collector):
         )
         for daemon, age in sorted(beats.ages.items()):
             heartbeat.add_metric([daemon], age)
-        metrics = [queued, in_progress, sensor_age, waiting_count, oldest, window, jobs, stalled]
-        metrics.append(heartbeat)
-        return metrics, beats
+        gauges = [waiting_count, oldest, unreadable, window, jobs]
+        return [queued, in_progress, sensor_age, *gauges, stalled, heartbeat], beats
 
     def _readiness_metrics(self, now: datetime, beats: DaemonHeartbeats | None) -> list[Metric]:
         readiness = self._readiness(now, beats)
@@ -317,3 +283,10 @@ class PipelineCollector(Collector):
         ready = GaugeMetricFamily("td_ready", "1 when /ready answers 200")
         ready.add_metric([], float(readiness.ready))
         return [up, ready]
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    """A gauge of one value, without labels."""
+    gauge = GaugeMetricFamily(name, documentation)
+    gauge.add_metric([], value)
+    return gauge

@@ -26,7 +26,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import dagster as dg
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
-from td_pipeline.commands.metrics_collector import Durable, PeerProbe, PipelineCollector
+from td_pipeline.commands.metrics_collector import PipelineCollector
+from td_pipeline.commands.metrics_sources import Durable, PeerProbe
 from td_pipeline.infrastructure.grpc_channel import ChannelSettings
 from td_pipeline.infrastructure.grpc_health import GrpcHealthProbe
 from td_pipeline.infrastructure.jetstream_monitor import DerivationStreamReader, JetStreamMonitor

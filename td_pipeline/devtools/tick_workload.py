@@ -25,15 +25,17 @@ from unittest import mock
 import dagster as dg
 import nats
 
+from td_pipeline.application.attempt_history import SubmittedAttempt
 from td_pipeline.application.llm_window import LlmWindow
 from td_pipeline.devtools.dagster_processes import prepare_home
 from td_pipeline.domain.values import DerivationId
 from td_pipeline.infrastructure.executor_client import derivation_task_id
-from td_pipeline.orchestration.attempt_queries import RUN_KEY_TAG, SUBMISSION_ASSET
 from td_pipeline.orchestration.attempts import Phase, attempt_tags
+from td_pipeline.orchestration.instance_history import RUN_KEY_TAG
 from td_pipeline.orchestration.llm_admission import write_window
 from td_pipeline.orchestration.partitions import STORIES
 from td_pipeline.orchestration.resources import DerivationSettings
+from td_pipeline.orchestration.submission_records import SUBMISSION_ASSET, submission_metadata
 from td_pipeline.sandbox.nats_server import NatsServer
 
 PARTITION_CHUNK = 1_000  # keys per add_dynamic_partitions call (SQLite bounds a statement)
@@ -129,20 +131,23 @@ def seed_history(instance: dg.DagsterInstance, stories: int) -> None:
             _add_run(instance, "derive_tasks", _derive_config(index, generation), tags, done)
         old_persist = {**partition, **attempt_tags(Phase.PERSIST, derivation(index, "old"), 1)}
         _add_run(instance, "persist_tasks", _persist_config(index, "old"), old_persist, done)
+        submitted = SubmittedAttempt(
+            story=story(index),
+            derivation_id=derivation(index, "now"),
+            attempt=1,
+            deliberation_id=f"deliberation-{index}",
+            submitted_at=datetime.now(UTC),
+            run_id="",
+            plan_id=PLAN,
+            roles=("DEVELOPER",),
+            acceptance_criteria=2,
+            correlation_id=None,
+        )
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
                 asset_key=SUBMISSION_ASSET,
                 partition=story(index),
-                metadata={
-                    "derivation_id": derivation(index, "now"),
-                    "attempt": 1,
-                    "deliberation_id": f"deliberation-{index}",
-                    "submitted_at": datetime.now(UTC).isoformat(),
-                    "plan_id": PLAN,
-                    "roles": "DEVELOPER",
-                    "acceptance_criteria": 2,
-                    "correlation_id": "",
-                },
+                metadata=submission_metadata(submitted),
             )
         )
 

@@ -9,7 +9,9 @@ itself is read by `attempts`; here are the queries that find the runs."""
 from __future__ import annotations
 
 import heapq
+import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +21,6 @@ from td_pipeline.application.attempt_history import SubmittedAttempt
 from td_pipeline.application.retries import AttemptFailure, Stage
 from td_pipeline.orchestration.attempts import (
     DERIVATION_TAG,
-    HANDLED,
     PARTITION_TAG,
     PHASE_TAG,
     RETRYABLE,
@@ -27,15 +28,18 @@ from td_pipeline.orchestration.attempts import (
     Phase,
     RunAttempt,
     derivation_tag,
-    message_tag,
     run_attempts,
     story_tag,
 )
-from td_pipeline.orchestration.partitions import STORIES
+from td_pipeline.orchestration.submission_records import (
+    SUBMISSION_ASSET,
+    UnreadableSubmission,
+    read_submission,
+)
 
-SUBMISSION_ASSET = dg.AssetKey("executor_submission")
 OUTCOME_ASSET = dg.AssetKey("planning_tasks")
 
+_log = logging.getLogger(__name__)
 RUNS_PAGE = 100  # instance queries read pages of this size, as far as the caller needs
 
 
@@ -180,11 +184,17 @@ def answered_attempts(instance: dg.DagsterInstance, since: datetime) -> set[tupl
     }
 
 
-def latest_submissions(
-    instance: dg.DagsterInstance, since: datetime
-) -> dict[str, SubmittedAttempt]:
-    """Each story's latest submission to the LLM since `since`, answered or not (paged)."""
+@dataclass(frozen=True, slots=True)
+class LatestSubmissions:
+    by_story: dict[str, SubmittedAttempt]
+    unreadable: frozenset[str]  # stories whose latest record cannot be read (logged)
+
+
+def latest_submissions(instance: dg.DagsterInstance, since: datetime) -> LatestSubmissions:
+    """Each story's latest submission to the LLM since `since`, answered or not (paged). A
+    story whose latest record cannot be read has none: an older one is superseded by it."""
     latest: dict[str, SubmittedAttempt] = {}
+    unreadable: set[str] = set()
     cursor: str | None = None
     while True:
         page = instance.fetch_materializations(
@@ -193,12 +203,16 @@ def latest_submissions(
             cursor=cursor,
         )
         for record in page.records:  # newest first
-            submission = _submission(record)
             story = record.partition_key
-            if submission is not None and story is not None and story not in latest:
+            if story is None or story in latest or story in unreadable:
+                continue
+            submission = _readable(record)
+            if submission is None:
+                unreadable.add(story)
+            else:
                 latest[story] = submission
         if not page.has_more:
-            return latest
+            return LatestSubmissions(latest, frozenset(unreadable))
         cursor = page.cursor
 
 
@@ -208,7 +222,7 @@ def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[Subm
     number of stories ever derived; runs launched by hand count too (every submission is an
     `executor_submission` materialization)."""
     answered = answered_attempts(instance, since)
-    return unanswered(latest_submissions(instance, since), answered)
+    return unanswered(latest_submissions(instance, since).by_story, answered)
 
 
 def unanswered(
@@ -254,27 +268,12 @@ def failure_of(instance: dg.DagsterInstance, attempt: RunAttempt) -> AttemptFail
     )
 
 
-def _submission(record: dg.EventLogRecord) -> SubmittedAttempt | None:
-    materialization = record.asset_materialization
-    if materialization is None:
-        return None
-    metadata = materialization.metadata
+def _readable(record: dg.EventLogRecord) -> SubmittedAttempt | None:
+    """The submission the record holds; None, and an error in the log, if it cannot be read."""
     try:
-        return SubmittedAttempt(
-            story=record.partition_key or "",
-            derivation_id=str(metadata["derivation_id"].value),
-            attempt=int(str(metadata["attempt"].value)),
-            deliberation_id=str(metadata["deliberation_id"].value),
-            submitted_at=datetime.fromisoformat(str(metadata["submitted_at"].value)),
-            run_id=record.run_id,
-            plan_id=str(metadata["plan_id"].value),
-            roles=tuple(
-                role.strip() for role in str(metadata["roles"].value).split(",") if role.strip()
-            ),
-            acceptance_criteria=int(str(metadata["acceptance_criteria"].value)),
-            correlation_id=str(metadata["correlation_id"].value) or None,
-        )
-    except (KeyError, ValueError):
+        return read_submission(record)
+    except UnreadableSubmission as error:
+        _log.error(str(error))
         return None
 
 
@@ -291,41 +290,4 @@ def latest_materialization(
 def latest_submission(instance: dg.DagsterInstance, story: str) -> SubmittedAttempt | None:
     """Only the latest submission's answer is persisted; earlier ones are superseded."""
     record = latest_materialization(instance, SUBMISSION_ASSET, story)
-    return _submission(record) if record is not None else None
-
-
-RUN_KEY_TAG = "dagster/run_key"
-
-
-class InstanceAttemptHistory:
-    """`AttemptHistory` answered from the Dagster instance: partitions, runs (by tag) and the
-    `executor_submission` materializations."""
-
-    def __init__(self, instance: dg.DagsterInstance) -> None:
-        self._instance = instance
-
-    def story_exists(self, story: str) -> bool:
-        return self._instance.has_dynamic_partition(STORIES, story)
-
-    def message_handled(self, message_key: str) -> bool:
-        return any(
-            self._instance.get_run_ids(filters=dg.RunsFilter(tags=tags), limit=1)
-            for tags in ({RUN_KEY_TAG: message_key}, {message_tag(message_key): HANDLED})
-        )
-
-    def story_of_derivation(self, derivation_id: str) -> str | None:
-        return story_of_derivation(self._instance, derivation_id)
-
-    def current_submission(self, story: str) -> SubmittedAttempt | None:
-        return latest_submission(self._instance, story)
-
-    def still_submitting(self, story: str, derivation_id: str, attempt: int | None) -> bool:
-        return any(
-            not run.run.is_finished
-            for run in derivation_runs(self._instance, story, derivation_id)
-            if run.phase is Phase.DERIVE and (attempt is None or run.attempt == attempt)
-        )
-
-    def answer_handled(self, story: str, derivation_id: str, attempt: int) -> bool:
-        runs = attempt_runs(self._instance, story, derivation_id, attempt, Phase.PERSIST)
-        return any(run.run.status != dg.DagsterRunStatus.FAILURE for run in runs)
+    return _readable(record) if record is not None else None

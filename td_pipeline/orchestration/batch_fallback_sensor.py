@@ -7,12 +7,12 @@ import dagster as dg
 
 from td_pipeline.application.batching import plan_runs
 from td_pipeline.orchestration.attempt_queries import (
-    InstanceAttemptHistory,
     latest_materialization,
     latest_run,
 )
 from td_pipeline.orchestration.attempts import Phase, run_attempts
 from td_pipeline.orchestration.batch_jobs import FAILED_STORIES, derive_batch_job, persist_batch_job
+from td_pipeline.orchestration.instance_history import InstanceAttemptHistory
 from td_pipeline.orchestration.jobs import derive_job, persist_job
 from td_pipeline.orchestration.resources import DerivationSettings
 from td_pipeline.orchestration.run_requests import (

@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from td_pipeline.application.attempt_history import SubmittedAttempt
 from td_pipeline.application.ports import ExecutorSubmission, PortError
 from td_pipeline.application.retries import EXECUTOR_FAILED_AT_ONCE
 from td_pipeline.domain.derivation import DerivationAttempt
@@ -38,6 +39,7 @@ from td_pipeline.orchestration.step_failures import (
     retryable_failure,
     riding_out_outages,
 )
+from td_pipeline.orchestration.submission_records import submission_metadata
 
 
 class DerivationRunConfig(dg.Config):
@@ -54,14 +56,6 @@ class DerivationRunConfig(dg.Config):
 class PlannedDerivation:
     attempt: DerivationAttempt
     plan: StoryPlan
-
-
-@dataclass(frozen=True, slots=True)
-class SubmissionRecord:
-    derivation_id: DerivationId
-    deliberation_id: str
-    attempt: int
-    submitted_at: datetime
 
 
 def plan_context_step(
@@ -165,7 +159,7 @@ def submission_step(
     executor: RayExecutorResource,
     settings: DerivationSettings,
     gate: LlmGate,
-) -> Step[SubmissionRecord]:
+) -> Step[SubmittedAttempt]:
     attempt = planned.attempt
     gate.wait_for_slot(attempt.story_id.value)  # the LLM's window: a free slot, in turn
     submission = ExecutorSubmission(
@@ -188,24 +182,19 @@ def submission_step(
         raise peer_failure(error) from error
     if not receipt.accepted:
         raise retryable_failure(f"{EXECUTOR_FAILED_AT_ONCE}: {receipt.message}")
-    record = SubmissionRecord(
-        derivation_id=attempt.derivation_id,
-        deliberation_id=receipt.deliberation_id,
+    submitted = SubmittedAttempt(
+        story=attempt.story_id.value,
+        derivation_id=attempt.derivation_id.value,
         attempt=attempt.attempt,
+        deliberation_id=receipt.deliberation_id,
         submitted_at=datetime.now(UTC),
+        run_id=context.run.run_id,
+        plan_id=attempt.plan_id.value,
+        roles=tuple(role.value for role in attempt.roles),
+        acceptance_criteria=len(planned.plan.acceptance_criteria),
+        correlation_id=attempt.correlation_id,
     )
-    metadata = {
-        "derivation_id": record.derivation_id.value,
-        "deliberation_id": record.deliberation_id,
-        "attempt": record.attempt,
-        "submitted_at": record.submitted_at.isoformat(),
-        # What the persist run needs, so that it never reads this run's outputs.
-        "plan_id": attempt.plan_id.value,
-        "roles": ", ".join(role.value for role in attempt.roles),
-        "acceptance_criteria": len(planned.plan.acceptance_criteria),
-        "correlation_id": attempt.correlation_id or "",
-    }
-    return Step(record, metadata)
+    return Step(submitted, submission_metadata(submitted))
 
 
 # The assets of one story partition: each runs its step and shows the step's metadata.
@@ -262,7 +251,7 @@ def executor_submission(
     derivation_prompt: DerivationPrompt,
     executor: RayExecutorResource,
     settings: DerivationSettings,
-) -> SubmissionRecord:
+) -> SubmittedAttempt:
     """Hands the prompt to the Ray Executor once the LLM window has a slot free; its answer
     arrives later on NATS."""
     gate = LlmGate(

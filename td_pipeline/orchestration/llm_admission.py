@@ -124,7 +124,7 @@ def llm_load(instance: dg.DagsterInstance, now: datetime, llm_timeout_seconds: i
     derive_runs = dg.RunsFilter(tags={PHASE_TAG: Phase.DERIVE.value}, statuses=IN_FLIGHT)
     records = list(paged_records(instance, derive_runs))
     since = in_flight_since(now, llm_timeout_seconds)
-    latest = latest_submissions(instance, since)
+    latest = latest_submissions(instance, since).by_story
     answered = answered_attempts(instance, since)
     waiting = [s for s in unanswered(latest, answered) if s.submitted_at >= since]
     at_executor = frozenset(submission.story for submission in waiting)

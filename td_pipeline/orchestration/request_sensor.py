@@ -15,9 +15,9 @@ from td_pipeline.application.request_intake import (
 )
 from td_pipeline.infrastructure.jetstream_consumer import PulledMessage
 from td_pipeline.infrastructure.nats_mappers import decode_request
-from td_pipeline.orchestration.attempt_queries import InstanceAttemptHistory
 from td_pipeline.orchestration.attempts import Phase
 from td_pipeline.orchestration.batch_jobs import derive_batch_job
+from td_pipeline.orchestration.instance_history import InstanceAttemptHistory
 from td_pipeline.orchestration.jobs import derive_job, retry_job
 from td_pipeline.orchestration.llm_admission import llm_load, read_window
 from td_pipeline.orchestration.nats_ticks import (

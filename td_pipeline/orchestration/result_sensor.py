@@ -12,8 +12,8 @@ from td_pipeline.application.llm_window import Answer, observe
 from td_pipeline.domain.derivation import LlmFailureReport, NotOurs, Refused
 from td_pipeline.infrastructure.nats_mappers import decode_agent_failure, decode_agent_response
 from td_pipeline.infrastructure.subjects import AGENT_RESPONSE_FAILED
-from td_pipeline.orchestration.attempt_queries import InstanceAttemptHistory
 from td_pipeline.orchestration.batch_jobs import persist_batch_job
+from td_pipeline.orchestration.instance_history import InstanceAttemptHistory
 from td_pipeline.orchestration.jobs import persist_job
 from td_pipeline.orchestration.llm_admission import read_window, write_window
 from td_pipeline.orchestration.nats_ticks import (

@@ -10,7 +10,8 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from td_pipeline.application.derivation_metrics import Completed, Failed, Requested, StreamFact
-from td_pipeline.commands.metrics_collector import Durable, PipelineCollector
+from td_pipeline.commands.metrics_collector import PipelineCollector
+from td_pipeline.commands.metrics_sources import Durable
 from td_pipeline.commands.serve_metrics import metrics_app
 from td_pipeline.infrastructure.jetstream_monitor import ConsumerLag, NatsUnavailable, StreamBatch
 from td_pipeline.orchestration.instance_metrics import (
@@ -73,7 +74,7 @@ class FakeInstance:
         return {"derivation_request_sensor": 4.0}
 
     def llm_waiting(self, now: datetime) -> LlmWaiting:
-        return LlmWaiting(2, 42.5)
+        return LlmWaiting(2, 42.5, unreadable=1)
 
     def fetch_stalls(self) -> dict[str, int]:
         return {"derivation_request_sensor": 0, "derivation_result_sensor": 3}
@@ -158,6 +159,7 @@ def test_a_scrape_reads_the_stream_on_from_where_it_stopped_and_every_source() -
     assert second[("td_runs_in_progress", (("job", "derive_tasks"),))] == 1
     assert second[("td_llm_waiting_attempts", ())] == 2
     assert second[("td_llm_oldest_waiting_attempt_age_seconds", ())] == 42.5
+    assert second[("td_unreadable_submissions", ())] == 1
     stalls = ("td_nats_fetch_stalls_total", (("sensor", "derivation_result_sensor"),))
     assert second[stalls] == 3
     assert (second[("td_llm_window", ())], second[("td_llm_jobs_in_flight", ())]) == (8, 6)

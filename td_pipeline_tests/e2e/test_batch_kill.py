@@ -17,6 +17,7 @@ import pytest
 
 from td_pipeline.devtools.dagster_processes import DagsterProcesses, prepare_home
 from td_pipeline.orchestration.attempts import BATCH_TAG, PHASE_TAG, Phase, run_attempts
+from td_pipeline.orchestration.submission_records import SUBMISSION_ASSET
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.planning_store import load_sample_stories, story_copies
 from td_pipeline_tests.e2e.test_daemon import request_and_collect
@@ -40,8 +41,7 @@ def submissions_in(instance: dg.DagsterInstance, run_id: str) -> int:
     return sum(
         1
         for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-        if entry.asset_materialization
-        and entry.asset_materialization.asset_key == dg.AssetKey("executor_submission")
+        if entry.asset_materialization and entry.asset_materialization.asset_key == SUBMISSION_ASSET
     )
 
 

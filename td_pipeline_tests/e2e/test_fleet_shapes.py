@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 
 from td_pipeline.devtools.dagster_processes import DagsterProcesses, prepare_home
+from td_pipeline.orchestration.submission_records import SUBMISSION_ASSET, read_submission
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.replay_llm import ReplayLlm
 from td_pipeline_tests.e2e.test_daemon import request_and_collect
@@ -49,15 +50,12 @@ def first_submission(dagster: DagsterProcesses, story: str) -> datetime:
     """When the story's first attempt was handed to the executor (its submission record)."""
     with dg.DagsterInstance.from_config(str(dagster.home)) as instance:
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey("executor_submission"), asset_partitions=[story]
-            ),
-            limit=10,
+            dg.AssetRecordsFilter(asset_key=SUBMISSION_ASSET, asset_partitions=[story]), limit=10
         ).records
     submitted = [
-        datetime.fromisoformat(str(m.metadata["submitted_at"].value))
-        for record in records
-        if (m := record.asset_materialization) is not None and m.metadata["attempt"].value == 1
+        submission.submitted_at
+        for submission in map(read_submission, records)
+        if submission.attempt == 1
     ]
     assert submitted, f"{story}: no submission of attempt 1"
     return min(submitted)

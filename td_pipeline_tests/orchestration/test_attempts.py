@@ -11,7 +11,6 @@ import pytest
 
 from td_pipeline.orchestration import attempt_queries
 from td_pipeline.orchestration.attempt_queries import (
-    InstanceAttemptHistory,
     batch_in_flight,
     derivation_runs,
     derive_config_of,
@@ -23,7 +22,9 @@ from td_pipeline.orchestration.attempt_queries import (
 )
 from td_pipeline.orchestration.attempts import STEP_STAGES, Phase, attempt_tags, run_attempts
 from td_pipeline.orchestration.definitions import defs
+from td_pipeline.orchestration.instance_history import InstanceAttemptHistory
 from td_pipeline.orchestration.run_requests import StoryWork, batch_run_key, batch_run_request
+from td_pipeline_tests.instance_records import record_submission
 
 STORY = "STORY-REFUNDS"
 
@@ -84,36 +85,15 @@ def test_more_than_fifty_runs_of_one_story_still_find_the_derivation(
     assert config is not None and config["plan_id"] == "PLAN-d-first"
 
 
-def add_submission(
-    instance: dg.DagsterInstance, story: str, derivation: str, at: datetime | None = None
-) -> None:
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            asset_key="executor_submission",
-            partition=story,
-            metadata={
-                "derivation_id": derivation,
-                "attempt": 1,
-                "deliberation_id": f"deliberation-td:{derivation}:1-1",
-                "submitted_at": (at or datetime.now(UTC)).isoformat(),
-                "plan_id": "PLAN-1",
-                "roles": "DEVELOPER, QA",
-                "acceptance_criteria": 3,
-                "correlation_id": "",
-            },
-        )
-    )
-
-
 def test_the_watchdog_reads_only_attempts_in_flight(
     instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     finished = [f"STORY-DONE-{n}" for n in range(5_000)]
     instance.add_dynamic_partitions("stories", [*finished, "STORY-WAITING"])
     for story in finished[:20]:  # a few with their runs: submitted and answered
-        add_submission(instance, story, f"d-{story}")
+        record_submission(instance, story, f"d-{story}")
         add_run(instance, story, Phase.PERSIST, f"d-{story}")
-    add_submission(instance, "STORY-WAITING", "d-waiting")
+    record_submission(instance, "STORY-WAITING", "d-waiting")
 
     reads: list[str] = []
     get_runs, fetch = instance.get_run_records, instance.fetch_materializations

@@ -128,7 +128,7 @@ def test_derive_then_persist_against_the_fleet(
     derived = run("derive_tasks", fleet, instance, derive_config("d-1"))
     assert derived.success
     submission = derived.output_for_node("executor_submission")
-    assert submission.derivation_id.value == "d-1" and submission.deliberation_id
+    assert submission.derivation_id == "d-1" and submission.deliberation_id
 
     answer = answer_of(fleet, submission.deliberation_id)
     proposal = answer_config(answer, "d-1")

@@ -37,7 +37,8 @@ from td_pipeline.orchestration.resources import DerivationSettings
 from td_pipeline.orchestration.result_sensor import derivation_result_sensor
 from td_pipeline.sandbox.nats_server import NatsServer, ensure_streams
 from td_pipeline_tests.fixtures import fleet_message
-from td_pipeline_tests.orchestration.test_attempts import add_run, add_submission
+from td_pipeline_tests.instance_records import record_submission
+from td_pipeline_tests.orchestration.test_attempts import add_run
 from td_pipeline_tests.orchestration.test_sensors import (
     LLM_SETTINGS,
     _publish,
@@ -66,7 +67,7 @@ def derive_run(
 
 def submission(instance: dg.DagsterInstance, story: str, derivation: str, at: datetime) -> None:
     instance.add_dynamic_partitions("stories", [story])
-    add_submission(instance, story, derivation, at)
+    record_submission(instance, story, derivation, at)
 
 
 def persist_run(instance: dg.DagsterInstance, story: str, derivation: str) -> None:

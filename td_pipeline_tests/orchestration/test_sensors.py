@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -39,6 +40,7 @@ from td_pipeline.orchestration.run_requests import StoryWork, batch_run_request
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.nats_server import NatsServer
 from td_pipeline_tests.fixtures import fleet_message
+from td_pipeline_tests.instance_records import record_submission
 from td_pipeline_tests.support import stored_bodies, stored_messages, wait_until
 
 REQUEST_CONSUMER = NatsResource(url="unused").request_consumer()
@@ -343,21 +345,14 @@ def test_a_real_failure_is_tied_to_its_attempt_by_the_task_id(server: NatsServer
                 },
             )
         )
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(
-                asset_key="executor_submission",
-                partition="STORY-REFUNDS",
-                metadata={
-                    "derivation_id": "d-0123456789abcdef",
-                    "attempt": 1,
-                    "deliberation_id": "deliberation-td:d-0123456789abcdef:1-1",
-                    "submitted_at": "2026-11-26T10:00:00+00:00",
-                    "plan_id": "PLAN-PAY-1",
-                    "roles": "DEVELOPER, QA",
-                    "acceptance_criteria": 4,
-                    "correlation_id": "corr-1",
-                },
-            )
+        record_submission(
+            instance,
+            "STORY-REFUNDS",
+            "d-0123456789abcdef",
+            datetime(2026, 11, 26, 10, tzinfo=UTC),
+            plan="PLAN-PAY-1",
+            acceptance_criteria=4,
+            correlation_id="corr-1",
         )
         asyncio.run(_publish_failure(server.url, fleet_message("agent_response_failed")))
         result = tick(instance, server.url, None, derivation_result_sensor)
@@ -520,21 +515,8 @@ def submitted(instance: dg.DagsterInstance, story: str, derivation: str, plan: s
             tags={"dagster/partition": story, "td/derivation_id": derivation},
         )
     )
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            asset_key="executor_submission",
-            partition=story,
-            metadata={
-                "derivation_id": derivation,
-                "attempt": 1,
-                "deliberation_id": f"deliberation-td:{derivation}:1-1",
-                "submitted_at": "2026-11-26T10:00:00+00:00",
-                "plan_id": plan,
-                "roles": "DEVELOPER, QA",
-                "acceptance_criteria": 3,
-                "correlation_id": "",
-            },
-        )
+    record_submission(
+        instance, story, derivation, datetime(2026, 11, 26, 10, tzinfo=UTC), plan=plan
     )
 
 
