@@ -104,6 +104,13 @@ class Settings(RetryCronSetting):
         tuple(sorted(role.value for role in CANONICAL_ROLES)), validation_alias="TD_KNOWN_ROLES"
     )
 
+    # Where a run's steps keep their outputs, which a step re-run loads as its inputs: files
+    # under DAGSTER_HOME by default (one host); an S3 bucket, or an S3-compatible store at
+    # TD_IO_S3_ENDPOINT_URL, for runs on several hosts (credentials: boto3's usual AWS_*).
+    io_s3_bucket: str = Field("", validation_alias="TD_IO_S3_BUCKET")
+    io_s3_prefix: str = Field("td-pipeline", validation_alias="TD_IO_S3_PREFIX")
+    io_s3_endpoint_url: str = Field("", validation_alias="TD_IO_S3_ENDPOINT_URL")
+
     # `td-pipeline serve-metrics`: where it listens (loopback unless told), and how old the
     # Dagster daemon's heartbeats may be while /ready still answers 200.
     metrics_host: str = Field("127.0.0.1", validation_alias="TD_METRICS_HOST")

@@ -21,6 +21,7 @@ from td_pipeline.orchestration.resources import (
     PlanningResource,
     RayExecutorResource,
 )
+from td_pipeline.orchestration.run_outputs import RunOutputStore
 from td_pipeline.settings import (
     SECRET_VARIABLES,
     Settings,
@@ -70,7 +71,7 @@ def grpc_from_settings(
     )
 
 
-def resources_from_environment() -> dict[str, dg.ResourceDefinition]:
+def resources_from_environment() -> dict[str, dg.ResourceDefinition | RunOutputStore]:
     """The pipeline's resources, built from the settings when a run or a sensor tick starts
     (not when the code location loads): a bad value fails that run or tick with one line
     naming the variable. Secrets are read from the environment there and never reach run
@@ -102,6 +103,7 @@ def resources_from_environment() -> dict[str, dg.ResourceDefinition]:
         ),
         "settings": built(DerivationSettings.from_settings, "How derivations are done (TD_*)"),
         "nats": nats_resource(secret_variables_set()),
+        "io_manager": RunOutputStore(),
     }
 
 
