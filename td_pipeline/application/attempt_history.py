@@ -1,6 +1,6 @@
 """The port through which the decisions learn what happened to earlier attempts.
 
-Its adapter reads the Dagster instance (orchestration/attempt_queries.py); the decisions see only
+Its adapter reads the Dagster instance (orchestration/instance_history.py); the decisions see only
 these plain facts, so every branch is testable with an in-memory twin."""
 
 from __future__ import annotations

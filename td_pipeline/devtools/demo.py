@@ -30,6 +30,7 @@ from td_pipeline.infrastructure.subjects import (
     DERIVATION_FAILED,
     DERIVATION_REQUESTED,
 )
+from td_pipeline.orchestration.asset_steps import AssetStep
 from td_pipeline.sandbox.fleet import LocalFleet
 from td_pipeline.sandbox.nats_server import missing_nats_server
 from td_pipeline.sandbox.planning_store import SampleStory, load_sample_stories
@@ -186,7 +187,7 @@ def describe(outcome: StoryOutcome) -> str:
 
 def critical_path_hours(instance: dg.DagsterInstance, story: str) -> str:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("task_graph"), asset_partitions=[story]),
+        dg.AssetRecordsFilter(asset_key=AssetStep.TASK_GRAPH.key, asset_partitions=[story]),
         limit=1,
     ).records
     if not records or records[0].asset_materialization is None:

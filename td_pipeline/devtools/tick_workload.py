@@ -30,6 +30,7 @@ from td_pipeline.application.llm_window import LlmWindow
 from td_pipeline.devtools.dagster_processes import prepare_home
 from td_pipeline.domain.values import DerivationId
 from td_pipeline.infrastructure.executor_client import derivation_task_id
+from td_pipeline.orchestration.asset_steps import AssetStep
 from td_pipeline.orchestration.attempts import Phase, attempt_tags
 from td_pipeline.orchestration.instance_history import RUN_KEY_TAG
 from td_pipeline.orchestration.llm_admission import write_window
@@ -102,12 +103,12 @@ def add_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
 
 def _derive_config(index: int, generation: str) -> dict[str, Any]:
     config = {"plan_id": PLAN, "derivation_id": derivation(index, generation), "attempt": 1}
-    return {"ops": {"plan_context": {"config": config}}}
+    return {"ops": {AssetStep.PLAN_CONTEXT.value: {"config": config}}}
 
 
 def _persist_config(index: int, generation: str) -> dict[str, Any]:
     config = {"derivation_id": derivation(index, generation), "attempt": 1, "text": "{}"}
-    return {"ops": {"llm_proposal": {"config": config}}}
+    return {"ops": {AssetStep.LLM_PROPOSAL.value: {"config": config}}}
 
 
 def _add_run(

@@ -36,6 +36,7 @@ from td_pipeline.infrastructure.nats_auth import NO_AUTH, NatsAuth
 from td_pipeline.infrastructure.nats_mappers import decode_stream_fact
 
 IN_FLIGHT = 250  # message gets awaited together
+NO_MESSAGE = 10037  # JetStream's error code for a sequence that holds no message (deleted)
 
 
 class NatsUnavailable(Exception):
@@ -120,8 +121,10 @@ async def _get_message(
 ) -> StoredMessage | None:
     try:
         message = await jetstream.get_msg(stream, sequence)
-    except NotFoundError:
-        return None  # deleted, or removed by the stream's limits since we looked
+    except NotFoundError as error:
+        if error.err_code == NO_MESSAGE:
+            return None  # deleted, or removed by the stream's limits since we looked
+        raise NatsUnavailable(f"stream {stream}: {error.description or error}") from error
     except APIError as error:
         raise NatsUnavailable(f"stream {stream}: {error.description or error}") from error
     return stored_message(stream, sequence, message)

@@ -19,6 +19,7 @@ import dagster as dg
 
 from td_pipeline.application.attempt_history import SubmittedAttempt
 from td_pipeline.application.retries import AttemptFailure, Stage
+from td_pipeline.orchestration.asset_steps import AssetStep
 from td_pipeline.orchestration.attempts import (
     DERIVATION_TAG,
     PARTITION_TAG,
@@ -37,7 +38,7 @@ from td_pipeline.orchestration.submission_records import (
     read_submission,
 )
 
-OUTCOME_ASSET = dg.AssetKey("planning_tasks")
+OUTCOME_ASSET = AssetStep.PLANNING_TASKS.key
 
 _log = logging.getLogger(__name__)
 RUNS_PAGE = 100  # instance queries read pages of this size, as far as the caller needs
@@ -216,13 +217,20 @@ def latest_submissions(instance: dg.DagsterInstance, since: datetime) -> LatestS
         cursor = page.cursor
 
 
-def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> list[SubmittedAttempt]:
+@dataclass(frozen=True, slots=True)
+class WaitingAttempts:
+    attempts: list[SubmittedAttempt]
+    unreadable: frozenset[str]  # stories whose latest submission record cannot be read
+
+
+def waiting_attempts(instance: dg.DagsterInstance, since: datetime) -> WaitingAttempts:
     """Each story's latest submission to the LLM since `since` that no persist run answered
     yet. Read from the recent submissions and persist runs (two paged queries), whatever the
     number of stories ever derived; runs launched by hand count too (every submission is an
     `executor_submission` materialization)."""
     answered = answered_attempts(instance, since)
-    return unanswered(latest_submissions(instance, since).by_story, answered)
+    latest = latest_submissions(instance, since)
+    return WaitingAttempts(unanswered(latest.by_story, answered), latest.unreadable)
 
 
 def unanswered(
@@ -250,7 +258,7 @@ def failure_of(instance: dg.DagsterInstance, attempt: RunAttempt) -> AttemptFail
             data.error.message.strip() if data and data.error else "the step failed"
         )
         return AttemptFailure(
-            stage=STEP_STAGES[event.step_key],
+            stage=STEP_STAGES[AssetStep(event.step_key)],
             attempt=attempt.attempt,
             retryable=retryable is None or bool(retryable.value),
             description=description,

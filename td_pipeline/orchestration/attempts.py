@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from td_pipeline.application.retries import Stage
+from td_pipeline.orchestration.asset_steps import DERIVE_STEPS, PERSIST_STEPS, AssetStep
 
 PARTITION_TAG = "dagster/partition"
 DERIVATION_TAG = "td/derivation_id"
@@ -29,15 +30,16 @@ class Phase(StrEnum):
     PERSIST = "persist"  # from the answer on; configured on llm_proposal
 
 
-CONFIGURED_STEP = {Phase.DERIVE: "plan_context", Phase.PERSIST: "llm_proposal"}
+PHASE_STEPS = {Phase.DERIVE: DERIVE_STEPS, Phase.PERSIST: PERSIST_STEPS}
+CONFIGURED_STEP = {phase: steps[0] for phase, steps in PHASE_STEPS.items()}
 STEP_STAGES = {
-    "plan_context": Stage.SUBMISSION,
-    "story_context": Stage.SUBMISSION,
-    "derivation_prompt": Stage.SUBMISSION,
-    "executor_submission": Stage.SUBMISSION,
-    "llm_proposal": Stage.ANSWER,
-    "task_graph": Stage.VALIDATION,
-    "planning_tasks": Stage.PERSISTENCE,
+    AssetStep.PLAN_CONTEXT: Stage.SUBMISSION,
+    AssetStep.STORY_CONTEXT: Stage.SUBMISSION,
+    AssetStep.DERIVATION_PROMPT: Stage.SUBMISSION,
+    AssetStep.EXECUTOR_SUBMISSION: Stage.SUBMISSION,
+    AssetStep.LLM_PROPOSAL: Stage.ANSWER,
+    AssetStep.TASK_GRAPH: Stage.VALIDATION,
+    AssetStep.PLANNING_TASKS: Stage.PERSISTENCE,
 }
 
 

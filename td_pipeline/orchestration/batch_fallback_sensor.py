@@ -6,11 +6,12 @@ stories are derived again when asked again."""
 import dagster as dg
 
 from td_pipeline.application.batching import plan_runs
+from td_pipeline.orchestration.asset_steps import AssetStep
 from td_pipeline.orchestration.attempt_queries import (
     latest_materialization,
     latest_run,
 )
-from td_pipeline.orchestration.attempts import Phase, run_attempts
+from td_pipeline.orchestration.attempts import PHASE_STEPS, run_attempts
 from td_pipeline.orchestration.batch_jobs import FAILED_STORIES, derive_batch_job, persist_batch_job
 from td_pipeline.orchestration.instance_history import InstanceAttemptHistory
 from td_pipeline.orchestration.jobs import derive_job, persist_job
@@ -23,11 +24,11 @@ from td_pipeline.orchestration.run_requests import (
     story_run_request,
 )
 
-LAST_ASSET = {Phase.DERIVE: "executor_submission", Phase.PERSIST: "planning_tasks"}
+LAST_ASSET = {phase: steps[-1] for phase, steps in PHASE_STEPS.items()}
 
 
 def stories_done(
-    instance: dg.DagsterInstance, run_id: str, asset: str, stories: list[str]
+    instance: dg.DagsterInstance, run_id: str, asset: AssetStep, stories: list[str]
 ) -> set[str]:
     """The stories whose phase the run finished: the latest materialization of its last asset
     for the story is the run's. Read from the asset index, as answer routing reads the
@@ -37,7 +38,7 @@ def stories_done(
     return {
         story
         for story in stories
-        if (latest := latest_materialization(instance, dg.AssetKey(asset), story)) is not None
+        if (latest := latest_materialization(instance, asset.key, story)) is not None
         and latest.run_id == run_id
     }
 

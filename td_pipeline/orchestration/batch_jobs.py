@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 import dagster as dg
 
 from td_pipeline.application.ports import Unavailable
+from td_pipeline.orchestration.asset_steps import AssetStep
 from td_pipeline.orchestration.attempts import BATCH_STEP, Phase
 from td_pipeline.orchestration.derive_assets import (
     DerivationRunConfig,
@@ -78,13 +79,15 @@ class PersistBatchConfig(dg.Config):
 BatchEvent = dg.AssetMaterialization | dg.AssetCheckEvaluation
 
 
-def _materialized(asset: str, story: str, metadata: dict[str, Any]) -> dg.AssetMaterialization:
-    return dg.AssetMaterialization(asset_key=asset, partition=story, metadata=metadata)
+def _materialized(
+    asset: AssetStep, story: str, metadata: dict[str, Any]
+) -> dg.AssetMaterialization:
+    return dg.AssetMaterialization(asset_key=asset.key, partition=story, metadata=metadata)
 
 
-def _checked(asset: str, story: str, check: dg.AssetCheckResult) -> dg.AssetCheckEvaluation:
+def _checked(asset: AssetStep, story: str, check: dg.AssetCheckResult) -> dg.AssetCheckEvaluation:
     return dg.AssetCheckEvaluation(
-        asset_key=dg.AssetKey(asset),
+        asset_key=asset.key,
         check_name=str(check.check_name),
         passed=check.passed,
         metadata=check.metadata,
@@ -154,13 +157,13 @@ def derive_stories(
     def steps(item: DeriveItem) -> Iterator[BatchEvent]:
         story = item.story
         planned = plan_context_step(context, story_of_partition(story), item, planning, settings)
-        yield _materialized("plan_context", story, planned.metadata)
+        yield _materialized(AssetStep.PLAN_CONTEXT, story, planned.metadata)
         contexts = story_context_step(context, planned.value, context_service, settings)
-        yield _materialized("story_context", story, contexts.metadata)
+        yield _materialized(AssetStep.STORY_CONTEXT, story, contexts.metadata)
         prompt = prompt_step(planned.value, contexts.value, settings)
-        yield _materialized("derivation_prompt", story, prompt.metadata)
+        yield _materialized(AssetStep.DERIVATION_PROMPT, story, prompt.metadata)
         submitted = submission_step(context, planned.value, prompt.value, executor, settings, gate)
-        yield _materialized("executor_submission", story, submitted.metadata)
+        yield _materialized(AssetStep.EXECUTOR_SUBMISSION, story, submitted.metadata)
 
     yield from _each_story(context, config.stories, steps)
 
@@ -179,19 +182,19 @@ def persist_stories(
     def steps(item: PersistItem) -> Iterator[BatchEvent]:
         story = item.story
         proposal = proposal_step(story_of_partition(story), item)
-        yield _materialized("llm_proposal", story, proposal.metadata)
+        yield _materialized(AssetStep.LLM_PROPOSAL, story, proposal.metadata)
         graph = task_graph_step(proposal.value, settings)
         assert graph.step is not None  # the step raises rather than fail its check
-        yield _materialized("task_graph", story, graph.step.metadata)
-        yield _checked("task_graph", story, graph.check)
+        yield _materialized(AssetStep.TASK_GRAPH, story, graph.step.metadata)
+        yield _checked(AssetStep.TASK_GRAPH, story, graph.check)
         persisted = planning_tasks_step(
             context, story, proposal.value, graph.step.value, planning, nats, settings
         )
-        yield _checked("planning_tasks", story, persisted.check)
+        yield _checked(AssetStep.PLANNING_TASKS, story, persisted.check)
         if persisted.failure is not None:
             raise persisted.failure
         assert persisted.step is not None
-        yield _materialized("planning_tasks", story, persisted.step.metadata)
+        yield _materialized(AssetStep.PLANNING_TASKS, story, persisted.step.metadata)
 
     yield from _each_story(context, config.stories, steps)
 

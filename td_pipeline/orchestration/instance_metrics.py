@@ -17,11 +17,7 @@ from dagster._core.scheduler.instigation import (
     TickStatus,
 )
 
-from td_pipeline.orchestration.attempt_queries import (
-    answered_attempts,
-    latest_submissions,
-    unanswered,
-)
+from td_pipeline.orchestration.attempt_queries import waiting_attempts
 from td_pipeline.orchestration.batch_jobs import derive_batch_job, persist_batch_job
 from td_pipeline.orchestration.jobs import derive_job, persist_job, retry_job
 from td_pipeline.orchestration.llm_admission import llm_jobs_in_flight, read_window
@@ -53,7 +49,7 @@ class RunCounts:
 class LlmWaiting:
     attempts: int
     oldest_seconds: float  # 0 when none waits
-    unreadable: int = 0  # stories whose latest submission record cannot be read
+    unreadable: int  # stories whose latest submission record cannot be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +121,9 @@ class InstanceReadings:
 
     def llm_waiting(self, now: datetime) -> LlmWaiting:
         """Submissions to the LLM that no answer or failure closed yet, in the watchdog's window."""
-        since = waiting_since(now, self._llm_timeout_seconds)
-        latest = latest_submissions(self._instance, since)
-        waiting = unanswered(latest.by_story, answered_attempts(self._instance, since))
-        ages = [(now - attempt.submitted_at.astimezone(UTC)).total_seconds() for attempt in waiting]
-        return LlmWaiting(len(ages), max(ages, default=0.0), len(latest.unreadable))
+        waiting = waiting_attempts(self._instance, waiting_since(now, self._llm_timeout_seconds))
+        ages = [
+            (now - attempt.submitted_at.astimezone(UTC)).total_seconds()
+            for attempt in waiting.attempts
+        ]
+        return LlmWaiting(len(ages), max(ages, default=0.0), len(waiting.unreadable))

@@ -199,9 +199,10 @@ class LlmGate:
         return busy
 
     def wait_for_slot(self, story: str) -> None:
-        """Returns when `story` may be handed over; fails it after twice the LLM timeout (by
-        then the watchdog has freed every slot of a lost job), as an outage: a batch does not
-        make its other stories wait as long, one after the other."""
+        """Returns when `story` may be handed over; fails it after the LLM timeout once for each
+        window prepared ahead and once more (by then the watchdog has freed every slot of a lost
+        job, and a story prepared last has had its turn), as an outage: a batch does not make
+        its other stories wait as long, one after the other."""
         cap, timeout = self._settings.llm_max_in_flight, self._settings.llm_timeout_seconds
         started = self._clock()
         reported = started - GATE_REPORT_SECONDS

@@ -29,6 +29,7 @@ from td_pipeline.domain.roles import derivation_roles, role_from_text
 from td_pipeline.domain.task_graph import TaskGraph
 from td_pipeline.domain.validation import DerivationRules, InvalidProposal, validate_proposal
 from td_pipeline.domain.values import DerivationId, PlanId, StoryId
+from td_pipeline.orchestration.asset_steps import AssetStep
 from td_pipeline.orchestration.attempt_queries import latest_submission
 from td_pipeline.orchestration.attempts import RETRYABLE
 from td_pipeline.orchestration.jobs import PERSIST
@@ -234,7 +235,7 @@ def planning_tasks_step(
 @dg.asset(
     partitions_def=story_partitions,
     group_name=PERSIST,
-    deps=["executor_submission"],  # lineage only: nothing of the derive run is loaded
+    deps=[AssetStep.EXECUTOR_SUBMISSION.key],  # lineage only: nothing of the derive run is loaded
 )
 def llm_proposal(context: dg.AssetExecutionContext, config: ProposalConfig) -> ReceivedProposal:
     """The LLM's raw answer, kept so later steps can be re-run without calling it again."""
@@ -248,7 +249,7 @@ def llm_proposal(context: dg.AssetExecutionContext, config: ProposalConfig) -> R
     group_name=PERSIST,
     # Acyclicity and the task count are not checks here: an answer failing either is
     # refused before there is a graph, so such checks could only pass.
-    check_specs=[dg.AssetCheckSpec(COVERAGE_CHECK, asset="task_graph")],
+    check_specs=[dg.AssetCheckSpec(COVERAGE_CHECK, asset=AssetStep.TASK_GRAPH.key)],
 )
 def task_graph(
     llm_proposal: ReceivedProposal, settings: DerivationSettings
@@ -264,7 +265,7 @@ def task_graph(
     partitions_def=story_partitions,
     group_name=PERSIST,
     kinds={"grpc"},
-    check_specs=[dg.AssetCheckSpec(IN_PLANNING_CHECK, asset="planning_tasks")],
+    check_specs=[dg.AssetCheckSpec(IN_PLANNING_CHECK, asset=AssetStep.PLANNING_TASKS.key)],
 )
 def planning_tasks(
     context: dg.AssetExecutionContext,

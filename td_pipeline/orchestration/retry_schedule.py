@@ -27,7 +27,9 @@ from td_pipeline.orchestration.attempt_queries import (
     story_in_flight,
 )
 from td_pipeline.orchestration.attempts import (
+    CONFIGURED_STEP,
     PARTITION_TAG,
+    PHASE_STEPS,
     RESUBMIT,
     RESUBMIT_TAG,
     Phase,
@@ -44,8 +46,6 @@ LOOK_BACK = timedelta(days=7)  # failures older than this are left to people
 # A timed-out or lost LLM job that failed within this is the request sensor's to ask again
 # (orchestration/resubmissions.py), as soon as the LLM window has room; older ones are ours.
 RESUBMIT_LOOK_BACK = timedelta(hours=1)
-DERIVE_ASSETS = ("plan_context", "story_context", "derivation_prompt", "executor_submission")
-PERSIST_ASSETS = ("llm_proposal", "task_graph", "planning_tasks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,19 +116,19 @@ def retry_launch(instance: dg.DagsterInstance, failed: FailedStory) -> RetryLaun
         return None
     derivation = failed.latest.derivation_id
     attempt = failed.decision.next_attempt
-    assets: tuple[str, ...]
     if failed.decision.restart is Restart.REPERSIST and failed.latest.phase is Phase.PERSIST:
-        phase, assets, step = Phase.PERSIST, PERSIST_ASSETS, "llm_proposal"
+        phase = Phase.PERSIST
         config = failed.latest.step_config  # the stored answer: the LLM is not called again
     else:
         asked = derive_config_of(instance, failed.story, derivation)
         if asked is None:
             return None
-        phase, assets, step, config = Phase.DERIVE, DERIVE_ASSETS, "plan_context", asked
+        phase, config = Phase.DERIVE, asked
+    step = CONFIGURED_STEP[phase]
     return RetryLaunch(
         story=failed.story,
-        assets=assets,
-        run_config={"ops": {step: {"config": {**config, "attempt": attempt}}}},
+        assets=tuple(PHASE_STEPS[phase]),
+        run_config={"ops": {step.value: {"config": {**config, "attempt": attempt}}}},
         tags=attempt_tags(phase, derivation, attempt),
         run_key=f"retry:{derivation}:{attempt}",
     )

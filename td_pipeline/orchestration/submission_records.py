@@ -2,8 +2,9 @@
 hands a story to the LLM, and what the watchdog, answer routing, the LLM window, the persist
 runs and the metrics read back as a `SubmittedAttempt`.
 
-One writer and one reader over one list of keys (`Key`), tested as a round trip: a key renamed
-in one of them fails that test. A record this version cannot read raises
+One writer and one reader over one list of keys (`Key`), tested as a round trip; the reader
+also takes the roles as earlier versions wrote them (one comma-separated text), so that a
+submission in flight across a roll-out is still read. A record this version cannot read raises
 `UnreadableSubmission`; its readers log it as an error and the metrics count it
 (`td_unreadable_submissions`), never skip it in silence."""
 
@@ -16,8 +17,9 @@ from typing import Any
 import dagster as dg
 
 from td_pipeline.application.attempt_history import SubmittedAttempt
+from td_pipeline.orchestration.asset_steps import AssetStep
 
-SUBMISSION_ASSET = dg.AssetKey("executor_submission")
+SUBMISSION_ASSET = AssetStep.EXECUTOR_SUBMISSION.key
 
 
 class Key(StrEnum):
@@ -65,6 +67,8 @@ def read_submission(record: dg.EventLogRecord) -> SubmittedAttempt:
             return metadata[key.value].value
 
         roles = value(Key.ROLES)
+        if isinstance(roles, str):  # as versions before the typed record wrote them
+            roles = [role.strip() for role in roles.split(",") if role.strip()]
         if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
             raise ValueError(f"its roles are not a list of names: {roles!r}")
         submitted_at = datetime.fromisoformat(str(value(Key.SUBMITTED_AT)))

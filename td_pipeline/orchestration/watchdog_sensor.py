@@ -45,7 +45,7 @@ def llm_watchdog_sensor(
     now = datetime.now(UTC)
     timeout = settings.llm_timeout_seconds
     run_requests: list[dg.RunRequest] = []
-    for submission in waiting_attempts(context.instance, waiting_since(now, timeout)):
+    for submission in waiting_attempts(context.instance, waiting_since(now, timeout)).attempts:
         story = submission.story
         latest = latest_run(context.instance, story)
         superseded = latest is None or latest.run.run_id != submission.run_id

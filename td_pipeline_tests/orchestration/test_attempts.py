@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from td_pipeline.orchestration import attempt_queries
+from td_pipeline.orchestration.asset_steps import AssetStep
 from td_pipeline.orchestration.attempt_queries import (
     batch_in_flight,
     derivation_runs,
@@ -21,7 +22,6 @@ from td_pipeline.orchestration.attempt_queries import (
     waiting_attempts,
 )
 from td_pipeline.orchestration.attempts import STEP_STAGES, Phase, attempt_tags, run_attempts
-from td_pipeline.orchestration.definitions import defs
 from td_pipeline.orchestration.instance_history import InstanceAttemptHistory
 from td_pipeline.orchestration.run_requests import StoryWork, batch_run_key, batch_run_request
 from td_pipeline_tests.instance_records import record_submission
@@ -113,9 +113,9 @@ def test_the_watchdog_reads_only_attempts_in_flight(
     )
     recent = datetime.now(UTC) - timedelta(hours=1)
 
-    waiting = waiting_attempts(instance, since=recent)
+    waiting = waiting_attempts(instance, since=recent).attempts
     reads_now = list(reads)
-    later = waiting_attempts(instance, since=datetime.now(UTC) + timedelta(hours=1))
+    later = waiting_attempts(instance, since=datetime.now(UTC) + timedelta(hours=1)).attempts
 
     assert [(s.story, s.derivation_id) for s in waiting] == [("STORY-WAITING", "d-waiting")]
     # One page of persist runs, one of submissions: no per-story reads.
@@ -286,5 +286,4 @@ def test_each_batched_message_is_handled(instance: dg.DagsterInstance) -> None:
 def test_every_step_of_the_asset_graph_has_a_failure_stage() -> None:
     # A step missing here would have its failures reported as "the run stopped before
     # finishing" rather than where it failed.
-    steps = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert steps == set(STEP_STAGES)
+    assert set(STEP_STAGES) == set(AssetStep)

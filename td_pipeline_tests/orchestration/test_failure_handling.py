@@ -25,6 +25,7 @@ from td_pipeline.application.retries import GiveUp, Restart, Retry, Stage
 from td_pipeline.domain.events import DerivationCompleted
 from td_pipeline.domain.values import DerivationId, PlanId, StoryId
 from td_pipeline.orchestration import watchdog_sensor
+from td_pipeline.orchestration.asset_steps import DERIVE_STEPS
 from td_pipeline.orchestration.attempt_queries import latest_submission
 from td_pipeline.orchestration.attempts import RESUBMIT, RESUBMIT_TAG
 from td_pipeline.orchestration.definitions import defs
@@ -38,7 +39,6 @@ from td_pipeline.orchestration.resources import (
     RayExecutorResource,
 )
 from td_pipeline.orchestration.retry_schedule import (
-    DERIVE_ASSETS,
     failed_derivation_retries,
     failed_stories,
     retry_launch,
@@ -321,7 +321,7 @@ def test_a_lost_job_is_asked_again_by_the_next_request_tick_ahead_of_new_request
         "retry:d-lost:2",
     )
     assert again.run_config["ops"]["plan_context"]["config"]["attempt"] == 2
-    assert again.asset_selection == [dg.AssetKey(name) for name in DERIVE_ASSETS]
+    assert again.asset_selection == [step.key for step in DERIVE_STEPS]
     batch = run_attempts_of(new)
     assert batch == stories[: free - 1]
     # The retry schedule leaves it to the request sensor: the two never start it both.

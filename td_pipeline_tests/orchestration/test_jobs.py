@@ -18,6 +18,7 @@ from td_pipeline.domain.task_graph import TaskNode
 from td_pipeline.domain.values import PlanId, StoryId
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2 as executor_pb2
 from td_pipeline.gen.fleet.ray_executor.v1 import ray_executor_pb2_grpc as executor_grpc
+from td_pipeline.orchestration.asset_steps import DERIVE_STEPS
 from td_pipeline.orchestration.attempts import Phase
 from td_pipeline.orchestration.batch_fallback_sensor import batch_fallback_sensor
 from td_pipeline.orchestration.definitions import defs
@@ -288,7 +289,7 @@ def test_a_persist_run_needs_nothing_of_the_derive_runs_storage(
 
 # Batched runs: many stories in one run, each story's events on its own partition.
 
-DERIVE_ASSETS = ("plan_context", "story_context", "derivation_prompt", "executor_submission")
+DERIVE_ASSETS = tuple(step.value for step in DERIVE_STEPS)
 PLAN_OF = {story.story_id: story.plan_id for story in load_sample_stories()}
 
 

@@ -51,6 +51,17 @@ def test_a_submission_reads_back_as_written(instance: dg.DagsterInstance) -> Non
     assert read_submission(stored(instance, "S-2")) == no_correlation
 
 
+def test_roles_as_earlier_versions_wrote_them_are_read(instance: dg.DagsterInstance) -> None:
+    # A submission in flight across a roll-out was written with the roles as one text.
+    with dg.instance_for_test() as scratch:
+        written = record_submission(scratch, "S-1", "d-1", AT)
+    metadata = {**submission_metadata(written), Key.ROLES.value: "DEVELOPER, QA"}
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=SUBMISSION_ASSET, partition="S-1", metadata=metadata)
+    )
+    assert read_submission(stored(instance, "S-1")).roles == ("DEVELOPER", "QA")
+
+
 @pytest.mark.parametrize("key", list(Key))
 def test_a_record_missing_any_key_is_unreadable_and_says_which(
     instance: dg.DagsterInstance, key: Key
