@@ -127,7 +127,7 @@ def retry_launch(instance: dg.DagsterInstance, failed: FailedStory) -> RetryLaun
     step = CONFIGURED_STEP[phase]
     return RetryLaunch(
         story=failed.story,
-        assets=tuple(PHASE_STEPS[phase]),
+        assets=tuple(step.value for step in PHASE_STEPS[phase]),  # plain names: Dagster stores them
         run_config={"ops": {step.value: {"config": {**config, "attempt": attempt}}}},
         tags=attempt_tags(phase, derivation, attempt),
         run_key=f"retry:{derivation}:{attempt}",

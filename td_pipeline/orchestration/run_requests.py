@@ -57,7 +57,7 @@ def story_run_request(work: StoryWork) -> dg.RunRequest:
         job_name=JOB_OF_PHASE[work.phase],
         run_key=work.message_key,
         partition_key=work.story,
-        run_config={"ops": {CONFIGURED_STEP[work.phase]: {"config": work.config}}},
+        run_config={"ops": {CONFIGURED_STEP[work.phase].value: {"config": work.config}}},
         tags={
             **attempt_tags(work.phase, work.derivation_id, work.attempt),
             **_phase_tags(work.phase),

@@ -322,6 +322,8 @@ def test_a_lost_job_is_asked_again_by_the_next_request_tick_ahead_of_new_request
     )
     assert again.run_config["ops"]["plan_context"]["config"]["attempt"] == 2
     assert again.asset_selection == [step.key for step in DERIVE_STEPS]
+    for stored in first.run_requests or []:  # as the daemon stores them (plain names only)
+        assert dg.deserialize_value(dg.serialize_value(stored), dg.RunRequest) == stored
     batch = run_attempts_of(new)
     assert batch == stories[: free - 1]
     # The retry schedule leaves it to the request sensor: the two never start it both.
