@@ -62,8 +62,13 @@ def sandbox_up(state_dir: Path, *flags: str) -> Iterator[tuple[subprocess.Popen[
         yield process, time.monotonic() - started
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            # As a user stops it: SIGKILL would leave its NATS server running after the tests.
+            process.terminate()
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
 
 
 @pytest.fixture(scope="module")
